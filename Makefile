@@ -1,0 +1,29 @@
+# Set-up and the two README commands. `make demo` and `make test` each build .venv on first use.
+# CPU torch by default (a local wheel); GPU users: install their CUDA torch into .venv first and run
+# with TORCH= (empty) so the CPU pin is skipped, e.g. `make demo TORCH=`.
+PY ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN = $(VENV)/bin
+
+.PHONY: venv demo test docs clean-venv
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py settings.ini
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(if $(TORCH),$(BIN)/python -m pip install -q "$(TORCH)")
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: venv
+	$(BIN)/spft demo $(if $(OUT),--out $(OUT))
+
+test: venv
+	$(BIN)/python -m pytest tests
+
+docs: venv
+	$(BIN)/python -m speech_prefinetune.docs
+
+clean-venv:
+	rm -rf $(VENV)
