@@ -243,3 +243,21 @@ def test_killed_writer_leaves_a_consistent_resumable_cache(tmp_path, monkeypatch
     cache.add(paths, progress=False)
     assert len(calls) == 8 - len(done) and len(cache) == 8
     for q in paths: np.testing.assert_array_equal(cache[q], real(q, 16000))
+
+def test_clean_removes_only_unreferenced_old_files(tmp_path):
+    paths = write_corpus(tmp_path / "c", n=8)
+    p = CTX.Process(target=_dies_after, args=(tmp_path / "cache", paths, 4)); p.start(); p.join(60)
+    cache = AudioCache(tmp_path / "cache").add(paths[:4], progress=False)  # 4th clip into a new shard
+    shards = cache.dir / "shards"
+    assert len(list(shards.iterdir())) == 3  # committed, torn temporary, new
+    assert cache.clean() == 0  # everything is younger than an hour
+    torn = next(shards.glob(".*.tmp")); size = torn.stat().st_size
+    assert cache.clean(min_age=0) == size and not torn.exists()
+    for q in paths[:4]: np.testing.assert_array_equal(cache[q], load_audio(q))
+    x = cache[paths[0]]  # mapped before its shard is superseded and deleted: stays readable
+    for q in paths[:3]:
+        st = os.stat(q); os.utime(q, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    cache.add(paths[:4], progress=False)
+    assert cache.clean(min_age=0) > 0 and len(list(shards.iterdir())) == 2
+    np.testing.assert_array_equal(x, load_audio(paths[0]))
+    for q in paths[:4]: np.testing.assert_array_equal(AudioCache(tmp_path / "cache")[q], load_audio(q))
