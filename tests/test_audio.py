@@ -261,3 +261,15 @@ def test_clean_removes_only_unreferenced_old_files(tmp_path):
     assert cache.clean(min_age=0) > 0 and len(list(shards.iterdir())) == 2
     np.testing.assert_array_equal(x, load_audio(paths[0]))
     for q in paths[:4]: np.testing.assert_array_equal(AudioCache(tmp_path / "cache")[q], load_audio(q))
+
+def test_reader_with_an_old_index_survives_clean(tmp_path):
+    paths = write_corpus(tmp_path / "c", n=2)
+    build_audio_cache(paths, tmp_path / "cache", progress=False)
+    reader = AudioCache(tmp_path / "cache"); assert len(reader) == 2  # index read, no shard mapped yet
+    writer = AudioCache(tmp_path / "cache")
+    os.remove(writer.index_path); writer._refresh()  # another writer re-decodes both (same stamps) into a new shard
+    writer.add(paths, progress=False)
+    assert writer.clean(min_age=0) > 0
+    for p in paths: np.testing.assert_array_equal(reader[p], load_audio(p))  # its entries point at the deleted shard
+    for name in os.listdir(reader.dir / "shards"): os.remove(reader.dir / "shards" / name)
+    with pytest.raises(UserError, match="shard file missing"): AudioCache(tmp_path / "cache")[paths[0]]
