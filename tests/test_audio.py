@@ -182,6 +182,10 @@ def test_empty_add_writes_nothing(tmp_path):
     cache = AudioCache(tmp_path / "cache").add([], progress=False)
     assert len(cache) == 0 and list((cache.dir / "shards").iterdir()) == []
 
+def test_add_accepts_a_single_path(tmp_path):
+    p = write_corpus(tmp_path / "c", n=1)[0]
+    assert len(AudioCache(tmp_path / "cache").add(str(p), progress=False).add(p, progress=False)) == 1
+
 def _writer(cache_dir, paths, barrier):
     barrier.wait()
     c = AudioCache(cache_dir, shard_bytes=1)  # commit after every clip: many interleaved index rewrites
