@@ -219,7 +219,8 @@ def test_concurrent_writers_and_reader(tmp_path):
     for k, v in want.items(): np.testing.assert_array_equal(cache[k], v)
     index = json.loads(cache.index_path.read_text())
     shards = {p.name for p in (cache.dir / "shards").iterdir()}
-    assert {e[0] for e in index["entries"].values()} <= shards
+    assert len(index["keys"]) == len(set(index["keys"])) == 16 and all(len(index[c]) == 16 for c in ("shard", "offset", "samples", "size", "mtime_ns"))
+    assert {index["shard_files"][i] for i in index["shard"]} <= shards
     assert not [s for s in shards if not s.endswith(".f32")]  # no temporary shard left behind
     assert not list(cache.dir.glob(".*.tmp"))
 
