@@ -86,6 +86,12 @@ def test_errors_name_the_file(tmp_path):
     for name in ["missing.wav", "empty.wav", "garbage.flac"]:
         with pytest.raises(AudioError, match=name): audio_info(tmp_path / name)
 
+def test_file_objects_are_read_too(tmp_path):
+    p = tmp_path / "a.flac"; sf.write(p, tone(22050, 0.5), 22050)
+    with open(p, "rb") as f: np.testing.assert_array_equal(load_audio(f), load_audio(p))
+    import io
+    with pytest.raises(AudioError, match="cannot decode"): load_audio(io.BytesIO(b"nope" * 100))
+
 def test_audio_info_header_only(tmp_path):
     sf.write(tmp_path / "s.flac", np.zeros((44100 * 3, 2)), 44100)
     assert audio_info(tmp_path / "s.flac") == AudioInfo(44100, 132300, 2, 3.0)
