@@ -284,3 +284,15 @@ def test_reader_with_an_old_index_survives_clean(tmp_path):
     for p in paths: np.testing.assert_array_equal(reader[p], load_audio(p))  # its entries point at the deleted shard
     for name in os.listdir(reader.dir / "shards"): os.remove(reader.dir / "shards" / name)
     with pytest.raises(UserError, match="shard file missing"): AudioCache(tmp_path / "cache")[paths[0]]
+
+def test_add_streams_memory_does_not_grow_with_the_corpus(tmp_path):
+    import tracemalloc
+    paths = write_corpus(tmp_path / "c", n=40, sr=44100)  # 40 clips, 0.3-2.25 s each
+    clip = max(sf.info(p).frames for p in paths) * 4 * 2  # float32 at the file's rate, and its resampled copy
+    total = sum(sf.info(p).frames for p in paths) * 4
+    tracemalloc.start()
+    try:
+        AudioCache(tmp_path / "cache").add(paths, progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally: tracemalloc.stop()
+    assert peak < 2 * clip and peak < total / 8, (peak, clip, total)  # holding the decoded corpus: > total / 3
