@@ -8,7 +8,7 @@ import soundfile as sf
 from speech_prefinetune.core import LABELS, SPLITS, UserError
 from speech_prefinetune.corpora import (COLUMNS, CorpusWarning, add_inspect_command, corpus_summary, esd_offset_split,
                                         hash_split, load_corpus, parse_option)
-from corpus_fixtures import (IEMOCAP_DEFAULT, PODCAST_DEFAULT, esd_transcript_lines, make_esd, make_iemocap, make_masc,
+from corpus_fixtures import (IEMOCAP_DEFAULT, PODCAST_DEFAULT, PODCAST_HEADER, esd_transcript_lines, make_esd, make_iemocap, make_masc,
                              make_msp_improv, make_msp_podcast, wav, write_esd_transcript)
 
 
@@ -117,7 +117,7 @@ def test_esd_label_mismatch_raises_and_skips(tmp_path):
     bad = wav(base / "0001" / "Neutral" / "train" / "0001_000400.wav")   # an Angry id in the Neutral folder
     with pytest.raises(UserError, match=r"0001_000400\.wav.*angry block.*neutral"): load_corpus("esd", tmp_path)
     t, msg = load_warned("esd", tmp_path, errors="skip")
-    assert "skipped 1 entries" in msg and "1 label mismatch" in msg and str(bad) in msg
+    assert "skipped 1 entry" in msg and "1 label mismatch" in msg and str(bad) in msg
     assert len(t) == 2 * 5 * 6
 
 
@@ -200,7 +200,7 @@ def test_iemocap_unparsable_line(tmp_path):
     n = len(lf.read_text().splitlines())
     with pytest.raises(UserError, match=rf"Ses01F_impro01\.txt:{n}: cannot parse"): load_corpus("iemocap", tmp_path)
     t, msg = load_warned("iemocap", tmp_path, errors="skip")
-    assert "skipped 1 entries (1 unparsable label line" in msg and len(t) == 10
+    assert "skipped 1 entry (1 unparsable label line" in msg and len(t) == 10
 
 
 def test_iemocap_unknown_code_and_missing_audio(tmp_path):
@@ -360,6 +360,15 @@ def test_msp_podcast_errors(tmp_path):
     with pytest.raises(UserError, match="labels_consensus.csv .or labels_concensus.csv. not found"):
         load_corpus("msp_podcast", tmp_path)
     with pytest.raises(UserError, match="no Audios/"): load_corpus("msp_podcast", tmp_path / "Audios")
+
+
+def test_msp_podcast_independent_of_row_order_and_prefers_new_spelling(tmp_path):
+    a = make_msp_podcast(tmp_path / "a")
+    b = make_msp_podcast(tmp_path / "b", records=PODCAST_DEFAULT[::-1], audio="Audio")
+    pd.testing.assert_frame_equal(load_quiet("msp_podcast", a).drop(columns="path"),
+                                  load_quiet("msp_podcast", b).drop(columns="path"))
+    (a / "Labels" / "labels_concensus.csv").write_text(PODCAST_HEADER + "\nbroken\n")   # the old file is ignored
+    assert len(load_quiet("msp_podcast", a)) == 9
 
 
 # -------------------------------------------------------------------------------------------------- mandarin_as
