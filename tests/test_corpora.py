@@ -319,7 +319,7 @@ def test_msp_improv_audio_folder_and_splits(tmp_path):
     pd.testing.assert_frame_equal(ta.drop(columns="path"), tb.drop(columns="path"))
     assert (ta.split == ta.speaker.map({"F06": "valid", "M06": "test"}).fillna("train")).all()
     ca = load_warned("msp_improv", a, label_source="consensus")[0]
-    assert len(ca) == 5 and set(ca.clip) == {"FM01", "FM06"}
+    assert len(ca) == 5 and set(ca.clip_code) == {"FM01", "FM06"}
     (a / "Evaluation.txt").rename(a / "Evalution.txt")                       # the release's own spelling
     pd.testing.assert_frame_equal(load_warned("msp_improv", a, label_source="consensus")[0], ca)
 
