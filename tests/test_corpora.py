@@ -151,6 +151,15 @@ def test_esd_duplicate_ids_across_split_folders(tmp_path):
     with pytest.raises(UserError, match="utt_id 0001_000051 also at"): load_corpus("esd", tmp_path)
 
 
+def test_empty_audio_file_is_bad_input(tmp_path):
+    base = make_esd(tmp_path)
+    empty = base / "0011" / "Sad" / "test" / "0011_001071.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(UserError, match=rf"{empty}: empty audio file"): load_corpus("esd", tmp_path)
+    t, msg = load_warned("esd", tmp_path, errors="skip")
+    assert len(t) == 59 and "skipped 1 entry (1 empty audio" in msg
+
+
 def test_esd_independent_of_creation_order_and_folder_names(tmp_path):
     a = make_esd(tmp_path / "a", shuffle_seed=1)
     b = make_esd(tmp_path / "other name" / "b", shuffle_seed=2)
