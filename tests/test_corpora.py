@@ -113,6 +113,9 @@ def test_esd_missing_or_garbage_transcripts_never_break_loading(tmp_path):
     assert "unparsed transcript lines" in msg and "0001.txt" in msg
     pd.testing.assert_frame_equal(t.drop(columns="transcript"), plain.drop(columns="transcript"))
     assert len(load_quiet("esd", tmp_path, transcripts=False)) == len(plain)
+    (base / "0001" / "0001.txt").write_bytes(b"\xff\xfe" + b"0\x00\x00\xd8" + b"1")   # utf-16 BOM, then broken
+    t, msg = load_warned("esd", tmp_path)
+    assert len(t) == len(plain) and "0001.txt" in msg
 
 
 def test_esd_label_mismatch_raises_and_skips(tmp_path):
