@@ -111,3 +111,19 @@ def test_heterogeneous_steps_and_uniform_sampling_train(tables, tmp_path):
     np.testing.assert_allclose(hist.valid_metric, expected)
     m = MultiTaskClassifier.from_pretrained(run)
     assert m.projector.out_features == 8 and set(m.tasks) == set(tables)
+
+
+def test_ddp_two_processes_on_cpu(tmp_path):
+    "The same loop under torch.distributed (gloo, 2 CPU processes): half the steps per epoch, validation over all clips."
+    script = tmp_path / "run.py"
+    script.write_text("import sys, torch; torch.set_num_threads(1)\nfrom speech_prefinetune.prefinetune import *\n"
+                      f"tables = toy_tables({str(tmp_path / 'wav')!r}, n_train=16, n_valid=7)\n"
+                      "cfg = PrefinetuneConfig(max_epochs=2, patience=100, lr=1e-3, batch_size=4, device='cpu')\n"
+                      "prefinetune_tables(tables, 'tiny-wav2vec2', sys.argv[1], cfg, progress=False)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+                    str(script), str(tmp_path / "run")], env=env, check=True, timeout=600, capture_output=True)
+    hist = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert list(hist.step) == [4, 8]                       # 2 tasks x 16 clips / 4 per batch = 8 batches, over 2 ranks
+    assert (hist["iemocap/n"] == 7).all() and (hist["mandarin_as/n"] == 7).all()   # every validation clip, once
+    assert MultiTaskClassifier.from_pretrained(tmp_path / "run").tasks["iemocap"] == LABELS["iemocap"]
