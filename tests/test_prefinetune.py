@@ -103,7 +103,7 @@ def test_resume_refuses_other_settings_and_finished_runs_are_skipped(tables, tmp
 
 def test_heterogeneous_steps_and_uniform_sampling_train(tables, tmp_path):
     cfg = PrefinetuneConfig(max_epochs=2, lr=1e-3, batch_seconds=2.0, tasks_per_step=3, task_sampling="uniform",
-                            device="cpu", projector_dim=8, cache_dir=str(tmp_path / "cache"))
+                            device="cpu", projector_dim=8, num_workers=1, cache_dir=str(tmp_path / "cache"))
     run = prefinetune_tables(tables, "tiny-wav2vec2", tmp_path / "run", cfg, progress=False)
     hist = pd.read_csv(run / "metrics.csv")
     assert list(hist.epoch) == [1, 2]
