@@ -103,18 +103,18 @@ def padding_fraction(lengths, batches):
     return 1 - real / padded
 
 
-def mfu(args):
-    "MFU of our training step on a wav2vec2-base-sized config, bf16 autocast, on the visible GPU."
+def mfu(args, smoke=False):
+    "MFU of our training step on a wav2vec2-base-sized config, bf16 autocast, on the visible GPU (smoke: tiny, CPU, 2 steps)."
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import Wav2Vec2Config
     from speech_prefinetune.prefinetune import make_accelerator, training_step
     from transformers import get_linear_schedule_with_warmup
-    name = torch.cuda.get_device_name()
+    name = "CPU (smoke test of the code path)" if smoke else torch.cuda.get_device_name()
     peaks = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "L4": 121e12}
     peak = args.peak_tflops * 1e12 if args.peak_tflops else next((v for k, v in peaks.items() if k in name), None)
-    acc = make_accelerator(PrefinetuneConfig(device="cuda", bf16=True))
-    model = MultiTaskClassifier(load_encoder(Wav2Vec2Config(), seed=0), {"t": LABELS}).to(acc.device).train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, fused=True)
+    acc = make_accelerator(PrefinetuneConfig(device="cpu" if smoke else "cuda", bf16=True))
+    model = MultiTaskClassifier(load_encoder(tiny_config("tiny-wav2vec2") if smoke else Wav2Vec2Config(), seed=0), {"t": LABELS}).to(acc.device).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, fused=not smoke)
     sched = get_linear_schedule_with_warmup(opt, 0, 10**6)
     model, opt = acc.prepare(model, opt)
     x, mask = pad_batch([np.random.default_rng(i).normal(size=SR * 10).astype(np.float32) for i in range(args.mfu_batch)])
@@ -123,10 +123,11 @@ def mfu(args):
     with FlopCounterMode(display=False) as fc:
         training_step(acc, model, opt, sched, [batch], {"t": len(LABELS)})
     flops = fc.get_total_flops()
-    for _ in range(3): training_step(acc, model, opt, sched, [batch], {"t": len(LABELS)})
-    torch.cuda.synchronize(); t0 = time.perf_counter(); n = 20
+    sync = (lambda: None) if smoke else torch.cuda.synchronize
+    for _ in range(1 if smoke else 3): training_step(acc, model, opt, sched, [batch], {"t": len(LABELS)})
+    sync(); t0 = time.perf_counter(); n = 2 if smoke else 20
     for _ in range(n): training_step(acc, model, opt, sched, [batch], {"t": len(LABELS)})
-    torch.cuda.synchronize(); dt = (time.perf_counter() - t0) / n
+    sync(); dt = (time.perf_counter() - t0) / n
     print(f"GPU {name}: wav2vec2-base-sized step, {args.mfu_batch} x 10 s, bf16: {flops / 1e12:.2f} TFLOP/step, {dt * 1e3:.1f} ms/step, "
           f"{flops / dt / 1e12:.0f} TFLOP/s, {args.mfu_batch * 10 / dt:.0f} audio-s/s")
     if peak: print(f"MFU: {flops / dt / peak:.1%} of {peak / 1e12:.0f} TFLOP/s bf16 peak")
@@ -139,7 +140,9 @@ def main():
     p.add_argument("--epochs", type=int, default=2); p.add_argument("--threads", type=int, default=1)
     p.add_argument("--mfu-batch", type=int, default=8); p.add_argument("--peak-tflops", type=float, default=None)
     p.add_argument("--skip-group-by-length", action="store_true"); p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--mfu-smoke", action="store_true", help="only run the MFU code path on CPU with the tiny config, then exit")
     args = p.parse_args()
+    if args.mfu_smoke: return mfu(args, smoke=True)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as d:
         out = Path(d); (out / "wav").mkdir()
