@@ -86,6 +86,12 @@ def test_errors_name_the_file(tmp_path):
     for name in ["missing.wav", "empty.wav", "garbage.flac"]:
         with pytest.raises(AudioError, match=name): audio_info(tmp_path / name)
 
+def test_file_objects_are_read_too(tmp_path):
+    p = tmp_path / "a.flac"; sf.write(p, tone(22050, 0.5), 22050)
+    with open(p, "rb") as f: np.testing.assert_array_equal(load_audio(f), load_audio(p))
+    import io
+    with pytest.raises(AudioError, match="cannot decode"): load_audio(io.BytesIO(b"nope" * 100))
+
 def test_audio_info_header_only(tmp_path):
     sf.write(tmp_path / "s.flac", np.zeros((44100 * 3, 2)), 44100)
     assert audio_info(tmp_path / "s.flac") == AudioInfo(44100, 132300, 2, 3.0)
@@ -182,6 +188,10 @@ def test_empty_add_writes_nothing(tmp_path):
     cache = AudioCache(tmp_path / "cache").add([], progress=False)
     assert len(cache) == 0 and list((cache.dir / "shards").iterdir()) == []
 
+def test_add_accepts_a_single_path(tmp_path):
+    p = write_corpus(tmp_path / "c", n=1)[0]
+    assert len(AudioCache(tmp_path / "cache").add(str(p), progress=False).add(p, progress=False)) == 1
+
 def _writer(cache_dir, paths, barrier):
     barrier.wait()
     c = AudioCache(cache_dir, shard_bytes=1)  # commit after every clip: many interleaved index rewrites
@@ -215,7 +225,8 @@ def test_concurrent_writers_and_reader(tmp_path):
     for k, v in want.items(): np.testing.assert_array_equal(cache[k], v)
     index = json.loads(cache.index_path.read_text())
     shards = {p.name for p in (cache.dir / "shards").iterdir()}
-    assert {e[0] for e in index["entries"].values()} <= shards
+    assert len(index["keys"]) == len(set(index["keys"])) == 16 and all(len(index[c]) == 16 for c in ("shard", "offset", "samples", "size", "mtime_ns"))
+    assert {index["shard_files"][i] for i in index["shard"]} <= shards
     assert not [s for s in shards if not s.endswith(".f32")]  # no temporary shard left behind
     assert not list(cache.dir.glob(".*.tmp"))
 
@@ -243,3 +254,45 @@ def test_killed_writer_leaves_a_consistent_resumable_cache(tmp_path, monkeypatch
     cache.add(paths, progress=False)
     assert len(calls) == 8 - len(done) and len(cache) == 8
     for q in paths: np.testing.assert_array_equal(cache[q], real(q, 16000))
+
+def test_clean_removes_only_unreferenced_old_files(tmp_path):
+    paths = write_corpus(tmp_path / "c", n=8)
+    p = CTX.Process(target=_dies_after, args=(tmp_path / "cache", paths, 4)); p.start(); p.join(60)
+    cache = AudioCache(tmp_path / "cache").add(paths[:4], progress=False)  # 4th clip into a new shard
+    shards = cache.dir / "shards"
+    assert len(list(shards.iterdir())) == 3  # committed, torn temporary, new
+    assert cache.clean() == 0  # everything is younger than an hour
+    torn = next(shards.glob(".*.tmp")); size = torn.stat().st_size
+    assert cache.clean(min_age=0) == size and not torn.exists()
+    for q in paths[:4]: np.testing.assert_array_equal(cache[q], load_audio(q))
+    x = cache[paths[0]]  # mapped before its shard is superseded and deleted: stays readable
+    for q in paths[:3]:
+        st = os.stat(q); os.utime(q, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    cache.add(paths[:4], progress=False)
+    assert cache.clean(min_age=0) > 0 and len(list(shards.iterdir())) == 2
+    np.testing.assert_array_equal(x, load_audio(paths[0]))
+    for q in paths[:4]: np.testing.assert_array_equal(AudioCache(tmp_path / "cache")[q], load_audio(q))
+
+def test_reader_with_an_old_index_survives_clean(tmp_path):
+    paths = write_corpus(tmp_path / "c", n=2)
+    build_audio_cache(paths, tmp_path / "cache", progress=False)
+    reader = AudioCache(tmp_path / "cache"); assert len(reader) == 2  # index read, no shard mapped yet
+    writer = AudioCache(tmp_path / "cache")
+    os.remove(writer.index_path); writer._refresh()  # another writer re-decodes both (same stamps) into a new shard
+    writer.add(paths, progress=False)
+    assert writer.clean(min_age=0) > 0
+    for p in paths: np.testing.assert_array_equal(reader[p], load_audio(p))  # its entries point at the deleted shard
+    for name in os.listdir(reader.dir / "shards"): os.remove(reader.dir / "shards" / name)
+    with pytest.raises(UserError, match="shard file missing"): AudioCache(tmp_path / "cache")[paths[0]]
+
+def test_add_streams_memory_does_not_grow_with_the_corpus(tmp_path):
+    import tracemalloc
+    paths = write_corpus(tmp_path / "c", n=40, sr=44100)  # 40 clips, 0.3-2.25 s each
+    clip = max(sf.info(p).frames for p in paths) * 4 * 2  # float32 at the file's rate, and its resampled copy
+    total = sum(sf.info(p).frames for p in paths) * 4
+    tracemalloc.start()
+    try:
+        AudioCache(tmp_path / "cache").add(paths, progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally: tracemalloc.stop()
+    assert peak < 2 * clip and peak < total / 8, (peak, clip, total)  # holding the decoded corpus: > total / 3
