@@ -268,3 +268,25 @@ def test_bad_formats_option(paper_csv, tmp_path):
     p = argparse.ArgumentParser(); sub = p.add_subparsers(); add_report_command(sub)
     args = p.parse_args(["report", str(paper_csv), "--out", str(tmp_path), "--formats", "svg,pdf"])
     with pytest.raises(UserError, match="pdf"): args.func(args)
+
+
+def test_real_results_store(paper_csv, tmp_path):
+    "Through grid's own store: shard files written with grid.append_record, read back by read_any_results."
+    grid = pytest.importorskip("speech_prefinetune.grid", reason="grid needs the model module (merged by the lead)")
+    res = read_any_results(paper_csv)
+    store = tmp_path / "results"
+    for (model, spk), g in res.groupby(["corpora", "speaker"]):
+        fd = grid.open_shard(grid.shard_file(store, model, spk))
+        for r in g.itertuples():
+            grid.append_record(fd, {"model": model, "corpora": model, "speaker": spk, "language": r.language,
+                                    "emotion": r.emotion, "k": int(r.k), "trial": int(r.trial), "seed": 0,
+                                    "macro_f1": r.macro_f1, "accuracy": r.accuracy, "train_ids": ["0001_000051"]})
+    got = read_any_results(store)
+    assert len(got) == len(res) and "seed" in got.columns
+    rows = oracle_rows(paper_csv)
+    check_fig2(fig2_table(got), rows); check_fig3(fig3_table(got), rows)
+    check_table1(table1(got), rows); check_fig4(fig4_table(got), rows)
+    one = read_any_results(grid.shard_file(store, "base", "0011"))  # a single shard file
+    assert set(one.speaker) == {"0011"} and set(one.corpora) == {"base"}
+    empty = tmp_path / "empty"; empty.mkdir()
+    with pytest.raises(UserError, match="no finished trials"): read_any_results(empty)
