@@ -8,9 +8,10 @@ epoch budget and the same early stopping on validation macro-F1. What differs is
 
 (a) `trainer_paper`: the paper code's `TrainingArguments`: batch 1, gradient accumulation 4, eval batch 1,
     evaluate and save a checkpoint every epoch, `load_best_model_at_end`, `EarlyStoppingCallback`; a new model and
-    `Trainer` per trial (audio is decoded once and handed over in memory, which is kinder than the paper's code).
-(b) `trainer_tuned`: batch = k, eval batch 64, checkpoints without optimizer state (`save_only_model`), same
-    early stopping (which needs `load_best_model_at_end` and hence a checkpoint per epoch).
+    `Trainer` per trial, and the speaker's audio read from disk again for every trial (as its `load_esd_specific`).
+(b) `trainer_tuned`: batch = k, eval batch 64, audio decoded once and kept in memory, checkpoints without
+    optimizer state (`save_only_model`), same early stopping (which needs `load_best_model_at_end`, hence a
+    checkpoint per epoch).
 (c) `ours`: one `TrialRunner` for the speaker (model loaded once, CNN features computed once, length-sorted
     padded validation batches built once, best state kept in memory); its set-up time is included.
 
@@ -75,6 +76,8 @@ def trainer_trial(protocol, encoder, table, waves, speaker, emotion, k, trial, c
     from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
     t0 = time.perf_counter()
+    paper = protocol == "trainer_paper"
+    if paper: waves = {u: load_audio(p) for u, p in zip(table.utt_id, table.path)}   # re-read for every trial
     s = derive_seed("trial", speaker, emotion, k, trial, 0)
     model = MultiTaskClassifier.from_encoder(encoder, {"init": ("a", "b")}, seed=0)
     model.replace_heads({emotion: (f"not_{emotion}", emotion)}, seed=s)
@@ -82,7 +85,6 @@ def trainer_trial(protocol, encoder, table, waves, speaker, emotion, k, trial, c
     ds = lambda ids: [dict(wave=waves[u], label=int(rows.label[u] == emotion)) for u in ids]
     train = ds(sample_fewshot(table, speaker, emotion, k, trial))
     valid, test = (ds(sorted(rows.index[rows.split == sp])) for sp in ("valid", "test"))
-    paper = protocol == "trainer_paper"
     out = Path(workdir) / f"{protocol}-{emotion}-{k}-{trial}"
     args = TrainingArguments(
         str(out), eval_strategy="epoch", save_strategy="epoch", learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,
@@ -122,28 +124,32 @@ def summary(name, res, wall):
     return line
 
 
-def project_cuda(root, args):
-    "Time a wav2vec2-base-sized random model on GPU and project the 33,600-trial grid."
+def project_grid(root, args, device="cuda", encoder_config=None):
+    "Time a wav2vec2-base-sized random model (or `encoder_config`) per k and project the 33,600-trial grid."
     from transformers import Wav2Vec2Config
-    table = load_corpus("esd", write_speaker(root / "esd_gpu", "0012", n_train=40, seed=1))
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    table = load_corpus("esd", write_speaker(root / "esd_proj", "0012", n_train=40, seed=1))
     cfg = TrialConfig(max_epochs=args.gpu_epochs, patience=args.gpu_epochs, lr=args.lr, eval_batch_size=128)
-    enc = Wav2Vec2Config()        # wav2vec2-base architecture (94M parameters), random weights: no download
+    enc = encoder_config or Wav2Vec2Config()   # default: the wav2vec2-base architecture (94M parameters), random weights
     model = MultiTaskClassifier.from_encoder(enc, {"init": ("a", "b")})
-    t0 = time.perf_counter(); runner = TrialRunner(model, table, "0012", cfg, device="cuda"); setup = time.perf_counter() - t0
-    n_clips = len(runner._splits["valid"]) + len(runner._splits["test"])
+    t0 = time.perf_counter(); runner = TrialRunner(model, table, "0012", cfg, device=device); sync()
+    setup = time.perf_counter() - t0
+    n_clips = len(runner._feats)
     per_epoch = {}
     for k in (2, 4, 8, 16, 24, 32, 64):
-        runner.run("angry", k, 0)                                  # warm-up (kernels, allocator)
-        torch.cuda.synchronize(); t = time.perf_counter()
+        runner.run("angry", k, 1)                                  # warm-up (kernels, allocator, train features)
+        sync(); t = time.perf_counter()
         r = [runner.run(e, k, 0) for e in ("angry", "sad")]
-        torch.cuda.synchronize()
+        sync()
         per_epoch[k] = (time.perf_counter() - t) / sum(x["epochs"] for x in r)
-        print(f"cuda wav2vec2-base k={k:2d}: {1000 * per_epoch[k]:.1f} ms/epoch (train {k} clips + validate 100)", flush=True)
+        print(f"{device} {type(enc).__name__} k={k:2d}: {1000 * per_epoch[k]:.1f} ms/epoch (train {k} clips + validate 100)", flush=True)
     cells_per_k = 16 * 20 * 5 * 3
-    gpu_s = sum(cells_per_k * args.assumed_epochs * per_epoch[k] for k in per_epoch)
-    feat_s = setup / n_clips * 35_000                               # CNN features of all of ESD, once
-    print(f"projected_grid_gpu_hours: {(gpu_s + feat_s) / 3600:.2f}  (33,600 trials x {args.assumed_epochs} epochs each "
-          f"assumed, + CNN features of 35,000 clips; one {torch.cuda.get_device_name()})")
+    trials_s = sum(cells_per_k * args.assumed_epochs * per_epoch[k] for k in per_epoch)
+    feat_s = setup / n_clips * 35_000                               # CNN features of all of ESD, computed once
+    name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    print(f"projected_grid_hours: {(trials_s + feat_s) / 3600:.2f}  (33,600 trials x {args.assumed_epochs} epochs each "
+          f"assumed, + CNN features of 35,000 clips; one {name}, one worker)")
+    return (trials_s + feat_s) / 3600
 
 
 def main(argv=None):
@@ -158,6 +164,7 @@ def main(argv=None):
     p.add_argument("--gpu-epochs", type=int, default=10)
     p.add_argument("--assumed-epochs", type=int, default=45, help="epochs per trial assumed by the grid projection")
     p.add_argument("--quick", action="store_true", help="2 epochs, 2 trials: a smoke run")
+    p.add_argument("--projection-smoke", action="store_true", help="run the GPU projection code path on CPU with the tiny encoder")
     args = p.parse_args(argv)
     if args.quick: args.max_epochs = args.patience = 2; args.trainer_trials = args.ours_trials = 2
     torch.set_num_threads(args.threads)
@@ -183,11 +190,17 @@ def main(argv=None):
             lines[proto] = summary(proto, res, time.perf_counter() - t0)
         res, wall, setup = ours(enc, table, speaker, cells(args.ours_trials), cfg)
         lines["ours"] = summary("ours", res, wall)
+        trial_s = (wall - setup) / len(res)
         print(f"(ours: {setup:.2f} s of set-up included: model load, CNN features of {len(table[table.split != 'train'])} "
-              "valid/test clips + the train clips on first use)")
+              f"valid/test clips and of the train clips on first use; in a grid shard of 105 trials it adds "
+              f"{setup / 105:.3f} s per trial: {3600 / (trial_s + setup / 105):.0f} trials/hour, "
+              f"{lines['trainer_paper']['s_per_trial'] / (trial_s + setup / 105):.1f}x the paper protocol)")
         print(f"speedup_vs_paper_protocol: {lines['ours']['trials_per_hour'] / lines['trainer_paper']['trials_per_hour']:.1f}")
         print(f"speedup_vs_tuned_trainer: {lines['ours']['trials_per_hour'] / lines['trainer_tuned']['trials_per_hour']:.1f}")
-        if torch.cuda.is_available(): project_cuda(root, args)
+        if torch.cuda.is_available(): project_grid(root, args, "cuda")
+        elif args.projection_smoke:
+            from speech_prefinetune.model import tiny_config
+            args.gpu_epochs = 2; project_grid(root, args, "cpu", tiny_config("tiny-wav2vec2"))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
