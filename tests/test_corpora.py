@@ -1,0 +1,489 @@
+"Corpus loaders on tiny trees of every layout variant in CORPORA.md, including bad input."
+import argparse, re, shutil, warnings
+from pathlib import Path
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from speech_prefinetune.core import LABELS, SPLITS, UserError
+from speech_prefinetune.corpora import (COLUMNS, CorpusWarning, add_inspect_command, corpus_summary, esd_offset_split,
+                                        hash_split, load_corpus, parse_option)
+from corpus_fixtures import (IEMOCAP_DEFAULT, PODCAST_DEFAULT, PODCAST_HEADER, esd_transcript_lines, make_esd, make_iemocap, make_masc,
+                             make_msp_improv, make_msp_podcast, wav, write_esd_transcript)
+
+
+def load_quiet(*a, **k):
+    "load_corpus, asserting that it emits no warning (but the note that a tiny tree left a split empty)."
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        t = load_corpus(*a, **k)
+    assert all(re.fullmatch(r"\w+: 1 empty split\(s\), e\.g\. no [a-z/]+ utterances .*", str(x.message)) for x in w), \
+        [str(x.message) for x in w]
+    return t
+
+
+def load_warned(*a, **k):
+    "load_corpus, returning (table, the one CorpusWarning message)."
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        t = load_corpus(*a, **k)
+    ws = [x for x in w if issubclass(x.category, CorpusWarning)]
+    assert len(ws) == 1, [str(x.message) for x in w]
+    return t, str(ws[0].message)
+
+
+def check_contract(t, corpus):
+    assert list(t.columns[:7]) == list(COLUMNS)
+    assert (t.corpus == corpus).all()
+    assert t.utt_id.is_unique and t.utt_id.tolist() == sorted(t.utt_id)
+    assert t.label.isin(LABELS[corpus]).all(), set(t.label)
+    assert t.split.isin(SPLITS).all() and t.language.isin(["en", "zh"]).all()
+    assert all(isinstance(s, str) for s in t.speaker)
+    assert all(Path(p).is_absolute() and Path(p).is_file() for p in t.path)
+
+
+def relative(t, root):
+    "Table with paths relative to `root` (to compare trees built in different folders)."
+    t = t.copy(); t["path"] = [Path(p).relative_to(Path(root).absolute()).as_posix() for p in t.path]
+    return t
+
+
+# ---------------------------------------------------------------------------------------------------------- ESD
+def test_esd_official_layout(tmp_path):
+    make_esd(tmp_path, speakers=("0001", "0002", "0011", "0020"))
+    t = load_quiet("esd", tmp_path)
+    check_contract(t, "esd")
+    assert len(t) == 4 * 5 * 6
+    assert t.groupby("split").size().to_dict() == {"train": 40, "valid": 40, "test": 40}
+    assert dict(zip(t.speaker, t.language)) == {"0001": "zh", "0002": "zh", "0011": "en", "0020": "en"}
+    row = t.set_index("utt_id").loc["0011_001402"]
+    assert (row.label, row.split, row.speaker) == ("surprise", "valid", "0011")
+    assert "/evaluation/" in row.path
+    for fid, label in ((1, "neutral"), (351, "angry"), (701, "happy"), (1051, "sad"), (1401, "surprise")):
+        assert t.set_index("utt_id").loc[f"0001_{fid:06d}", "label"] == label
+    # ReadMe.txt and ._ files are not utterances
+    assert not t.utt_id.str.startswith("._").any()
+
+
+def test_esd_flat_layout_equals_official(tmp_path):
+    off = load_quiet("esd", make_esd(tmp_path / "a"))
+    flat = load_quiet("esd", make_esd(tmp_path / "b", flat=True))
+    assert len(flat) == len(off)
+    pd.testing.assert_frame_equal(off.drop(columns="path"), flat.drop(columns="path"))
+    assert flat.split.tolist() == [esd_offset_split(int(u.split("_")[1])) for u in flat.utt_id]
+
+
+@pytest.mark.parametrize("where", ["dataset", "parent", "grandparent", "plain"])
+def test_esd_root_sniffing(tmp_path, where):
+    if where == "plain":
+        base = make_esd(tmp_path / "ESD", dataset_folder=None); arg = base
+    else:
+        base = make_esd(tmp_path / "pkg" / "inner")
+        arg = {"dataset": base, "parent": base.parent, "grandparent": base.parent.parent}[where]
+    t = load_quiet("esd", arg)
+    assert len(t) == 2 * 5 * 6 and t.path.str.startswith(str(base.absolute())).all()
+
+
+def test_esd_no_speakers_is_user_error(tmp_path):
+    (tmp_path / "Emotion Speech Dataset").mkdir()
+    (tmp_path / "Emotion Speech Dataset" / "ReadMe.txt").write_text("x")
+    with pytest.raises(UserError, match="no speaker folders"): load_corpus("esd", tmp_path)
+
+
+@pytest.mark.parametrize("encoding,sep,newline", [("gb2312", "\t", "\n"), ("utf-16", "\t", "\r\n"), ("utf-8", "\t", "\n"),
+                                                  ("utf-8-sig", " ", "\n"), ("gb2312", " ", "\r\n"), ("utf-16", " ", "\n")])
+def test_esd_transcripts_in_any_encoding(tmp_path, encoding, sep, newline):
+    base = make_esd(tmp_path, speakers=("0003", "0013"), transcripts=None)
+    write_esd_transcript(base / "0003" / "0003.txt", "0003", encoding, sep, newline)
+    eng = "latin-1" if encoding == "gb2312" else encoding
+    write_esd_transcript(base / "0013" / "0013.txt", "0013", eng, sep, newline)
+    t = load_quiet("esd", tmp_path).set_index("utt_id")
+    for spk in ("0003", "0013"):
+        for utt, text, _ in esd_transcript_lines(spk):
+            assert t.loc[utt, "transcript"] == text, (encoding, utt, t.loc[utt, "transcript"])
+    assert t.transcript.isna().sum() == len(t) - 4
+
+
+def test_esd_missing_or_garbage_transcripts_never_break_loading(tmp_path):
+    base = make_esd(tmp_path, transcripts=None)
+    plain = load_quiet("esd", tmp_path)
+    assert plain.transcript.isna().all()
+    (base / "0001" / "0001.txt").write_bytes(bytes(range(256)) * 3)
+    t, msg = load_warned("esd", tmp_path)
+    assert "unparsed transcript lines" in msg and "0001.txt" in msg
+    pd.testing.assert_frame_equal(t.drop(columns="transcript"), plain.drop(columns="transcript"))
+    assert len(load_quiet("esd", tmp_path, transcripts=False)) == len(plain)
+    (base / "0001" / "0001.txt").write_bytes(b"\xff\xfe" + b"0\x00\x00\xd8" + b"1")   # utf-16 BOM, then broken
+    t, msg = load_warned("esd", tmp_path)
+    assert len(t) == len(plain) and "0001.txt" in msg
+
+
+def test_esd_label_mismatch_raises_and_skips(tmp_path):
+    base = make_esd(tmp_path)
+    bad = wav(base / "0001" / "Neutral" / "train" / "0001_000400.wav")   # an Angry id in the Neutral folder
+    with pytest.raises(UserError, match=r"0001_000400\.wav.*angry block.*neutral"): load_corpus("esd", tmp_path)
+    t, msg = load_warned("esd", tmp_path, errors="skip")
+    assert "skipped 1 entry" in msg and "1 label mismatch" in msg and str(bad) in msg
+    assert len(t) == 2 * 5 * 6
+
+
+def test_esd_split_folder_wins_and_disagreement_is_warned(tmp_path):
+    base = make_esd(tmp_path)
+    src = base / "0001" / "Neutral" / "train" / "0001_000051.wav"
+    src.rename(base / "0001" / "Neutral" / "test" / src.name)
+    t, msg = load_warned("esd", tmp_path)
+    assert t.set_index("utt_id").loc["0001_000051", "split"] == "test"
+    assert "disagreeing with id offsets" in msg and "0001_000051" in msg and "skipped" not in msg
+
+
+def test_esd_bad_names_speakers_and_folders(tmp_path):
+    base = make_esd(tmp_path)
+    bad = wav(base / "0001" / "Angry" / "train" / "0002_000400.wav")    # speaker in name differs from folder
+    with pytest.raises(UserError, match=r"0002_000400\.wav: expected 0001_<6 digits>"): load_corpus("esd", tmp_path)
+    t, msg = load_warned("esd", tmp_path, errors="skip")
+    assert "1 bad file name" in msg
+    bad.unlink()
+    wav(base / "0021" / "Angry" / "train" / "0021_000400.wav")
+    with pytest.raises(UserError, match="'0021' is not 0001-0020"): load_corpus("esd", tmp_path, errors="raise")
+    wav(bad); wav(base / "0001" / "Angry" / "extra" / "0001_000400.wav")
+    t, msg = load_warned("esd", tmp_path, errors="skip")
+    assert "skipped 3 entries" in msg and "1 unknown speaker" in msg and "1 unexpected folder" in msg
+    assert len(t) == 60
+
+
+def test_esd_duplicate_ids_across_split_folders(tmp_path):
+    base = make_esd(tmp_path)
+    shutil.copy(base / "0001" / "Neutral" / "train" / "0001_000051.wav", base / "0001" / "Neutral" / "test")
+    with pytest.raises(UserError, match="utt_id 0001_000051 also at"): load_corpus("esd", tmp_path)
+
+
+def test_empty_audio_file_is_bad_input(tmp_path):
+    base = make_esd(tmp_path)
+    empty = base / "0011" / "Sad" / "test" / "0011_001071.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(UserError, match=rf"{empty}: empty audio file"): load_corpus("esd", tmp_path)
+    t, msg = load_warned("esd", tmp_path, errors="skip")
+    assert len(t) == 59 and "skipped 1 entry (1 empty audio" in msg
+
+
+def test_esd_independent_of_creation_order_and_folder_names(tmp_path):
+    a = make_esd(tmp_path / "a", shuffle_seed=1)
+    b = make_esd(tmp_path / "other name" / "b", shuffle_seed=2)
+    pd.testing.assert_frame_equal(relative(load_quiet("esd", a), a), relative(load_quiet("esd", b), b))
+
+
+# ------------------------------------------------------------------------------------------------------ IEMOCAP
+def test_iemocap_default(tmp_path):
+    root = make_iemocap(tmp_path / "IEMOCAP_full_release")
+    t = load_quiet("iemocap", tmp_path)
+    check_contract(t, "iemocap")
+    all_turns = {u: c for turns in IEMOCAP_DEFAULT.values() for u, c in turns}
+    expected = sorted(u for u, c in all_turns.items() if c not in ("xxx", "dis"))
+    assert t.utt_id.tolist() == expected
+    r = t.set_index("utt_id")
+    # the speaker is session + the gender letter of the LAST id field
+    assert r.loc["Ses01F_impro01_M000", "speaker"] == "Ses01M"
+    assert r.loc["Ses02M_impro08b_F010", "speaker"] == "Ses02F"
+    assert r.loc["Ses05M_script03_1_F004", "speaker"] == "Ses05F"
+    assert (r.speaker.str[-1] == r.index.str.rsplit("_", n=1).str[-1].str[0]).all()
+    # dialog variants
+    assert r.loc["Ses01F_script01_1b_F003", "dialog"] == "Ses01F_script01_1b"
+    assert r.loc["Ses02M_script02_2_M011", "path"].endswith("Session2/sentences/wav/Ses02M_script02_2/Ses02M_script02_2_M011.wav")
+    assert dict(zip(r.code, r.label)) == {"neu": "neutral", "ang": "angry", "exc": "excited", "fru": "frustrated",
+                                          "sad": "sad", "hap": "happy", "sur": "surprise", "fea": "fear", "oth": "other"}
+    assert (r.language == "en").all() and r.loc["Ses01F_impro01_F000", "session"] == 1
+    assert r.loc["Ses02M_impro08b_F010", "improvised"] and not r.loc["Ses02M_script02_2_M011", "improvised"]
+    assert r.loc["Ses01F_impro01_F000", ["valence", "arousal", "dominance"]].tolist() == [2.5, 3.0, 2.0]
+    assert root.exists()
+
+
+def test_iemocap_code_options(tmp_path):
+    make_iemocap(tmp_path)
+    four = load_quiet("iemocap", tmp_path, keep_codes="neu,hap,exc,ang,sad")
+    assert set(four.code) == {"neu", "hap", "exc", "ang", "sad"}
+    assert set(load_quiet("iemocap", tmp_path, keep_codes=["ang"]).code) == {"ang"}
+    more = load_quiet("iemocap", tmp_path, drop_codes="xxx,dis,oth,fru")
+    assert not more.code.isin(["oth", "fru", "xxx", "dis"]).any() and len(more) == 8
+    with pytest.raises(UserError, match="dis.*no canonical label"): load_corpus("iemocap", tmp_path, drop_codes="xxx")
+    with pytest.raises(UserError, match="xxx.*no canonical label"): load_corpus("iemocap", tmp_path, keep_codes="neu,xxx")
+    with pytest.raises(UserError, match="unknown code.*foo"): load_corpus("iemocap", tmp_path, keep_codes="neu,foo")
+
+
+def test_iemocap_unparsable_line(tmp_path):
+    make_iemocap(tmp_path, extra_lines={"Ses01F_impro01": ["[12.0 - 13.0]\tSes01F_impro01_F009\tneu"]})
+    lf = tmp_path / "Session1" / "dialog" / "EmoEvaluation" / "Ses01F_impro01.txt"
+    n = len(lf.read_text().splitlines())
+    with pytest.raises(UserError, match=rf"Ses01F_impro01\.txt:{n}: cannot parse"): load_corpus("iemocap", tmp_path)
+    t, msg = load_warned("iemocap", tmp_path, errors="skip")
+    assert "skipped 1 entry (1 unparsable label line" in msg and len(t) == 10
+
+
+def test_iemocap_unknown_code_and_missing_audio(tmp_path):
+    turns = {1: [("Ses01F_impro01_F000", "neu"), ("Ses01F_impro01_M000", "bor"), ("Ses01F_impro01_M001", "ang"),
+                 ("Ses01F_impro01_F001", "sad")]}
+    make_iemocap(tmp_path, sessions=turns, skip_audio={"Ses01F_impro01_M001", "Ses01F_impro01_F001"})
+    with pytest.raises(UserError, match=r"Ses01F_impro01\.txt:8: unknown code 'bor'"): load_corpus("iemocap", tmp_path)
+    t, msg = load_warned("iemocap", tmp_path, errors="skip")
+    assert t.utt_id.tolist() == ["Ses01F_impro01_F000"]
+    assert "skipped 3 entries (2 missing audio" in msg and "1 unknown label code" in msg
+    (tmp_path / "Session1" / "dialog" / "EmoEvaluation" / "Ses01F_impro01.txt").write_text(
+        "[1.0 - 2.0]\tSes01F_impro01_M001\tang\t[1, 2, 3]\n")
+    with pytest.raises(UserError, match=r"Ses01F_impro01\.txt:1: audio for Ses01F_impro01_M001 not found"):
+        load_corpus("iemocap", tmp_path)
+
+
+def test_iemocap_missing_structure(tmp_path):
+    with pytest.raises(UserError, match="no Session1..Session5"): load_corpus("iemocap", tmp_path)
+    (tmp_path / "Session1" / "sentences").mkdir(parents=True)
+    with pytest.raises(UserError, match="EmoEvaluation: label folder not found"): load_corpus("iemocap", tmp_path)
+
+
+def test_iemocap_splits(tmp_path):
+    make_iemocap(tmp_path)
+    t = load_quiet("iemocap", tmp_path, split="speaker").set_index("utt_id")
+    assert (t.split == t.speaker.map({"Ses05F": "valid", "Ses05M": "test"}).fillna("train")).all()
+    h = load_quiet("iemocap", tmp_path)
+    assert h.split.tolist() == [hash_split(u, "iemocap") for u in h.utt_id]
+    with pytest.raises(UserError, match="'utterance' or 'speaker'"): load_corpus("iemocap", tmp_path, split="random")
+
+
+def test_empty_split_is_noted(tmp_path):
+    make_iemocap(tmp_path, sessions={k: v for k, v in IEMOCAP_DEFAULT.items() if k != 5})
+    t, msg = load_warned("iemocap", tmp_path, split="speaker")
+    assert (t.split == "train").all() and msg.startswith("iemocap: 1 empty split(s), e.g. no valid/test utterances (split='speaker'")
+
+
+def test_iemocap_independent_of_creation_order_and_folder_names(tmp_path):
+    a = make_iemocap(tmp_path / "a", shuffle_seed=3)
+    b = make_iemocap(tmp_path / "b" / "IEMOCAP", shuffle_seed=4)
+    pd.testing.assert_frame_equal(relative(load_quiet("iemocap", a), a), relative(load_quiet("iemocap", b), b))
+
+
+def test_hash_split_proportions_and_stability():
+    ids = [f"utt{i}" for i in range(5000)]
+    counts = pd.Series([hash_split(i, "c") for i in ids]).value_counts()
+    assert 3800 < counts["train"] < 4200 and 400 < counts["valid"] < 600 and 400 < counts["test"] < 600
+    # pinned values: the split of an utterance must never change between versions or machines
+    assert [hash_split(f"utt{i}", "c") for i in range(12)] == [hash_split(f"utt{i}", "c") for i in range(12)]
+    assert hash_split("utt1", "c", 0.5, 0.5 - 1e-9) in ("valid", "test")
+
+
+# --------------------------------------------------------------------------------------------------- MSP-IMPROV
+EVALUATION = (
+    "UTD-IMPROV-S01A-F01-P-FM01.avi; N; A:3.000000; V:3.500000; D:3.000000 ; N:3.200000;\n"
+    "Rater1; Neutral; Neutral; A:3.000000; V:3.000000; D:3.000000; N:3.000000;\n"
+    "UTD-IMPROV-S01A-M01-R-FM01.avi;A;A:4.0;V:2.0;D:4.0;\n"
+    "\n"
+    "UTD-IMPROV-S02H-F01-S-FM01.avi ;  X ; A:3.0; V:3.0; D:3.0;\n"
+    "UTD-IMPROV-S03S-M01-T-FM01.avi;   S;   A:2.0 ;V:2.0;  D:2.0; N:4.0;\n"
+    "UTD-IMPROV-S04N-F01-T-FM01.avi; O; A:2.0; V:2.0; D:NaN; N:4.0;\n"
+    "UTD-IMPROV-S01A-F06-P-FM06.avi; H; A:2.0; V:2.0; D:2.0; N:4.0;\n"
+    "UTD-IMPROV-S02H-M06-S-FM06.avi; H; A:2.0; V:2.0; D:2.0;\n")
+
+
+def test_msp_improv_target_labels(tmp_path):
+    make_msp_improv(tmp_path, evaluation=EVALUATION)
+    t = load_quiet("msp_improv", tmp_path)
+    check_contract(t, "msp_improv")
+    assert len(t) == 8 and not t.path.str.endswith(".avi").any()
+    r = t.set_index("utt_id")
+    assert r.loc["MSP-IMPROV-S02H-F01-S-FM01", ["speaker", "label", "recording_type", "sentence", "gender"]].tolist() == \
+        ["F01", "happy", "S", "S02", "F"]
+    assert dict(zip(r.index.str[14], r.label)) == {"A": "angry", "H": "happy", "S": "sad", "N": "neutral"}
+    assert (r.label == r.target_label).all() and set(r.speaker) == {"F01", "M01", "F06", "M06", "M02"}
+
+
+def test_msp_improv_consensus(tmp_path):
+    make_msp_improv(tmp_path, evaluation=EVALUATION)
+    t, msg = load_warned("msp_improv", tmp_path, label_source="consensus")
+    r = t.set_index("utt_id")
+    assert r.label.to_dict() == {"MSP-IMPROV-S01A-F01-P-FM01": "neutral", "MSP-IMPROV-S01A-M01-R-FM01": "angry",
+                                 "MSP-IMPROV-S03S-M01-T-FM01": "sad", "MSP-IMPROV-S01A-F06-P-FM06": "happy",
+                                 "MSP-IMPROV-S02H-M06-S-FM06": "happy"}
+    assert r.loc["MSP-IMPROV-S01A-F01-P-FM01", "target_label"] == "angry"
+    assert r.loc["MSP-IMPROV-S01A-F01-P-FM01", ["arousal", "valence", "naturalness"]].tolist() == [3.0, 3.5, 3.2]
+    assert pd.isna(r.loc["MSP-IMPROV-S01A-M01-R-FM01", "naturalness"])
+    assert "1 wav files without an Evaluation.txt entry" in msg and "skipped" not in msg   # S05N-M02 has no entry
+
+
+def test_msp_improv_consensus_errors(tmp_path):
+    make_msp_improv(tmp_path)
+    with pytest.raises(UserError, match="needs Evaluation.txt"): load_corpus("msp_improv", tmp_path, label_source="consensus")
+    ev = tmp_path / "Evaluation.txt"
+    ev.write_text(EVALUATION + "UTD-IMPROV-S09A-F02-P-FM02.avi; A; A:1; V:1; D:1;\n")
+    with pytest.raises(UserError, match=r"Evaluation\.txt:10: audio for MSP-IMPROV-S09A-F02-P-FM02 not found"):
+        load_corpus("msp_improv", tmp_path, label_source="consensus")
+    ev.write_text(EVALUATION + "UTD-IMPROV-S01A-F01-P-FM01.avi; Q; A:1; V:1; D:1;\n")
+    with pytest.raises(UserError, match=r"Evaluation\.txt:10: unknown code 'Q'"):
+        load_corpus("msp_improv", tmp_path, label_source="consensus")
+    ev.write_text(EVALUATION + "UTD-IMPROV-S01A-F01-P-FM01; A; A:1\n" + "UTD-IMPROV-S09A-F02-P-FM02.avi; A; A:1;\n")
+    with pytest.raises(UserError, match=r"Evaluation\.txt:10: cannot parse"):
+        load_corpus("msp_improv", tmp_path, label_source="consensus")
+    t, msg = load_warned("msp_improv", tmp_path, label_source="consensus", errors="skip")
+    assert "skipped 2 entries (1 missing audio" in msg and "1 unparsable label line" in msg and len(t) == 5
+    with pytest.raises(UserError, match="'target' or 'consensus'"): load_corpus("msp_improv", tmp_path, label_source="x")
+
+
+def test_msp_improv_bad_file_name_and_unknown_letter(tmp_path):
+    make_msp_improv(tmp_path)
+    wav(tmp_path / "session1" / "S01A" / "P" / "notes.wav")
+    wav(tmp_path / "session1" / "S01Q" / "P" / "MSP-IMPROV-S01Q-F01-P-FM01.wav")
+    with pytest.raises(UserError, match=r"notes\.wav: expected MSP-IMPROV"): load_corpus("msp_improv", tmp_path)
+    t, msg = load_warned("msp_improv", tmp_path, errors="skip")
+    assert "skipped 2 entries (1 bad file name" in msg and "1 unknown label code" in msg and "'Q'" in msg and len(t) == 8
+
+
+def test_msp_improv_audio_folder_and_splits(tmp_path):
+    a = make_msp_improv(tmp_path / "a", audio_folder="Audio", evaluation=EVALUATION, shuffle_seed=5)
+    b = make_msp_improv(tmp_path / "b", evaluation=EVALUATION, shuffle_seed=6)
+    ta, tb = load_quiet("msp_improv", a, split="speaker"), load_quiet("msp_improv", b, split="speaker")
+    pd.testing.assert_frame_equal(ta.drop(columns="path"), tb.drop(columns="path"))
+    assert (ta.split == ta.speaker.map({"F06": "valid", "M06": "test"}).fillna("train")).all()
+    ca = load_warned("msp_improv", a, label_source="consensus")[0]
+    assert len(ca) == 5 and set(ca.clip_code) == {"FM01", "FM06"}
+    (a / "Evaluation.txt").rename(a / "Evalution.txt")                       # the release's own spelling
+    pd.testing.assert_frame_equal(load_warned("msp_improv", a, label_source="consensus")[0], ca)
+
+
+# -------------------------------------------------------------------------------------------------- MSP-PODCAST
+@pytest.mark.parametrize("audio,labels", [("Audios", "labels_consensus.csv"), ("Audio", "labels_concensus.csv")])
+def test_msp_podcast_variants(tmp_path, audio, labels):
+    make_msp_podcast(tmp_path / "MSP-PODCAST", audio=audio, labels=labels, stereo={"MSP-PODCAST_0001_0008.wav"})
+    t = load_quiet("msp_podcast", tmp_path)
+    check_contract(t, "msp_podcast")
+    r = t.set_index("utt_id")
+    assert len(t) == 9 and "MSP-PODCAST_0002_0001" not in r.index          # X dropped
+    assert r.loc["MSP-PODCAST_0001_0009", "speaker"] == "Unknown" and r.loc["MSP-PODCAST_0003_0001", "speaker"] == "0012"
+    assert r.split.to_dict() == {"MSP-PODCAST_0001_0008": "test", "MSP-PODCAST_0001_0009": "train",
+                                 "MSP-PODCAST_0003_0001": "valid", "MSP-PODCAST_0004_0001": "valid",
+                                 "MSP-PODCAST_0005_0001": "test", "MSP-PODCAST_0006_0001": "test",
+                                 "MSP-PODCAST_0007_0001": "train", "MSP-PODCAST_0008_0001": "train",
+                                 "MSP-PODCAST_0009_0001": "train"}
+    assert r.label.to_dict()["MSP-PODCAST_0005_0001"] == "surprise" and set(r.label) == set(LABELS["msp_podcast"])
+    assert r.loc["MSP-PODCAST_0003_0001", "split_set"] == "Development"
+
+
+def test_msp_podcast_errors(tmp_path):
+    make_msp_podcast(tmp_path, extra_lines=["MSP-PODCAST_0100_0001.wav,Z,1,1,1,3,Male,Train",
+                                            "MSP-PODCAST_0100_0002.wav,N,1,1,1,3,Male",
+                                            "MSP-PODCAST_0100_0003.wav,N,1,1,1,3,Male,Holdout",
+                                            "MSP-PODCAST_0100_0004.wav,N,1,1,1,3,Male,Train"])
+    lf = tmp_path / "Labels" / "labels_consensus.csv"
+    with pytest.raises(UserError, match=r"labels_consensus\.csv:12: unknown EmoClass 'Z'"): load_corpus("msp_podcast", tmp_path)
+    t, msg = load_warned("msp_podcast", tmp_path, errors="skip")
+    assert len(t) == 9
+    assert "skipped 4 entries" in msg and "1 missing audio" in msg and "1 unknown label code" in msg
+    assert "1 unknown split" in msg and "1 unparsable label line" in msg and "labels_consensus.csv:13" in msg
+    lf.write_text(lf.read_text().splitlines()[0] + "\nMSP-PODCAST_0100_0004.wav,N,1,1,1,3,Male,Train\n")
+    with pytest.raises(UserError, match=r"labels_consensus\.csv:2: audio .*MSP-PODCAST_0100_0004\.wav not found"):
+        load_corpus("msp_podcast", tmp_path)
+    lf.write_text("FileName,EmoClass,Split_Set\nx.wav,N,Train\n")
+    with pytest.raises(UserError, match=r"labels_consensus\.csv:1: header lacks SpkrID"): load_corpus("msp_podcast", tmp_path)
+    lf.unlink()
+    with pytest.raises(UserError, match="labels_consensus.csv .or labels_concensus.csv. not found"):
+        load_corpus("msp_podcast", tmp_path)
+    with pytest.raises(UserError, match="no Audios/"): load_corpus("msp_podcast", tmp_path / "Audios")
+
+
+def test_msp_podcast_independent_of_row_order_and_prefers_new_spelling(tmp_path):
+    a = make_msp_podcast(tmp_path / "a")
+    b = make_msp_podcast(tmp_path / "b", records=PODCAST_DEFAULT[::-1], audio="Audio")
+    pd.testing.assert_frame_equal(load_quiet("msp_podcast", a).drop(columns="path"),
+                                  load_quiet("msp_podcast", b).drop(columns="path"))
+    (a / "Labels" / "labels_concensus.csv").write_text(PODCAST_HEADER + "\nbroken\n")   # the old file is ignored
+    assert len(load_quiet("msp_podcast", a)) == 9
+
+
+# -------------------------------------------------------------------------------------------------- mandarin_as
+@pytest.mark.parametrize("where", ["package", "man_aff_spch", "data", "above"])
+def test_masc_root_variants(tmp_path, where):
+    top = make_masc(tmp_path / "corpora")
+    arg = {"package": top, "man_aff_spch": top / "man_aff_spch", "data": top / "man_aff_spch" / "data",
+           "above": tmp_path}[where]
+    t = load_quiet("mandarin_as", arg)
+    check_contract(t, "mandarin_as")
+    assert len(t) == 3 * 5 * 2 and (t.kind == "phrase").all() and (t.language == "zh").all()
+    assert set(t.speaker) == {"001", "002", "003"} and set(t.label) == set(LABELS["mandarin_as"])
+    assert t.set_index("utt_id").loc["002_sadness_phrase_0002", "label"] == "sad"
+
+
+def test_masc_include_utterance_and_flat_package(tmp_path):
+    top = make_masc(tmp_path, include_man_aff_spch=False, package=None)
+    t = load_quiet("mandarin_as", top, include_utterance=True)
+    assert len(t) == 3 * 5 * 2 * 2 and t.utt_id.is_unique and set(t.kind) == {"phrase", "utterance"}
+    with pytest.raises(UserError, match="include_utterance='yes'"): load_corpus("mandarin_as", top, include_utterance="yes")
+
+
+def test_masc_unknown_emotion_folder(tmp_path):
+    top = make_masc(tmp_path, extra_emotions=("boredom",))
+    with pytest.raises(UserError, match="boredom.*unknown emotion folder"): load_corpus("mandarin_as", top)
+    t, msg = load_warned("mandarin_as", top, errors="skip")
+    assert len(t) == 30 and "skipped 3 entries (3 unknown label folder" in msg
+
+
+def test_masc_splits_deterministic(tmp_path):
+    a = make_masc(tmp_path / "a", speakers=tuple(f"{i:03d}" for i in range(1, 21)), shuffle_seed=7)
+    b = make_masc(tmp_path / "b", speakers=tuple(f"{i:03d}" for i in range(1, 21)), shuffle_seed=8, package="renamed")
+    ta, tb = load_quiet("mandarin_as", a), load_quiet("mandarin_as", b)
+    pd.testing.assert_frame_equal(relative(ta, a), relative(tb, b))
+    assert set(ta.split) == {"train", "valid", "test"}
+    s = load_quiet("mandarin_as", a, split="speaker")
+    assert (s.groupby("speaker").split.nunique() == 1).all() and s.split.nunique() > 1
+    with pytest.raises(UserError, match="need both >= 0"): load_corpus("mandarin_as", a, valid_fraction=0.9, test_fraction=0.2)
+
+
+# ------------------------------------------------------------------------------------------------------ general
+def test_bad_names_roots_options(tmp_path):
+    with pytest.raises(UserError, match="unknown corpus 'ravdess'.*known: iemocap, msp_improv, msp_podcast, mandarin_as, esd"):
+        load_corpus("ravdess", tmp_path)
+    with pytest.raises(UserError, match=f"root {tmp_path / 'missing'} not found"): load_corpus("esd", tmp_path / "missing")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="is not a folder"): load_corpus("esd", tmp_path / "file")
+    make_masc(tmp_path)
+    with pytest.raises(UserError, match="unknown option.*label_source; accepted: include_utterance"):
+        load_corpus("mandarin_as", tmp_path, label_source="consensus")
+    with pytest.raises(UserError, match="'raise' or 'skip'"): load_corpus("mandarin_as", tmp_path, errors="ignore")
+    assert len(load_quiet("mandarin_aff", tmp_path)) == 30               # the paper's spelling
+    make_msp_podcast(tmp_path / "pod", records=[("a.wav", "X", "1", "Male", "Train")])
+    with pytest.raises(UserError, match="no utterances found"): load_corpus("msp_podcast", tmp_path / "pod")
+
+
+def test_corpus_summary_against_crosstab(tmp_path):
+    make_iemocap(tmp_path / "iemocap"); make_esd(tmp_path / "esd")
+    t = load_quiet("iemocap", tmp_path / "iemocap")
+    s = corpus_summary(t, durations=True)
+    ct = pd.crosstab(t.label, t.split).reindex(columns=list(SPLITS), fill_value=0)
+    labels = [l for l in LABELS["iemocap"] if l in set(t.label)]
+    assert s.index.tolist() == labels + ["total"]
+    assert (s.loc[labels, list(SPLITS)].values == ct.loc[labels].values).all()
+    assert s.loc["total", "total"] == len(t) and s.loc["total", "speakers"] == t.speaker.nunique() == 6
+    assert s.loc["total", "languages"] == "en"
+    assert abs(s.loc["total", "hours"] - sum(sf.info(p).duration for p in t.path) / 3600) < 1e-4
+    both = corpus_summary(pd.concat([t, load_quiet("esd", tmp_path / "esd")]))
+    assert both.loc[("esd", "total"), "languages"] == "en,zh" and both.loc[("esd", "total"), "total"] == 60
+    assert "hours" not in both.columns
+
+
+def test_inspect_command(tmp_path, capsys):
+    make_iemocap(tmp_path)
+    p = argparse.ArgumentParser(prog="spft"); sub = p.add_subparsers(); add_inspect_command(sub)
+    args = p.parse_args(["inspect", "iemocap", str(tmp_path), "--durations", "--option", "keep_codes=neu,ang",
+                         "--option", "split=speaker"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "iemocap: 3 utterances, 3 speakers, languages en" in out and "hours" in out and "neutral" in out
+    for argv, msg in ((["inspect", "ravdess", str(tmp_path)], "unknown corpus"),
+                      (["inspect", "iemocap", str(tmp_path / "x")], "not found"),
+                      (["inspect", "iemocap", str(tmp_path), "--option", "keep_codes"], "KEY=VALUE"),
+                      (["inspect", "iemocap", str(tmp_path), "--option", "bogus=1"], "unknown option")):
+        args = p.parse_args(argv)
+        with pytest.raises(UserError, match=msg): args.func(args)
+    with pytest.raises(SystemExit) as e: p.parse_args(["inspect", "--help"])
+    assert e.value.code == 0 and "keep_codes" in capsys.readouterr().out
+
+
+def test_parse_option():
+    assert parse_option("include_utterance=True") == ("include_utterance", True)
+    assert parse_option("valid_fraction=0.2") == ("valid_fraction", 0.2)
+    assert parse_option("keep_codes=neu,ang") == ("keep_codes", "neu,ang")
+    assert parse_option(" split = speaker ") == ("split", "speaker")
