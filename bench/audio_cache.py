@@ -1,0 +1,102 @@
+"""Benchmark of the decoded-audio cache on synthetic MASC-like files (22,050 Hz mono 16-bit WAV, 2-3 s each).
+
+1. Speed: `load_audio(path, 16000)` over N files vs reading each from the cache (`cache[path]`, materialised with
+   `.sum()`), same files, same run; best of `--repeats` passes each (the first, colder pass is printed too).
+2. Memory: peak RSS (ru_maxrss) of building a cache in a fresh subprocess for a small corpus and a 10x larger one.
+
+Usage (from the repository root):  PYTHONPATH=$PWD python bench/audio_cache.py [--files 200] [--small 100]
+The last line is `speedup: <x>` (load_audio time / cache read time).
+"""
+import argparse, json, os, resource, subprocess, sys, tempfile, time
+from pathlib import Path
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from speech_prefinetune.audio import AudioCache, build_audio_cache, load_audio  # noqa: E402
+
+SR = 22050
+
+def synth_utterance(rng, seconds):
+    "A speech-like clip: a voiced harmonic source with a wandering pitch, syllable envelope and breath noise."
+    n = int(seconds * SR); t = np.arange(n) / SR
+    f0 = rng.uniform(100, 250) * (1 + 0.15 * np.sin(2 * np.pi * rng.uniform(0.5, 2) * t))
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    x = sum(np.sin(k * phase) / k for k in range(1, 6))
+    env = np.clip(np.sin(2 * np.pi * rng.uniform(2, 5) * t), 0, None) ** 0.5
+    x = 0.2 * env * x + 0.01 * rng.standard_normal(n)
+    return np.clip(x, -1, 1).astype(np.float32)
+
+def make_corpus(folder, n, seed=0):
+    rng, paths = np.random.default_rng(seed), []
+    for i in range(n):
+        p = folder / f"{i // 100:03d}" / f"utt{i:05d}.wav"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(p, synth_utterance(rng, rng.uniform(2, 3)), SR, subtype="PCM_16")
+        paths.append(p)
+    return paths
+
+def build_child(list_file, cache_dir):
+    "Run in a fresh process: build the cache, print peak RSS as JSON."
+    paths = Path(list_file).read_text().split("\n")
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    cache = build_audio_cache(paths, cache_dir, 16000, progress=False)
+    secs = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps(dict(files=len(cache), base_kib=base, peak_kib=peak, seconds=secs)))
+
+def build_in_subprocess(paths, work, name):
+    lst = work / f"{name}.txt"; lst.write_text("\n".join(map(str, paths)))
+    out = subprocess.run([sys.executable, __file__, "--_build", str(lst), str(work / name)],
+                         check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+def timed(fn, paths):
+    t = time.perf_counter()
+    for p in paths: fn(p)
+    return time.perf_counter() - t
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--files", type=int, default=200, help="files in the speed comparison")
+    ap.add_argument("--small", type=int, default=100, help="files in the small corpus of the memory test (large = 10x)")
+    ap.add_argument("--repeats", type=int, default=5, help="timed passes of each method; the best is reported")
+    ap.add_argument("--_build", nargs=2, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a._build: return build_child(*a._build)
+    with tempfile.TemporaryDirectory() as d:
+        work = Path(d)
+        t = time.perf_counter()
+        paths = make_corpus(work / "masc", max(10 * a.small, a.files))
+        hours = sum(sf.info(p).duration for p in paths) / 3600
+        print(f"corpus: {len(paths)} files, {hours:.2f} h at {SR} Hz, written in {time.perf_counter() - t:.1f} s")
+
+        rss = {}
+        for name, n in [("small", a.small), ("large", 10 * a.small)]:
+            r = rss[name] = build_in_subprocess(paths[:n], work, name)
+            print(f"build {name:5s}: {r['files']:5d} files in {r['seconds']:6.2f} s; peak RSS {r['peak_kib'] / 1024:6.1f} MiB "
+                  f"({r['base_kib'] / 1024:.1f} MiB after imports, +{(r['peak_kib'] - r['base_kib']) / 1024:.1f} MiB building)")
+        grow = (rss["large"]["peak_kib"] - rss["small"]["peak_kib"]) / 1024
+        decoded = sum((AudioCache(work / "large").num_samples(p) for p in paths[:10 * a.small])) * 4 / 2**20
+        print(f"peak RSS large - small: {grow:+.1f} MiB for {9 * a.small} more files "
+              f"(the large corpus decoded is {decoded:.0f} MiB of float32: what an in-RAM cache would hold)")
+
+        speed = paths[:a.files]
+        t = time.perf_counter(); cache = AudioCache(work / "large"); t_open = time.perf_counter() - t
+        assert all(p in cache for p in speed)
+        for p in speed[:5]: assert np.array_equal(cache[p], load_audio(p, 16000))
+        load_t = [timed(lambda p: load_audio(p, 16000).sum(), speed) for _ in range(a.repeats)]
+        read_t = [timed(lambda p: np.asarray(cache[p]).sum(), speed) for _ in range(a.repeats)]
+        copy_t = min(timed(lambda p: cache[p].copy(), speed) for _ in range(a.repeats))
+        n = len(speed)
+        print(f"load_audio : {n} files, best {min(load_t):.3f} s ({1e3 * min(load_t) / n:.3f} ms/file), first pass {load_t[0]:.3f} s")
+        print(f"cache read : {n} files, best {min(read_t):.4f} s ({1e6 * min(read_t) / n:.1f} us/file), first pass {read_t[0]:.4f} s "
+              f"(+ {1e3 * t_open:.1f} ms to open the index of {len(cache)} clips)")
+        print(f"cache read materialised with .copy() instead: {1e6 * copy_t / n:.1f} us/file ({min(load_t) / copy_t:.1f}x)")
+        print(f"first-pass speedup: {load_t[0] / read_t[0]:.1f}")
+        print(f"speedup: {min(load_t) / min(read_t):.1f}")
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""`spft report` and the analysis tables against an independent computation (plain loops over csv rows).
+
+The synthetic results are written in the paper scripts' own format (scaled_esd_downstream.csv): paper corpus
+names hyphen-joined in random order, `Mandarin`/`English`, capitalised emotions, speakers without leading zeros.
+The oracle below never uses pandas or the package's helpers: it reads the file with `csv` and computes every
+figure from the definitions in DESIGN.md.
+"""
+import argparse, csv, itertools, math, random, statistics, sys, types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from speech_prefinetune.core import UserError
+from speech_prefinetune.analysis import (add_report_command, fig2_table, fig3_table, fig4_table, paired_comparison,
+                                         read_any_results, table1, write_report)
+
+PAPER_NAMES = {"iemocap_emotion": "iemocap", "msp_improv": "msp_improv", "msp_podcast": "msp_podcast", "mandarin_aff": "mandarin_as"}
+OURS = ["iemocap", "msp_improv", "msp_podcast", "mandarin_as"]
+EFFECT = {"iemocap": -0.05, "msp_improv": 0.01, "msp_podcast": 0.10, "mandarin_as": 0.04}  # planted, shrinking with k
+EMOTIONS = ["Neutral", "Angry", "Happy", "Sad", "Surprise"]
+SPEAKERS = [1, 2, 11, 12]
+KS = [2, 4, 8]
+TRIALS = 3
+
+
+def write_paper_csv(path, seed=0, drop=0.0):
+    "A paper-format results file: all 16 corpus sets x speakers x emotions x k x trials (some rows dropped if `drop`)."
+    rng = random.Random(seed)
+    rows = []
+    for n in range(5):
+        for subset in itertools.combinations(PAPER_NAMES, n):
+            for spk in SPEAKERS:
+                for emo in EMOTIONS:
+                    for k in KS:
+                        for t in range(TRIALS):
+                            if drop and rng.random() < drop: continue
+                            names = list(subset); rng.shuffle(names)
+                            gain = sum(EFFECT[PAPER_NAMES[c]] for c in subset) / math.log2(2 * k)
+                            f1 = min(1.0, max(0.0, 0.45 + 0.05 * math.log2(k) + gain + rng.gauss(0, 0.06)))
+                            rows.append({"corpora": "-".join(names) if names else "base", "speaker": spk,
+                                         "language": "Mandarin" if spk <= 10 else "English", "emotion": emo, "k": k,
+                                         "trial": t, "test_accuracy": round(rng.random(), 6), "test_macro_f1": round(f1, 6),
+                                         "test_weighted_f1": round(f1, 6)})
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
+    return path
+
+
+# ---------------------------------------------------------------- the independent oracle
+def oracle_rows(path):
+    out = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            s = frozenset(PAPER_NAMES[c] for c in r["corpora"].split("-")) if r["corpora"] != "base" else frozenset()
+            out.append(dict(set=s, spk=int(r["speaker"]), lang="en" if r["language"] == "English" else "zh",
+                            emo=r["emotion"].lower(), k=int(r["k"]), trial=int(r["trial"]), f1=float(r["test_macro_f1"])))
+    return out
+
+def mean(xs): return sum(xs) / len(xs)
+
+def oracle_fig2(rows):
+    groups = {}
+    for r in rows: groups.setdefault((r["k"], len(r["set"])), []).append(r["f1"])
+    return {key: (mean(v), statistics.stdev(v) / math.sqrt(len(v)), len(v)) for key, v in groups.items()}
+
+def oracle_cells(rows):
+    cells = {}
+    for r in rows: cells.setdefault((r["spk"], r["emo"], r["k"]), {}).setdefault(r["set"], []).append(r["f1"])
+    return cells
+
+def oracle_fig3(rows):
+    per_k = {}
+    for (spk, emo, k), models in oracle_cells(rows).items():
+        if frozenset() not in models: continue
+        base = mean(models[frozenset()])
+        for c in OURS:
+            pooled = [f for s, fs in models.items() if c in s for f in fs]
+            if pooled: per_k.setdefault((k, c), []).append(mean(pooled) - base)
+    return {key: mean(v) for key, v in per_k.items()}
+
+def oracle_table1(rows):
+    cells, out = oracle_cells(rows), {}
+    for k in KS:
+        for c in OURS:
+            a_set, b_set = frozenset([c]), frozenset(o for o in OURS if o != c)
+            a, b = [], []
+            for (spk, emo, kk), models in cells.items():
+                if kk == k and a_set in models and b_set in models:
+                    a.append(mean(models[a_set])); b.append(mean(models[b_set]))
+            out[(k, c)] = (mean(a), mean(b), mean(a) - mean(b))
+    return out
+
+def oracle_fig4(rows):
+    full, base = {}, {}
+    for r in rows:
+        key = (r["lang"], r["emo"], r["k"])
+        if r["set"] == frozenset(OURS): full.setdefault(key, []).append(r["f1"])
+        if r["set"] == frozenset(): base.setdefault(key, []).append(r["f1"])
+    return {key: (mean(full[key]), mean(base[key])) for key in full}
+
+def oracle_pairs(rows, a_set, b_set):
+    a = {(r["spk"], r["emo"], r["k"], r["trial"]): r["f1"] for r in rows if r["set"] == a_set}
+    b = {(r["spk"], r["emo"], r["k"], r["trial"]): r["f1"] for r in rows if r["set"] == b_set}
+    diffs = {}
+    for key in sorted(a.keys() & b.keys()): diffs.setdefault(key[2], []).append(a[key] - b[key])
+    return {k: np.array(v) for k, v in diffs.items()}
+
+
+# ---------------------------------------------------------------- tests
+@pytest.fixture(scope="module")
+def paper_csv(tmp_path_factory):
+    return write_paper_csv(tmp_path_factory.mktemp("paper") / "scaled_esd_downstream.csv")
+
+@pytest.fixture(scope="module")
+def ragged_csv(tmp_path_factory):
+    return write_paper_csv(tmp_path_factory.mktemp("ragged") / "scaled_esd_downstream.csv", seed=1, drop=0.25)
+
+def check_fig2(t, rows):
+    exp = oracle_fig2(rows)
+    assert list(t.columns) == ["k", "n_corpora", "mean_f1", "se", "n"] and len(t) == len(exp)
+    for r in t.itertuples():
+        m, se, n = exp[(r.k, r.n_corpora)]
+        assert r.n == n and r.mean_f1 == pytest.approx(m, abs=1e-12) and r.se == pytest.approx(se, abs=1e-12)
+
+def check_fig3(t, rows):
+    exp = oracle_fig3(rows)
+    assert list(t.columns) == ["k", "corpus", "delta_f1"] and len(t) == len(exp)
+    for r in t.itertuples(): assert r.delta_f1 == pytest.approx(exp[(r.k, r.corpus)], abs=1e-12)
+
+def check_table1(t, rows):
+    exp = oracle_table1(rows)
+    assert list(t.columns) == ["k", "corpus", "f1_in", "f1_ex", "delta"] and len(t) == len(exp)
+    for r in t.itertuples():
+        assert (r.f1_in, r.f1_ex, r.delta) == pytest.approx(exp[(r.k, r.corpus)], abs=1e-12)
+
+def check_fig4(t, rows):
+    exp = oracle_fig4(rows)
+    assert list(t.columns) == ["language", "emotion", "k", "f1_full", "f1_base"] and len(t) == len(exp)
+    for r in t.itertuples():
+        assert (r.f1_full, r.f1_base) == pytest.approx(exp[(r.language, r.emotion, r.k)], abs=1e-12)
+
+@pytest.mark.parametrize("which", ["paper_csv", "ragged_csv"])
+def test_tables_match_oracle(which, request):
+    path = request.getfixturevalue(which)
+    res, rows = read_any_results(path), oracle_rows(path)
+    assert len(res) == len(rows)
+    check_fig2(fig2_table(res), rows); check_fig3(fig3_table(res), rows)
+    check_table1(table1(res), rows); check_fig4(fig4_table(res), rows)
+
+def test_planted_effects_visible(paper_csv):
+    t3 = fig3_table(read_any_results(paper_csv))
+    k2 = t3[t3.k == 2].set_index("corpus").delta_f1
+    assert k2["msp_podcast"] > k2["mandarin_as"] > k2["msp_improv"] > k2["iemocap"]
+    pod = t3[t3.corpus == "msp_podcast"].set_index("k").delta_f1
+    assert pod[2] > pod[8] > 0  # helps most at small k
+
+def test_normalised_columns(paper_csv):
+    res = read_any_results(paper_csv)
+    assert set(res.speaker) == {"0001", "0002", "0011", "0012"}
+    assert set(res.language) == {"en", "zh"} and set(res.emotion) == {"neutral", "angry", "happy", "sad", "surprise"}
+    assert res.corpora.nunique() == 16 and "iemocap+msp_improv+msp_podcast+mandarin_as" in set(res.corpora)
+    assert res.groupby("corpora").n_corpora.first().to_dict()["msp_podcast+mandarin_as"] == 2
+    assert ((res.language == "zh") == (res.speaker <= "0010")).all()
+
+@pytest.mark.parametrize("which", ["paper_csv", "ragged_csv"])
+def test_paired_comparison_vs_scipy(which, request):
+    path = request.getfixturevalue(which)
+    rows, res = oracle_rows(path), read_any_results(path)
+    pc = paired_comparison(res, "iemocap_emotion-msp_improv-msp_podcast-mandarin_aff", "base", n_boot=4000, seed=3)
+    diffs = oracle_pairs(rows, frozenset(OURS), frozenset())
+    assert list(pc.k) == sorted(diffs)
+    for r in pc.itertuples():
+        d = diffs[r.k]
+        assert r.n == len(d) and r.mean_diff == pytest.approx(d.mean(), abs=1e-12)
+        assert r.p_wilcoxon == pytest.approx(stats.wilcoxon(d).pvalue, rel=1e-9)
+        ref = stats.bootstrap((d,), np.mean, method="percentile", n_resamples=4000, rng=np.random.default_rng(99)).confidence_interval
+        width = ref.high - ref.low
+        assert abs(r.ci_low - ref.low) < 0.1 * width and abs(r.ci_high - ref.high) < 0.1 * width
+    again = paired_comparison(res, "full", "base", n_boot=4000, seed=3)
+    pd.testing.assert_frame_equal(pc, again)  # seeded, and `full` names the same model
+
+def test_paired_comparison_sign_and_identity(paper_csv):
+    res = read_any_results(paper_csv)
+    ab = paired_comparison(res, "msp_podcast", "iemocap", n_boot=500)
+    ba = paired_comparison(res, "iemocap", "msp_podcast", n_boot=500)
+    np.testing.assert_allclose(ab.mean_diff, -ba.mean_diff)
+    same = paired_comparison(res, "base", "base", n_boot=100)
+    assert (same.mean_diff == 0).all() and same.p_wilcoxon.isna().all()
+
+def test_report_cli_writes_contract_files(paper_csv, tmp_path):
+    p = argparse.ArgumentParser(); sub = p.add_subparsers(); add_report_command(sub)
+    args = p.parse_args(["report", str(paper_csv), "--out", str(tmp_path / "rep"), "--formats", "svg,png", "--n-boot", "500"])
+    assert args.func(args) == 0
+    out, rows = tmp_path / "rep", oracle_rows(paper_csv)
+    check_fig2(pd.read_csv(out / "fig2.csv"), rows); check_fig3(pd.read_csv(out / "fig3.csv"), rows)
+    check_table1(pd.read_csv(out / "table1.csv"), rows); check_fig4(pd.read_csv(out / "fig4.csv"), rows)
+    for n in ("fig2", "fig3", "fig4"):
+        assert (out / f"{n}.svg").read_text().startswith("<svg")
+        assert (out / f"{n}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "report.html").read_text()
+    assert page.count("<svg") >= 3 and "<script" not in page and "http://" not in page.replace("http://www.w3.org", "")
+    assert "MSP-PODCAST" in page and "Table 1" in page
+
+def test_report_html_chart_is_self_contained(paper_csv, tmp_path):
+    rep = write_report(paper_csv, tmp_path, formats=("html",), n_boot=100)
+    chart = (rep.parent / "fig2.html").read_text()
+    assert "vegaEmbed" in chart and "<script src=" not in chart  # vega bundled inline, works offline
+
+def test_our_csv_and_paper_csv_agree(paper_csv, tmp_path):
+    res = read_any_results(paper_csv)
+    ours = tmp_path / "ours.csv"
+    res.to_csv(ours, index=False)
+    again = read_any_results(ours)
+    for f in (fig2_table, fig3_table, table1, fig4_table): pd.testing.assert_frame_equal(f(res), f(again))
+
+def test_results_store_directory(tmp_path, monkeypatch, paper_csv):
+    "A directory goes through grid.load_results; its frame (contract columns) is normalised like the CSV."
+    res = read_any_results(paper_csv)
+    store = res[["model", "corpora", "speaker", "language", "emotion", "k", "trial", "macro_f1", "accuracy"]].copy()
+    store["model"] = "runs/" + store["corpora"]
+    store["train_ids"] = [["0001_000051", "0001_000400"]] * len(store)
+    seen = []
+    def load_results(path): seen.append(Path(path)); return store
+    monkeypatch.setitem(sys.modules, "speech_prefinetune.grid", types.SimpleNamespace(load_results=load_results))
+    got = read_any_results(tmp_path)
+    assert seen == [tmp_path] and list(got.columns[:10]) == list(res.columns[:10]) and "train_ids" in got.columns
+    pd.testing.assert_frame_equal(fig3_table(got), fig3_table(res))
+    pc = paired_comparison(got, "runs/iemocap+msp_improv+msp_podcast+mandarin_as", "runs/base", n_boot=100)
+    assert len(pc) == len(KS)
+    monkeypatch.setitem(sys.modules, "speech_prefinetune.grid", types.SimpleNamespace(load_results=lambda p: store.iloc[:0]))
+    with pytest.raises(UserError, match="no finished trials"): read_any_results(tmp_path)
+
+
+def _lines(path): return Path(path).read_text().splitlines()
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda ls: [], "empty file"),
+    (lambda ls: ls[:1], "no result rows"),
+    (lambda ls: [ls[0].replace("test_accuracy", "acc")] + ls[1:], "missing column(s) test_accuracy"),
+    (lambda ls: [ls[0].replace(",test_macro_f1", ",f1")] + ls[1:], "not a results file"),
+    (lambda ls: ls[:5] + [ls[5].replace("Angry", "Bored").replace("Neutral", "Bored")] + ls[6:], "line 6: bad emotion 'Bored'"),
+    (lambda ls: ls[:3] + ["ravdess" + ls[3][4:]] + ls[4:], "line 4: bad corpora 'ravdess'"),
+    (lambda ls: ls[:2] + [ls[2].replace("Mandarin", "Klingon")] + ls[3:], "line 3: bad language 'Klingon'"),
+    (lambda ls: ls + ["base,1,Mandarin,Angry,2,0,0.5,1.7,0.5"], "bad test_macro_f1"),
+    (lambda ls: ls + ["base,1,Mandarin,Angry,two,0,0.5,0.5,0.5"], "bad k 'two'"),
+    (lambda ls: ls + ["base,1,Mandarin,Angry,2"], "bad trial nan"),
+    (lambda ls: ls + ['"base,1,Mandarin'], "not a readable CSV"),
+])
+def test_malformed_inputs(paper_csv, tmp_path, edit, message):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(edit(_lines(paper_csv))) + "\n")
+    p = argparse.ArgumentParser(); sub = p.add_subparsers(); add_report_command(sub)
+    args = p.parse_args(["report", str(bad), "--out", str(tmp_path / "out")])
+    with pytest.raises(UserError) as e: args.func(args)
+    msg = str(e.value)
+    assert "\n" not in msg and str(bad) in msg
+    assert message.replace("test_", "") in msg.replace("test_", ""), msg
+
+def test_missing_and_binary_inputs(tmp_path):
+    with pytest.raises(UserError, match="results not found"): read_any_results(tmp_path / "nope.csv")
+    b = tmp_path / "results.csv"; b.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(UserError, match="results.csv"): read_any_results(b)
+
+def test_bad_formats_option(paper_csv, tmp_path):
+    p = argparse.ArgumentParser(); sub = p.add_subparsers(); add_report_command(sub)
+    args = p.parse_args(["report", str(paper_csv), "--out", str(tmp_path), "--formats", "svg,pdf"])
+    with pytest.raises(UserError, match="pdf"): args.func(args)
+
+
+def test_real_results_store(paper_csv, tmp_path):
+    "Through grid's own store: shard files written with grid.append_record, read back by read_any_results."
+    grid = pytest.importorskip("speech_prefinetune.grid", reason="grid needs the model module (merged by the lead)")
+    res = read_any_results(paper_csv)
+    store = tmp_path / "results"
+    for (model, spk), g in res.groupby(["corpora", "speaker"]):
+        fd = grid.open_shard(grid.shard_file(store, model, spk))
+        for r in g.itertuples():
+            grid.append_record(fd, {"model": model, "corpora": model, "speaker": spk, "language": r.language,
+                                    "emotion": r.emotion, "k": int(r.k), "trial": int(r.trial), "seed": 0,
+                                    "macro_f1": r.macro_f1, "accuracy": r.accuracy, "train_ids": ["0001_000051"]})
+    got = read_any_results(store)
+    assert len(got) == len(res) and "seed" in got.columns
+    rows = oracle_rows(paper_csv)
+    check_fig2(fig2_table(got), rows); check_fig3(fig3_table(got), rows)
+    check_table1(table1(got), rows); check_fig4(fig4_table(got), rows)
+    one = read_any_results(grid.shard_file(store, "base", "0011"))  # a single shard file
+    assert set(one.speaker) == {"0011"} and set(one.corpora) == {"base"}
+    empty = tmp_path / "empty"; empty.mkdir()
+    with pytest.raises(UserError, match="no finished trials"): read_any_results(empty)

@@ -1,0 +1,275 @@
+"Tests of speech_prefinetune.audio: load_audio against soundfile, resampling fidelity, errors, and the AudioCache."
+import json, multiprocessing as mp, os, warnings
+from pathlib import Path
+import numpy as np
+import pytest
+import soundfile as sf
+import speech_prefinetune.audio as audio
+from speech_prefinetune.audio import AudioCache, AudioError, AudioInfo, audio_info, build_audio_cache, load_audio
+from speech_prefinetune.core import UserError
+
+CTX = mp.get_context("fork")
+
+def tone(sr, seconds=2.0, hz=440.0, amp=0.5, extra=0):
+    n = int(sr * seconds) + extra
+    return (amp * np.sin(2 * np.pi * hz * np.arange(n) / sr)).astype(np.float32)
+
+def write_corpus(d, n=12, sr=22050, seed=0):
+    "n short noisy tones of different lengths at `sr`; returns their paths."
+    rng, paths = np.random.default_rng(seed), []
+    d.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        x = tone(sr, 0.3 + 0.05 * i, hz=200 + 30 * i, amp=0.3) + 0.01 * rng.standard_normal(int(sr * (0.3 + 0.05 * i))).astype(np.float32)
+        p = d / f"utt{i:03d}.wav"; sf.write(p, x, sr, subtype="PCM_16"); paths.append(p)
+    return paths
+
+# ---------------------------------------------------------------- load_audio
+
+def test_load_equals_soundfile_16k_mono(tmp_path):
+    p = tmp_path / "a.wav"
+    sf.write(p, np.random.default_rng(1).uniform(-0.9, 0.9, 16000 * 2), 16000, subtype="PCM_16")
+    x = load_audio(p)
+    ref, sr = sf.read(p, dtype="float32")
+    assert sr == 16000 and x.dtype == np.float32 and x.ndim == 1 and x.flags.c_contiguous
+    np.testing.assert_array_equal(x, ref)
+
+def test_stereo_is_channel_mean(tmp_path):
+    rng = np.random.default_rng(2)
+    lr = rng.uniform(-0.5, 0.5, (16000, 2)).astype(np.float32)
+    sf.write(tmp_path / "s.wav", lr, 16000, subtype="FLOAT")
+    x = load_audio(tmp_path / "s.wav")
+    assert x.shape == (16000,)
+    np.testing.assert_allclose(x, lr.mean(axis=1), atol=1e-7)
+    six = rng.uniform(-0.5, 0.5, (8000, 6)).astype(np.float32)  # more channels: still the mean
+    sf.write(tmp_path / "six.wav", six, 16000, subtype="FLOAT")
+    np.testing.assert_allclose(load_audio(tmp_path / "six.wav"), six.mean(axis=1), atol=1e-6)
+
+@pytest.mark.parametrize("sr_in", [22050, 44100, 8000])
+def test_resampling_keeps_pitch_length_and_waveform(tmp_path, sr_in):
+    x_in = tone(sr_in, 2.0, extra=123)
+    p = tmp_path / f"t{sr_in}.wav"; sf.write(p, x_in, sr_in, subtype="FLOAT")
+    x = load_audio(p, 16000)
+    assert abs(len(x) - len(x_in) * 16000 / sr_in) <= 1
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    peak_hz = np.argmax(spec) * 16000 / len(x)
+    assert abs(peak_hz - 440) < 2, peak_hz
+    # not just the pitch: away from the edges the waveform is the ideal 16 kHz tone (no delay, no gain change)
+    ideal = tone(16000, 2.0, extra=len(x) - 32000)
+    mid = slice(500, len(x) - 500)
+    assert np.max(np.abs(x[mid] - ideal[mid])) < 2e-3
+
+def test_target_rate_argument(tmp_path):
+    p = tmp_path / "t.wav"; sf.write(p, tone(22050, 1.0), 22050)
+    assert len(load_audio(p, 8000)) == 8000 and len(load_audio(p, 22050)) == 22050
+    with pytest.raises(ValueError, match="positive"): load_audio(p, -1)
+
+def test_flac_and_ogg(tmp_path):
+    x = tone(16000, 1.0, amp=0.3)
+    sf.write(tmp_path / "a.flac", x, 16000, subtype="PCM_16")
+    np.testing.assert_array_equal(load_audio(tmp_path / "a.flac"), sf.read(tmp_path / "a.flac", dtype="float32")[0])
+    np.testing.assert_allclose(load_audio(tmp_path / "a.flac"), x, atol=1e-4)
+    sf.write(tmp_path / "a.ogg", tone(22050, 1.0, amp=0.3), 22050, format="OGG", subtype="VORBIS")
+    y = load_audio(tmp_path / "a.ogg")
+    assert abs(len(y) - 16000) <= 1
+    assert abs(np.argmax(np.abs(np.fft.rfft(y))) * 16000 / len(y) - 440) < 2
+    assert audio_info(tmp_path / "a.ogg").samplerate == 22050
+
+def test_errors_name_the_file(tmp_path):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "garbage.flac").write_bytes(os.urandom(2000))
+    sf.write(tmp_path / "zero.wav", np.zeros((0, 1)), 16000)
+    cases = {"missing.wav": "no such", "empty.wav": "empty", "garbage.flac": "cannot decode", "zero.wav": "0 frames"}
+    for name, why in cases.items():
+        with pytest.raises(AudioError) as e: load_audio(tmp_path / name)
+        assert str(tmp_path / name) in str(e.value) and why in str(e.value)
+        assert isinstance(e.value, UserError)
+    for name in ["missing.wav", "empty.wav", "garbage.flac"]:
+        with pytest.raises(AudioError, match=name): audio_info(tmp_path / name)
+
+def test_audio_info_header_only(tmp_path):
+    sf.write(tmp_path / "s.flac", np.zeros((44100 * 3, 2)), 44100)
+    assert audio_info(tmp_path / "s.flac") == AudioInfo(44100, 132300, 2, 3.0)
+
+# ---------------------------------------------------------------- AudioCache
+
+def test_cache_equals_load_audio_across_shards(tmp_path):
+    paths = write_corpus(tmp_path / "c", n=10)
+    cache = AudioCache(tmp_path / "cache", shard_bytes=20000).add(paths, progress=False)  # ~ one shard per 1-2 clips
+    assert len(list((cache.dir / "shards").glob("*.f32"))) > 3
+    assert len(cache) == 10 and sorted(cache) == sorted(str(p.resolve()) for p in paths)
+    for p in paths:
+        x = cache[p]
+        np.testing.assert_array_equal(x, load_audio(p))
+        assert x.dtype == np.float32 and not x.flags.writeable and cache.num_samples(p) == len(x)
+        with pytest.raises(ValueError): x[0] = 1.0
+    # a fresh reader (another process would do the same) sees the same data; relative and symlinked paths resolve
+    other = AudioCache(tmp_path / "cache")
+    os.symlink(paths[3], tmp_path / "link.wav")
+    np.testing.assert_array_equal(other[tmp_path / "link.wav"], load_audio(paths[3]))
+    cwd = os.getcwd(); os.chdir(tmp_path)
+    try: np.testing.assert_array_equal(other["c/utt004.wav"], load_audio(paths[4]))
+    finally: os.chdir(cwd)
+    with pytest.raises(KeyError, match="nothere.wav"): other[tmp_path / "nothere.wav"]
+    with pytest.raises(KeyError, match="nothere.wav"): other.num_samples(tmp_path / "nothere.wav")
+    assert (tmp_path / "nothere.wav") not in other
+
+def test_incremental_and_stale(tmp_path, monkeypatch):
+    paths = write_corpus(tmp_path / "c", n=6)
+    cache = build_audio_cache(paths[:4], tmp_path / "cache", progress=False)
+    calls = []
+    real = audio.load_audio
+    monkeypatch.setattr(audio, "load_audio", lambda p, sr: calls.append(Path(p).name) or real(p, sr))
+    cache.add(paths + paths[:2], progress=False)  # only the two new files, duplicates once
+    assert calls == ["utt004.wav", "utt005.wav"]
+    # rewrite one file: same size, different samples and mtime -> stale until re-added
+    p = paths[1]; st = os.stat(p)
+    x, sr = sf.read(p, dtype="float32")
+    sf.write(p, -x, sr, subtype="PCM_16")
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    assert os.stat(p).st_size == st.st_size
+    assert p not in cache
+    with pytest.raises(KeyError, match="changed"): cache[p]
+    calls.clear(); cache.add(paths, progress=False)
+    assert calls == ["utt001.wav"]
+    np.testing.assert_array_equal(cache[p], real(p, 16000))
+    assert AudioCache(tmp_path / "cache")[p][100] == real(p, 16000)[100]
+    calls.clear(); cache.add(paths, progress=False); assert calls == []
+
+def test_other_rate_is_a_separate_store(tmp_path):
+    paths = write_corpus(tmp_path / "c", n=3)
+    c16 = build_audio_cache(paths, tmp_path / "cache", 16000, progress=False)
+    c8 = AudioCache(tmp_path / "cache", sr=8000)
+    assert len(c8) == 0 and paths[0] not in c8 and c8.dir != c16.dir
+    c8.add(paths, progress=False)
+    for p in paths:
+        np.testing.assert_array_equal(c8[p], load_audio(p, 8000))
+        np.testing.assert_array_equal(c16[p], load_audio(p, 16000))
+        assert c8.num_samples(p) * 2 in (c16.num_samples(p) - 1, c16.num_samples(p), c16.num_samples(p) + 1)
+
+def test_verify_false_reads_without_sources(tmp_path):
+    paths = write_corpus(tmp_path / "c", n=2)
+    build_audio_cache(paths, tmp_path / "cache", progress=False)
+    want = load_audio(paths[0]); paths[0].unlink()
+    assert paths[0] not in AudioCache(tmp_path / "cache")
+    np.testing.assert_array_equal(AudioCache(tmp_path / "cache", verify=False)[paths[0]], want)
+
+def test_errors_skip_warns_once_with_count(tmp_path):
+    paths = write_corpus(tmp_path / "c", n=3)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF junk")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    bad = [tmp_path / "bad.wav", tmp_path / "missing.wav", tmp_path / "empty.wav"]
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        cache = build_audio_cache(paths + bad, tmp_path / "cache", progress=False, errors="skip")
+    assert len(w) == 1 and "skipped 3 of 6" in str(w[0].message) and "bad.wav" in str(w[0].message)
+    assert len(cache) == 3 and all(p in cache for p in paths)
+    with pytest.raises(AudioError, match="missing.wav"): cache.add([tmp_path / "missing.wav"], progress=False)
+    with pytest.raises(ValueError, match="errors"): cache.add(paths, errors="ignore")
+
+def test_raise_keeps_work_done_before_the_bad_file(tmp_path):
+    paths = write_corpus(tmp_path / "c", n=4)
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    cache = AudioCache(tmp_path / "cache")
+    with pytest.raises(AudioError, match="bad.wav"): cache.add(paths[:2] + [tmp_path / "bad.wav"] + paths[2:], progress=False)
+    assert len(cache) == 2 and paths[1] in cache and paths[2] not in cache
+
+def test_bad_index_is_a_user_error(tmp_path):
+    cache = build_audio_cache(write_corpus(tmp_path / "c", n=1), tmp_path / "cache", progress=False)
+    cache.index_path.write_text("{ torn")
+    with pytest.raises(UserError, match="index.json"): AudioCache(tmp_path / "cache")
+
+def test_empty_add_writes_nothing(tmp_path):
+    cache = AudioCache(tmp_path / "cache").add([], progress=False)
+    assert len(cache) == 0 and list((cache.dir / "shards").iterdir()) == []
+
+def _writer(cache_dir, paths, barrier):
+    barrier.wait()
+    c = AudioCache(cache_dir, shard_bytes=1)  # commit after every clip: many interleaved index rewrites
+    for i in range(0, len(paths), 2): c.add(paths[i:i + 2], progress=False)
+
+def _reader(cache_dir, lengths, barrier, q):
+    barrier.wait()
+    c, seen, bad = AudioCache(cache_dir), set(), 0
+    for _ in range(400):
+        for k in list(c):
+            x = c[k]
+            if len(x) != lengths[k] or not np.isfinite(x).all(): bad += 1
+            seen.add(k)
+    q.put((len(seen), bad))
+
+def test_concurrent_writers_and_reader(tmp_path):
+    paths = write_corpus(tmp_path / "c", n=16)
+    want = {str(p.resolve()): load_audio(p) for p in paths}
+    lengths = {k: len(v) for k, v in want.items()}
+    barrier, q = CTX.Barrier(3), CTX.Queue()
+    procs = [CTX.Process(target=_writer, args=(tmp_path / "cache", paths[:10], barrier)),
+             CTX.Process(target=_writer, args=(tmp_path / "cache", paths[6:][::-1], barrier)),
+             CTX.Process(target=_reader, args=(tmp_path / "cache", lengths, barrier, q))]
+    for p in procs: p.start()
+    for p in procs: p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    seen, bad = q.get(timeout=5)
+    assert bad == 0
+    cache = AudioCache(tmp_path / "cache")
+    assert sorted(cache) == sorted(want)  # no lost update
+    for k, v in want.items(): np.testing.assert_array_equal(cache[k], v)
+    index = json.loads(cache.index_path.read_text())
+    shards = {p.name for p in (cache.dir / "shards").iterdir()}
+    assert {e[0] for e in index["entries"].values()} <= shards
+    assert not [s for s in shards if not s.endswith(".f32")]  # no temporary shard left behind
+    assert not list(cache.dir.glob(".*.tmp"))
+
+def _dies_after(cache_dir, paths, n):
+    calls = []
+    real = audio.load_audio
+    def dying(p, sr):
+        if len(calls) == n: os._exit(3)  # like kill -9: no cleanup, no finally
+        calls.append(p); return real(p, sr)
+    audio.load_audio = dying
+    AudioCache(cache_dir, shard_bytes=50000).add(paths, progress=False)  # 3 clips a shard
+
+def test_killed_writer_leaves_a_consistent_resumable_cache(tmp_path, monkeypatch):
+    paths = write_corpus(tmp_path / "c", n=8)
+    p = CTX.Process(target=_dies_after, args=(tmp_path / "cache", paths, 4)); p.start(); p.join(60)
+    assert p.exitcode == 3
+    cache = AudioCache(tmp_path / "cache")
+    done = [q for q in paths if q in cache]
+    assert done == paths[:3]  # the first shard was committed; the 4th clip died with its unfinished shard
+    assert len(list((cache.dir / "shards").glob(".*.tmp"))) == 1  # the torn shard, never referenced
+    for q in done: np.testing.assert_array_equal(cache[q], load_audio(q))
+    calls = []
+    real = audio.load_audio
+    monkeypatch.setattr(audio, "load_audio", lambda q, sr: calls.append(q) or real(q, sr))
+    cache.add(paths, progress=False)
+    assert len(calls) == 8 - len(done) and len(cache) == 8
+    for q in paths: np.testing.assert_array_equal(cache[q], real(q, 16000))
+
+def test_clean_removes_only_unreferenced_old_files(tmp_path):
+    paths = write_corpus(tmp_path / "c", n=8)
+    p = CTX.Process(target=_dies_after, args=(tmp_path / "cache", paths, 4)); p.start(); p.join(60)
+    cache = AudioCache(tmp_path / "cache").add(paths[:4], progress=False)  # 4th clip into a new shard
+    shards = cache.dir / "shards"
+    assert len(list(shards.iterdir())) == 3  # committed, torn temporary, new
+    assert cache.clean() == 0  # everything is younger than an hour
+    torn = next(shards.glob(".*.tmp")); size = torn.stat().st_size
+    assert cache.clean(min_age=0) == size and not torn.exists()
+    for q in paths[:4]: np.testing.assert_array_equal(cache[q], load_audio(q))
+    x = cache[paths[0]]  # mapped before its shard is superseded and deleted: stays readable
+    for q in paths[:3]:
+        st = os.stat(q); os.utime(q, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    cache.add(paths[:4], progress=False)
+    assert cache.clean(min_age=0) > 0 and len(list(shards.iterdir())) == 2
+    np.testing.assert_array_equal(x, load_audio(paths[0]))
+    for q in paths[:4]: np.testing.assert_array_equal(AudioCache(tmp_path / "cache")[q], load_audio(q))
+
+def test_reader_with_an_old_index_survives_clean(tmp_path):
+    paths = write_corpus(tmp_path / "c", n=2)
+    build_audio_cache(paths, tmp_path / "cache", progress=False)
+    reader = AudioCache(tmp_path / "cache"); assert len(reader) == 2  # index read, no shard mapped yet
+    writer = AudioCache(tmp_path / "cache")
+    os.remove(writer.index_path); writer._refresh()  # another writer re-decodes both (same stamps) into a new shard
+    writer.add(paths, progress=False)
+    assert writer.clean(min_age=0) > 0
+    for p in paths: np.testing.assert_array_equal(reader[p], load_audio(p))  # its entries point at the deleted shard
+    for name in os.listdir(reader.dir / "shards"): os.remove(reader.dir / "shards" / name)
+    with pytest.raises(UserError, match="shard file missing"): AudioCache(tmp_path / "cache")[paths[0]]

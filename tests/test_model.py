@@ -1,0 +1,100 @@
+"Model tests against transformers' own classes (the oracle) on padded batches of real-shaped audio."
+import json
+import numpy as np
+import pytest
+import torch
+import transformers
+from transformers import AutoModel, HubertForSequenceClassification, Wav2Vec2ForSequenceClassification, WavLMForSequenceClassification
+from speech_prefinetune.core import UserError
+from speech_prefinetune.model import (TINY_ENCODERS, MultiTaskClassifier, load_encoder, pad_batch, tiny_config)
+
+torch.set_num_threads(1)
+ORACLES = {"tiny-wav2vec2": Wav2Vec2ForSequenceClassification, "tiny-hubert": HubertForSequenceClassification,
+           "tiny-wavlm": WavLMForSequenceClassification}
+
+
+def waves(lengths=(16000, 9000, 4321), seed=0):
+    rng = np.random.default_rng(seed)
+    return [(rng.normal(size=n) * 0.1 + 0.01).astype(np.float32) for n in lengths]
+
+
+@pytest.mark.parametrize("name", TINY_ENCODERS)
+def test_logits_equal_transformers_sequence_classification(name):
+    config = tiny_config(name)
+    config.update(dict(use_weighted_layer_sum=False, classifier_proj_size=12, num_labels=4))
+    ours = MultiTaskClassifier.from_encoder(name, {"t": ("a", "b", "c", "d")}, projector_dim=12, seed=3).eval()
+    ref = ORACLES[name](config).eval()
+    base = getattr(ref, ref.base_model_prefix)
+    base.load_state_dict(ours.encoder.state_dict())
+    ref.projector.load_state_dict(ours.projector.state_dict()); ref.classifier.load_state_dict(ours.heads["t"].state_dict())
+    x, mask = pad_batch(waves())
+    with torch.no_grad():
+        diff = (ref(x, attention_mask=mask).logits - ours(x, mask, task="t")).abs().max().item()
+    assert diff < 1e-5
+
+
+@pytest.mark.parametrize("name", TINY_ENCODERS)
+def test_batched_equals_one_by_one_and_split_forward(name):
+    m = MultiTaskClassifier.from_encoder(name, {"a": ("x", "y"), "b": ("x", "y", "z")}).eval()
+    ws = waves()
+    with torch.no_grad():
+        x, mask = pad_batch(ws)
+        batched = m(x, mask, task="b")
+        single = torch.cat([m(*pad_batch([w]), task="b") for w in ws])
+        feats, fmask = m.feature_encoder_outputs(x, mask)
+        split = m.forward_from_features(feats, fmask, "b")
+    assert (batched - single).abs().max() < 1e-5
+    assert torch.equal(split, batched)
+    expected = m.encoder._get_feat_extract_output_lengths(torch.tensor([len(w) for w in ws]))
+    assert fmask.sum(1).tolist() == expected.tolist()
+
+
+def test_padding_does_not_leak_into_pooling():
+    m = MultiTaskClassifier.from_encoder("tiny-wav2vec2", {"t": ("x", "y")}).eval()
+    w = waves((8000,))[0]
+    x, mask = pad_batch([w])
+    x2 = torch.cat([x, torch.randn(1, 8000)], 1); mask2 = torch.cat([mask, torch.zeros(1, 8000, dtype=torch.long)], 1)
+    with torch.no_grad(): assert (m(x, mask) - m(x2, mask2)).abs().max() < 1e-5
+
+
+def test_training_step_trains_heads_and_respects_frozen_cnn():
+    m = MultiTaskClassifier.from_encoder("tiny-hubert", {"a": ("x", "y"), "b": ("x", "y", "z")}).train()
+    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-2)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    x, mask = pad_batch(waves())
+    torch.nn.functional.cross_entropy(m(x, mask, task="b"), torch.tensor([0, 1, 2])).backward()
+    opt.step()
+    after = m.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert {"heads.b.weight", "heads.b.bias"} <= changed
+    assert not any(k.startswith(("heads.a", "encoder.feature_extractor")) for k in changed)
+
+
+def test_save_load_roundtrip_and_plain_automodel(tmp_path):
+    m = MultiTaskClassifier.from_encoder("tiny-wavlm", {"iemocap": ("neutral", "sad"), "esd": ("a", "b", "c")},
+                                         projector_dim=6).eval()
+    m.save_pretrained(tmp_path, metadata={"corpora": ["iemocap"], "metrics": {"val_loss": 0.5}})
+    meta = json.loads((tmp_path / "spft_model.json").read_text())
+    assert meta["corpus_set"] == "iemocap" and meta["tasks"]["esd"] == ["a", "b", "c"] and meta["encoder"] == "tiny-wavlm"
+    assert meta["metrics"] == {"val_loss": 0.5} and meta["projector_dim"] == 6
+    loaded = MultiTaskClassifier.from_pretrained(tmp_path)
+    x, mask = pad_batch(waves())
+    with torch.no_grad():
+        assert torch.allclose(loaded(x, mask, task="esd"), m(x, mask, task="esd"), atol=1e-6)
+        plain = AutoModel.from_pretrained(tmp_path / "encoder")
+        assert type(plain).__name__ == "WavLMModel"
+        assert torch.allclose(plain(x, attention_mask=mask).last_hidden_state,
+                              m.encoder(x, attention_mask=mask).last_hidden_state, atol=1e-6)
+    # saving again over the same folder (the trainer does this at every improvement) keeps it loadable
+    m.replace_heads({"esd": ("a", "b")}).save_pretrained(tmp_path)
+    assert MultiTaskClassifier.from_pretrained(tmp_path).tasks == {"esd": ("a", "b")}
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_errors_name_the_culprit(tmp_path):
+    with pytest.raises(UserError, match="tiny-bert"): load_encoder("tiny-bert")
+    with pytest.raises(UserError, match=str(tmp_path)): MultiTaskClassifier.from_pretrained(tmp_path)
+    with pytest.raises(UserError, match="config.json"): load_encoder(tmp_path)
+    m = MultiTaskClassifier.from_encoder("tiny-wav2vec2", {"t": ("x", "y")})
+    with pytest.raises(ValueError, match="receptive field"): m(*pad_batch([np.ones(100, np.float32), np.ones(4000, np.float32)]))
+    with pytest.raises(ValueError, match="2 distinct labels"): m.replace_heads({"t": ("x",)})
