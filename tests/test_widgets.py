@@ -78,6 +78,14 @@ def test_chooser_shows_roots_and_load_errors(tables, roots_file):
     assert "(found)" in rows[0].children[1].value and "missing from roots" in rows[2].children[1].value
     assert "esd" in rows[4].children[0].value and "downstream" in rows[4].children[0].value
 
+def test_chooser_shows_loader_warnings(tables, tmp_path):
+    import warnings
+    def loader(name, root):
+        warnings.warn(f"{name}: skipped 2 bad entries"); return tables[name]
+    ch = CorpusChooser({c: tmp_path for c in CORPORA}, selected=["iemocap"], loader=loader)
+    assert ch.warnings == {"iemocap": ["iemocap: skipped 2 bad entries"]}
+    assert "skipped 2 bad entries" in ch.sizes_html.value and ch.sizes.index.tolist() == ["iemocap"]
+
 def test_chooser_run_button_trains_in_background_with_progress(tables, tmp_path):
     calls = []
     def trainer(corpora, roots, encoder, out, config=None, progress=True):
@@ -124,6 +132,45 @@ def test_widget_tqdm_counts_without_total():
 
 def test_summaries_of_empty_selection():
     assert corpus_sizes({}).empty and label_distribution({}).empty
+
+# ---------------------------------------------------------------- the real loader and pre-finetuning
+
+def write_msp_podcast(root: Path, n_train=12, n_valid=6, n_test=3, sr=16000, seed=0):
+    "A tiny MSP-PODCAST tree in its real layout: Audios/*.wav + Labels/labels_consensus.csv, one tone per emotion."
+    import soundfile
+    rng, rows = np.random.default_rng(seed), ["FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"]
+    (root / "Audios").mkdir(parents=True); (root / "Labels").mkdir()
+    for i in range(n_train + n_valid + n_test):
+        code = "NHAS"[i % 4]
+        t = np.arange(int(sr * rng.uniform(0.4, 0.8))) / sr
+        x = 0.3 * np.sin(2 * np.pi * (150 + 60 * "NHAS".index(code)) * t) + 0.01 * rng.normal(size=len(t))
+        name = f"MSP-PODCAST_0001_{i:04d}.wav"
+        soundfile.write(root / "Audios" / name, x.astype(np.float32), sr)
+        rows.append(f"{name},{code},3.0,3.0,3.0,{10 + i % 3},Female,{'Train' if i < n_train else 'Development' if i < n_train + n_valid else 'Test1'}")
+    (root / "Labels" / "labels_consensus.csv").write_text("\n".join(rows) + "\n")
+
+def test_chooser_runs_real_prefinetune_with_widget_progress(tmp_path):
+    import speech_prefinetune.prefinetune as pf
+    from speech_prefinetune.corpora import load_corpus
+    from speech_prefinetune.model import MultiTaskClassifier
+    write_msp_podcast(tmp_path / "podcast")
+    roots = write_roots({"msp_podcast": "podcast"}, tmp_path / "corpora.toml")
+    config = pf.PrefinetuneConfig(max_epochs=1, batch_size=4, device="cpu", cache_dir=str(tmp_path / "cache"))
+    tqdm_before = pf.tqdm
+    ch = CorpusChooser(roots, encoder="tiny-wav2vec2", out=tmp_path / "runs", config=config, selected=["msp_podcast"])
+    t = load_corpus("msp_podcast", tmp_path / "podcast")
+    assert ch.sizes.loc["msp_podcast"].tolist() == [21, 3, 12, 6, 3] == [len(t), 3, 12, 6, 3]
+    assert ch.command == (f"spft prefinetune --corpora msp_podcast --roots {roots} --encoder tiny-wav2vec2 "
+                          f"--out {tmp_path / 'runs' / 'msp_podcast'}")
+    ch.run_button.click()
+    ch.thread.join(timeout=300)
+    assert not ch.thread.is_alive() and ch.error is None, ch.status.value
+    assert ch.result == tmp_path / "runs" / "msp_podcast"
+    model = MultiTaskClassifier.from_pretrained(ch.result)
+    assert model.metadata["corpora"] == ["msp_podcast"] and model.tasks["msp_podcast"] == LABELS["msp_podcast"]
+    assert ch.progress.value == ch.progress.max == 3                # the last bar: epoch 1, 12 clips / batch 4
+    assert any(m.startswith("epoch 1:") for m in ch.messages) and "epoch 1:" in ch.log_html.value
+    assert pf.tqdm is tqdm_before                                   # the module's own tqdm is back
 
 # ---------------------------------------------------------------- CorpusChooser over the synthetic corpora
 
