@@ -1,7 +1,8 @@
 """Real-browser check of the widgets: JupyterLab (headless, 127.0.0.1, random port, token) + Debian's Chromium via
-Playwright. Runs a small notebook that builds a ResultsViewer, changes k in the browser and checks that the table
-and the chart follow. Screenshot: test-artifacts/jupyterlab_widgets.png. Chromium: tests/setup_browser.sh."""
-import json, os, secrets, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+Playwright. Runs a small notebook that builds a ResultsViewer and a CorpusChooser, changes k in the browser and checks that the
+table and the chart follow, ticks a corpus and checks the command. Screenshots: test-artifacts/jupyterlab_widgets.png
+(viewer) and jupyterlab_corpus_chooser.png. Chromium: tests/setup_browser.sh."""
+import json, os, re, secrets, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -44,6 +45,12 @@ def write_notebook(path: Path):
         "import pandas as pd\nfrom speech_prefinetune.widgets import ResultsViewer\n"
         "results = pd.read_csv('results.csv', dtype={'speaker': str})",
         "viewer = ResultsViewer(results, k=2)\nviewer",
+        "from speech_prefinetune.widgets import CorpusChooser\n"
+        "tables = {c: pd.DataFrame({'corpus': c, 'utt_id': [f'{c}{i}' for i in range(n)], 'path': '/x.wav',\n"
+        "                           'speaker': 's1', 'language': 'en', 'label': 'sad', 'split': 'train'})\n"
+        "          for c, n in [('iemocap', 7), ('msp_improv', 5)]}\n"
+        "chooser = CorpusChooser({'iemocap': 'data/iemocap', 'msp_improv': 'data/msp_improv'}, encoder='tiny-hubert',\n"
+        "                        selected=['iemocap'], loader=lambda name, root: tables[name])\nchooser",
     ]
     nb = {"cells": [{"id": f"cell{i}", "cell_type": "code", "metadata": {}, "source": s, "execution_count": None,
                      "outputs": []} for i, s in enumerate(cells)],
@@ -77,16 +84,19 @@ def stop_server(url, token, proc):
         try: proc.wait(timeout=10)
         except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL); proc.wait(timeout=10)
 
-def run_all_cells(page, done, tries=3):
-    "Run menu > Run All Cells (once the item is enabled), until `done` appears; a click can land too early."
+def run_all_cells(page, tries=3):
+    "Run menu > Run All Cells; again if the first cell has not started within 20 s (a click can land too early)."
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    first_prompt = page.locator(".jp-Notebook .jp-Cell .jp-InputPrompt").first
     for attempt in range(tries):
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.locator("li.lm-Menu-item[data-command='runmenu:run-all']:not(.lm-mod-disabled)").click()
-        try: done.wait_for(timeout=60 * MS); return
+        try: page.wait_for_function("el => /\\[(\\*|\\d+)\\]/.test(el.textContent)",   # "[*]:" or "[1]:"
+                                    arg=first_prompt.element_handle(), timeout=20 * MS)
         except PlaywrightTimeout:
             if attempt == tries - 1: raise
             page.keyboard.press("Escape")
+        else: return
 
 def test_results_viewer_in_jupyterlab():
     chromium = chromium_executable()
@@ -119,12 +129,12 @@ def test_results_viewer_in_jupyterlab():
             try:
                 page = browser.new_page(viewport={"width": 1300, "height": 1100})
                 page.set_default_timeout(60 * MS)
-                page.goto(f"{url}/lab/tree/widgets_demo.ipynb?token={token}&reset", timeout=90 * MS)
-                # the kernel is up when the notebook's execution indicator says idle
-                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120 * MS)
+                page.goto(f"{url}/lab/tree/widgets_demo.ipynb?token={token}", timeout=90 * MS)
+                # the kernel is up when the status bar says "<kernel name> | Idle"
+                page.get_by_role("button", name=re.compile(r"\| Idle$")).wait_for(timeout=120 * MS)
                 page.locator(".jp-Notebook .jp-Cell").first.click()   # focus the notebook (makes it current)
+                run_all_cells(page)
                 table = page.locator(".spft-results-viewer .spft-results-table")
-                run_all_cells(page, done=table)
                 expect(table).to_contain_text("k = 2", timeout=120 * MS)
                 before = table.inner_text()
                 chart_before = page.locator(".spft-results-viewer .spft-results-chart svg").inner_html()
@@ -138,9 +148,19 @@ def test_results_viewer_in_jupyterlab():
                 chart = page.locator(".spft-results-viewer .spft-results-chart svg")
                 expect(chart).to_contain_text("k = 8")
                 assert chart.inner_html() != chart_before
+                # the corpus chooser: tick MSP-IMPROV, the command and the sizes follow
+                chooser = page.locator(".spft-corpus-chooser")
+                command = chooser.locator("pre.spft-command")
+                expect(command).to_contain_text("--corpora iemocap --roots corpora.toml --encoder tiny-hubert")
+                chooser.locator(".widget-checkbox", has_text="msp_improv").locator("input").check()
+                expect(command).to_contain_text("--corpora iemocap,msp_improv ")
+                expect(command).to_contain_text("--out runs/iemocap+msp_improv")
+                expect(chooser.locator("table.spft-table")).to_contain_text("msp_improv")
                 page.locator(".spft-results-viewer").scroll_into_view_if_needed()
                 ARTIFACTS.mkdir(exist_ok=True)
                 page.screenshot(path=str(SCREENSHOT))
+                chooser.scroll_into_view_if_needed()
+                page.screenshot(path=str(ARTIFACTS / "jupyterlab_corpus_chooser.png"))
             except Exception:
                 ARTIFACTS.mkdir(exist_ok=True)
                 page.screenshot(path=str(ARTIFACTS / "jupyterlab_widgets_failure.png"))
