@@ -1,0 +1,209 @@
+"""Few-shot trials per hour: transformers `Trainer` (the paper's protocol, and tuned) against `fewshot.TrialRunner`.
+
+Identical trials for all three: one synthetic speaker with ESD's split sizes (20 validation and 30 test clips per
+emotion, i.e. 100 and 150 clips of 2-4 s, written in ESD's folder layout and read back with `load_corpus`), the
+same tiny encoder (`tiny-wav2vec2`, frozen CNN), the same seeded binary head, the same k/2 + k/2 draws
+(`sample_fewshot`), AdamW with the same learning rate, 10% warm-up + linear decay, clipping 1.0, the same
+epoch budget and the same early stopping on validation macro-F1. What differs is how the work is done:
+
+(a) `trainer_paper`: the paper code's `TrainingArguments`: batch 1, gradient accumulation 4, eval batch 1,
+    evaluate and save a checkpoint every epoch, `load_best_model_at_end`, `EarlyStoppingCallback`; a new model and
+    `Trainer` per trial, and the speaker's audio read from disk again for every trial (as its `load_esd_specific`).
+(b) `trainer_tuned`: batch = k, eval batch 64, audio decoded once and kept in memory, checkpoints without
+    optimizer state (`save_only_model`), same early stopping (which needs `load_best_model_at_end`, hence a
+    checkpoint per epoch).
+(c) `ours`: one `TrialRunner` for the speaker (model loaded once, CNN features computed once, length-sorted
+    padded validation batches built once, best state kept in memory); its set-up time is included.
+
+Prints one line per protocol (trials/hour, mean test macro-F1), then `speedup_vs_paper_protocol: <x>` and
+`speedup_vs_tuned_trainer: <x>` (ratios of trials/hour). On CUDA it also times a wav2vec2-base-sized random
+model and projects the paper's 33,600-trial grid.
+
+    PYTHONPATH=. python bench/fewshot.py                 # about 3-5 minutes on 2 CPU cores
+    PYTHONPATH=. python bench/fewshot.py --quick         # smoke run
+"""
+from __future__ import annotations
+import argparse, math, os, shutil, sys, tempfile, time, warnings
+from pathlib import Path
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+
+from speech_prefinetune.core import derive_seed
+from speech_prefinetune.corpora import load_corpus
+from speech_prefinetune.audio import load_audio
+from speech_prefinetune.model import MultiTaskClassifier, pad_batch
+from speech_prefinetune.fewshot import TrialConfig, TrialRunner, binary_metrics, sample_fewshot
+
+EMOTIONS = ("Neutral", "Angry", "Happy", "Sad", "Surprise")
+
+
+def write_speaker(root: Path, speaker="0011", n_train=12, n_valid=20, n_test=30, sr=16000, seed=0) -> Path:
+    "ESD layout for one speaker: emotion-dependent pitch, rate and brightness on a harmonic voice, 2-4 s clips."
+    rng = np.random.default_rng(seed)
+    for ei, emo in enumerate(EMOTIONS):
+        for split, first, n in (("evaluation", 1, n_valid), ("test", 21, n_test), ("train", 51, n_train)):
+            d = root / speaker / emo / split; d.mkdir(parents=True, exist_ok=True)
+            for o in range(first, first + n):
+                t = np.arange(int(rng.uniform(2, 4) * sr)) / sr
+                f0 = (110 + 35 * ei) * (1 + 0.08 * np.sin(2 * np.pi * (2 + ei) * t)) * rng.uniform(0.92, 1.08)
+                phase = 2 * np.pi * np.cumsum(f0) / sr
+                w = sum(np.sin(h * phase) / h ** (1.5 - 0.2 * ei) for h in range(1, 6))
+                w = 0.2 * w * (0.6 + 0.4 * np.sin(2 * np.pi * (3 + ei) * t)) + 0.02 * rng.normal(size=t.size)
+                sf.write(d / f"{speaker}_{ei * 350 + o:06d}.wav", w.astype(np.float32), sr)
+    return root
+
+
+# ---------------------------------------------------------------- (a) and (b): transformers Trainer
+class HFWrapper(torch.nn.Module):
+    "What `Trainer` expects: forward(input_values, attention_mask, labels) -> {'loss', 'logits'}."
+    def __init__(self, model, task):
+        super().__init__(); self.model, self.task = model, task
+    def forward(self, input_values, attention_mask=None, labels=None):
+        logits = self.model(input_values, attention_mask, task=self.task)
+        out = {"logits": logits}
+        if labels is not None: out["loss"] = F.cross_entropy(logits.float(), labels)
+        return out
+
+
+def collate(items):
+    x, m = pad_batch([it["wave"] for it in items])
+    return {"input_values": x, "attention_mask": m, "labels": torch.tensor([it["label"] for it in items])}
+
+
+def trainer_trial(protocol, encoder, table, waves, speaker, emotion, k, trial, cfg, max_epochs, patience, workdir):
+    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
+    t0 = time.perf_counter()
+    paper = protocol == "trainer_paper"
+    if paper: waves = {u: load_audio(p) for u, p in zip(table.utt_id, table.path)}   # re-read for every trial
+    s = derive_seed("trial", speaker, emotion, k, trial, 0)
+    model = MultiTaskClassifier.from_encoder(encoder, {"init": ("a", "b")}, seed=0)
+    model.replace_heads({emotion: (f"not_{emotion}", emotion)}, seed=s)
+    rows = table[table.speaker == speaker].set_index("utt_id")
+    ds = lambda ids: [dict(wave=waves[u], label=int(rows.label[u] == emotion)) for u in ids]
+    train = ds(sample_fewshot(table, speaker, emotion, k, trial))
+    valid, test = (ds(sorted(rows.index[rows.split == sp])) for sp in ("valid", "test"))
+    out = Path(workdir) / f"{protocol}-{emotion}-{k}-{trial}"
+    args = TrainingArguments(
+        str(out), eval_strategy="epoch", save_strategy="epoch", learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,
+        per_device_train_batch_size=1 if paper else k, gradient_accumulation_steps=4 if paper else 1,
+        per_device_eval_batch_size=1 if paper else 64, num_train_epochs=max_epochs, max_grad_norm=cfg.max_grad_norm,
+        load_best_model_at_end=True, metric_for_best_model="macro_f1", save_total_limit=2, save_only_model=not paper,
+        logging_steps=3 if paper else 500, report_to="none", use_cpu=not torch.cuda.is_available(), seed=s % 2**31,
+        disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0)
+    metrics = lambda p: {"macro_f1": binary_metrics(p.label_ids, np.argmax(p.predictions, -1))["macro_f1"]}
+    tr = Trainer(HFWrapper(model, emotion), args, train_dataset=train, eval_dataset=valid, data_collator=collate,
+                 compute_metrics=metrics, callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)])
+    tr.remove_callback(PrinterCallback)
+    tr.train()
+    pred = tr.predict(test)
+    m = binary_metrics(pred.label_ids, np.argmax(pred.predictions, -1))
+    epochs = int(round(tr.state.epoch or 0))
+    shutil.rmtree(out, ignore_errors=True)
+    return dict(m, epochs=epochs, seconds=time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------- (c): ours
+def ours(encoder, table, speaker, cells, cfg, device=None):
+    t0 = time.perf_counter()
+    runner = TrialRunner(encoder, table, speaker, cfg, device=device)
+    setup = time.perf_counter() - t0
+    res = [runner.run(e, k, t) for e, k, t in cells]
+    return res, time.perf_counter() - t0, setup
+
+
+def summary(name, res, wall):
+    n = len(res)
+    f1 = np.array([r["macro_f1"] for r in res])
+    line = dict(protocol=name, trials=n, epochs_per_trial=np.mean([r["epochs"] for r in res]), s_per_trial=wall / n,
+                trials_per_hour=3600 * n / wall, mean_macro_f1=f1.mean(), se_macro_f1=f1.std(ddof=1) / math.sqrt(n) if n > 1 else float("nan"))
+    print(f"{name:14s} trials {n:3d}  epochs/trial {line['epochs_per_trial']:5.1f}  s/trial {line['s_per_trial']:8.3f}  "
+          f"trials/hour {line['trials_per_hour']:10.1f}  mean_macro_f1 {line['mean_macro_f1']:.3f} (se {line['se_macro_f1']:.3f})", flush=True)
+    return line
+
+
+def project_grid(root, args, device="cuda", encoder_config=None):
+    "Time a wav2vec2-base-sized random model (or `encoder_config`) per k and project the 33,600-trial grid."
+    from transformers import Wav2Vec2Config
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    table = load_corpus("esd", write_speaker(root / "esd_proj", "0012", n_train=40, seed=1))
+    cfg = TrialConfig(max_epochs=args.gpu_epochs, patience=args.gpu_epochs, lr=args.lr, eval_batch_size=128)
+    enc = encoder_config or Wav2Vec2Config()   # default: the wav2vec2-base architecture (94M parameters), random weights
+    model = MultiTaskClassifier.from_encoder(enc, {"init": ("a", "b")})
+    t0 = time.perf_counter(); runner = TrialRunner(model, table, "0012", cfg, device=device); sync()
+    setup = time.perf_counter() - t0
+    n_clips = len(runner._feats)
+    per_epoch = {}
+    for k in (2, 4, 8, 16, 24, 32, 64):
+        runner.run("angry", k, 1)                                  # warm-up (kernels, allocator, train features)
+        sync(); t = time.perf_counter()
+        r = [runner.run(e, k, 0) for e in ("angry", "sad")]
+        sync()
+        per_epoch[k] = (time.perf_counter() - t) / sum(x["epochs"] for x in r)
+        print(f"{device} {type(enc).__name__} k={k:2d}: {1000 * per_epoch[k]:.1f} ms/epoch (train {k} clips + validate 100)", flush=True)
+    cells_per_k = 16 * 20 * 5 * 3
+    trials_s = sum(cells_per_k * args.assumed_epochs * per_epoch[k] for k in per_epoch)
+    feat_s = setup / n_clips * 35_000                               # CNN features of all of ESD, computed once
+    name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    print(f"projected_grid_hours: {(trials_s + feat_s) / 3600:.2f}  (33,600 trials x {args.assumed_epochs} epochs each "
+          f"assumed, + CNN features of 35,000 clips; one {name}, one worker)")
+    return (trials_s + feat_s) / 3600
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--k", type=int, default=4)
+    p.add_argument("--max-epochs", type=int, default=8, help="epoch budget of every trial (default: %(default)s)")
+    p.add_argument("--patience", type=int, default=8, help="early stopping (default: the budget, so every protocol runs the same epochs)")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate of all three (default %(default)s: a random tiny encoder learns little at the paper's 3e-5)")
+    p.add_argument("--trainer-trials", type=int, default=5, help="trials per Trainer protocol (default: %(default)s, one per emotion)")
+    p.add_argument("--ours-trials", type=int, default=5, help="trials of ours (default: %(default)s, the same trials)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--gpu-epochs", type=int, default=10)
+    p.add_argument("--assumed-epochs", type=int, default=45, help="epochs per trial assumed by the grid projection")
+    p.add_argument("--quick", action="store_true", help="2 epochs, 2 trials: a smoke run")
+    p.add_argument("--projection-smoke", action="store_true", help="run the GPU projection code path on CPU with the tiny encoder")
+    args = p.parse_args(argv)
+    if args.quick: args.max_epochs = args.patience = 2; args.trainer_trials = args.ours_trials = 2
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    from transformers.utils import logging as hf_logging
+    hf_logging.set_verbosity_error()
+    root = Path(tempfile.mkdtemp(prefix="spft_bench_"))
+    try:
+        table = load_corpus("esd", write_speaker(root / "esd"))
+        speaker, enc, k = "0011", "tiny-wav2vec2", args.k
+        cfg = TrialConfig(max_epochs=args.max_epochs, patience=args.patience, lr=args.lr, batch_size=4)
+        emos = [e.lower() for e in EMOTIONS]
+        cells = lambda n: [(emos[i % 5], k, i // 5) for i in range(n)]
+        print(f"speaker {speaker}: {len(table)} clips ({(table.split == 'valid').sum()} valid, {(table.split == 'test').sum()} test), "
+              f"encoder {enc}, k={k}, budget {args.max_epochs} epochs, patience {args.patience}, lr {args.lr}, "
+              f"{torch.get_num_threads()} thread(s), {'cuda' if torch.cuda.is_available() else 'cpu'}", flush=True)
+        waves = {u: load_audio(pth) for u, pth in zip(table.utt_id, table.path)}
+        lines = {}
+        for proto in ("trainer_paper", "trainer_tuned"):
+            t0 = time.perf_counter()
+            res = [trainer_trial(proto, enc, table, waves, speaker, e, kk, t, cfg, args.max_epochs, args.patience, root)
+                   for e, kk, t in cells(args.trainer_trials)]
+            lines[proto] = summary(proto, res, time.perf_counter() - t0)
+        res, wall, setup = ours(enc, table, speaker, cells(args.ours_trials), cfg)
+        lines["ours"] = summary("ours", res, wall)
+        trial_s = (wall - setup) / len(res)
+        print(f"(ours: {setup:.2f} s of set-up included: model load, CNN features of {len(table[table.split != 'train'])} "
+              f"valid/test clips and of the train clips on first use; in a grid shard of 105 trials it adds "
+              f"{setup / 105:.3f} s per trial: {3600 / (trial_s + setup / 105):.0f} trials/hour, "
+              f"{lines['trainer_paper']['s_per_trial'] / (trial_s + setup / 105):.1f}x the paper protocol)")
+        print(f"speedup_vs_paper_protocol: {lines['ours']['trials_per_hour'] / lines['trainer_paper']['trials_per_hour']:.1f}")
+        print(f"speedup_vs_tuned_trainer: {lines['ours']['trials_per_hour'] / lines['trainer_tuned']['trials_per_hour']:.1f}")
+        if torch.cuda.is_available(): project_grid(root, args, "cuda")
+        elif args.projection_smoke:
+            from speech_prefinetune.model import tiny_config
+            args.gpu_epochs = 2; project_grid(root, args, "cpu", tiny_config("tiny-wav2vec2"))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"The trial grid: results store crash safety, kill -9 / resume exactness, executors, paired design, CLI."
+import argparse, json, os, signal, subprocess, sys, time
+from pathlib import Path
+import pandas as pd
+import pytest
+import torch
+
+from speech_prefinetune.core import UserError
+from speech_prefinetune.corpora import load_corpus
+from speech_prefinetune.fewshot import TrialConfig, sample_fewshot
+from speech_prefinetune.grid import (RESULT_COLUMNS, add_fewshot_command, append_record, load_results, open_shard,
+                                     read_records, run_grid, shard_file)
+from speech_prefinetune.model import MultiTaskClassifier
+from speech_prefinetune.synth import synth_corpora
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = ["macro_f1", "f1_pos", "accuracy", "balanced_accuracy", "weighted_f1", "valid_macro_f1", "best_epoch", "epochs"]
+KEY = ["model", "speaker", "emotion", "k", "trial", "seed"]
+CLI = ("import sys, argparse; from speech_prefinetune.grid import add_fewshot_command; p = argparse.ArgumentParser(); "
+       "s = p.add_subparsers(); add_fewshot_command(s); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
+
+
+@pytest.fixture(scope="module")
+def esd_root(tmp_path_factory):
+    torch.set_num_threads(1)
+    return synth_corpora(tmp_path_factory.mktemp("corpora"), size="tiny", corpora=("esd",))["esd"]
+
+
+@pytest.fixture(scope="module")
+def esd(esd_root): return load_corpus("esd", esd_root)
+
+
+def spft_fewshot(*args):
+    "`spft fewshot ARGS` in a fresh process (the subcommand as the CLI registers it)."
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", CLI, "fewshot", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def comparable(df):
+    return df.sort_values(KEY).reset_index(drop=True)[KEY + ["corpora", "language", "train_ids", "config_id"] + METRICS]
+
+
+def test_store_ignores_and_repairs_torn_lines_and_drops_duplicates(tmp_path):
+    rec = dict(model="m", corpora="base", speaker="0011", language="en", emotion="sad", k=2, trial=0, seed=0,
+               macro_f1=0.1 + 0.2, accuracy=1 / 3, train_ids=["0011_000051", "0011_000052"])
+    f = shard_file(tmp_path, "m", "0011")
+    fd = open_shard(f); append_record(fd, rec); os.close(fd)
+    with open(f, "ab") as h: h.write(b'{"model": "m", "speaker": "0011", "emo')          # kill -9 in mid-write
+    assert [r["trial"] for r in read_records(f)] == [0]
+    df = load_results(tmp_path)
+    assert len(df) == 1 and df.macro_f1[0] == 0.1 + 0.2 and df.accuracy[0] == 1 / 3   # floats round-trip exactly
+    assert list(df.columns[:len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS)
+    fd = open_shard(f)                                       # the next writer cuts the torn bytes off first
+    append_record(fd, {**rec, "trial": 1}); append_record(fd, rec); os.close(fd)
+    lines = f.read_bytes().split(b"\n")
+    assert lines[-1] == b"" and all(json.loads(l) for l in lines[:-1]) and len(lines) == 4
+    assert load_results(tmp_path).trial.tolist() == [0, 1]  # duplicate key dropped, first kept
+    (tmp_path / "empty").mkdir()
+    assert load_results(tmp_path / "empty").empty and list(load_results(tmp_path / "empty").columns) == list(RESULT_COLUMNS)
+    with pytest.raises(UserError, match="no results store"): load_results(tmp_path / "missing")
+
+
+def test_grid_rows_schema_and_paired_design(esd, tmp_path):
+    df = run_grid(["tiny-wav2vec2", "hub=tiny-hubert"], table=esd, results=tmp_path / "r", speakers="0002,0011",
+                  emotions="angry,neutral", k=(2, 4), trials=2, max_epochs=2, patience=2, threads=1, progress=False)
+    assert len(df) == 2 * 2 * 2 * 2 * 2
+    for c in ("model", "corpora", "speaker", "language", "emotion", "k", "trial", "macro_f1", "accuracy", "train_ids",
+              "f1_pos", "balanced_accuracy", "best_epoch", "epochs", "seconds"):
+        assert c in df.columns
+    assert set(df.model) == {"tiny-wav2vec2", "hub"} and set(df.corpora) == {"base"}
+    assert dict(zip(df.speaker, df.language)) == {"0002": "zh", "0011": "en"}
+    # paired design: every model trained on exactly the same clips, which are the sampler's
+    a = df[df.model == "tiny-wav2vec2"].set_index(["speaker", "emotion", "k", "trial"]).sort_index()
+    b = df[df.model == "hub"].set_index(["speaker", "emotion", "k", "trial"]).sort_index()
+    assert a.index.equals(b.index) and a.train_ids.tolist() == b.train_ids.tolist()
+    for (spk, emo, k, t), ids in a.train_ids.items(): assert ids == sample_fewshot(esd, spk, emo, k, t)
+    assert sorted(p.relative_to(tmp_path / "r").as_posix() for p in (tmp_path / "r").glob("*/*.jsonl")) == [
+        "hub/0002.jsonl", "hub/0011.jsonl", "tiny-wav2vec2/0002.jsonl", "tiny-wav2vec2/0011.jsonl"]
+
+
+def test_kill_9_then_rerun_reproduces_an_uninterrupted_run_exactly(esd_root, tmp_path):
+    args = ["--models", "tiny-wav2vec2", "--esd", esd_root, "--speakers", "0011", "--k", "2,4", "--trials", "2",
+            "--max-epochs", "3", "--patience", "2", "--threads", "1", "--quiet"]
+    whole = run_grid("tiny-wav2vec2", esd_root, tmp_path / "whole", speakers="0011", k="2,4", trials=2, max_epochs=3,
+                     patience=2, threads=1, progress=False)                 # uninterrupted, in this process
+    f = shard_file(tmp_path / "crash", "tiny-wav2vec2", "0011")
+    victim = spft_fewshot(*args, "--results", tmp_path / "crash")
+    deadline = time.time() + 240
+    while time.time() < deadline and victim.poll() is None and (not f.exists() or f.read_bytes().count(b"\n") < 3):
+        time.sleep(0.02)
+    assert victim.poll() is None, "the grid finished before it could be killed"
+    os.kill(victim.pid, signal.SIGKILL); victim.wait()
+    done = f.read_bytes().count(b"\n")
+    assert 3 <= done < 20
+    with open(f, "ab") as h: h.write(b'{"model": "tiny-wav2vec2", "macro_f1": 0.')     # and a torn write on top
+    assert len(load_results(tmp_path / "crash")) == done
+    again = spft_fewshot(*args, "--results", tmp_path / "crash")
+    assert again.wait(timeout=300) == 0, again.stderr.read()
+    lines = f.read_bytes().split(b"\n")
+    assert lines[-1] == b"" and len(lines) - 1 == 20                        # no duplicate, no torn line left
+    recs = [json.loads(l) for l in lines[:-1]]
+    assert len({tuple(r[k] for k in KEY) for r in recs}) == 20
+    assert len(whole) == 20
+    pd.testing.assert_frame_equal(comparable(load_results(tmp_path / "crash")), comparable(whole))
+    run_grid("tiny-wav2vec2", esd_root, tmp_path / "crash", speakers="0011", k="2,4", trials=2, max_epochs=3,
+             patience=2, threads=1, progress=False)                        # nothing left to do
+    assert f.read_bytes().count(b"\n") == 20
+
+
+def test_local_workers_and_submitit_local_executor_match_in_process(esd_root, esd, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))                            # submitit's job processes import the package
+    kw = dict(speakers="0001,0012", emotions="happy,sad", k=2, trials=1, max_epochs=2, patience=2, threads=1, progress=False)
+    ref = run_grid(["tiny-wav2vec2"], esd_root, tmp_path / "inproc", **kw)
+    pool = run_grid(["tiny-wav2vec2"], esd_root, tmp_path / "pool", workers=2, **kw)
+    sub = run_grid(["tiny-wav2vec2"], esd_root, tmp_path / "submitit", executor="submitit-local", **kw)
+    assert len(ref) == 4
+    pd.testing.assert_frame_equal(comparable(pool), comparable(ref))
+    pd.testing.assert_frame_equal(comparable(sub), comparable(ref))
+    assert (tmp_path / "submitit" / ".submitit").is_dir()                  # the jobs really went through submitit
+    assert len(load_results(tmp_path / "submitit")) == 4                   # its logs are not mistaken for results
+
+
+def test_pretrained_folder_names_and_corpora(esd, tmp_path):
+    m = MultiTaskClassifier.from_encoder("tiny-wav2vec2", {"msp_podcast": ("neutral", "happy", "sad")})
+    m.save_pretrained(tmp_path / "models" / "msp_podcast", metadata={"corpora": ["msp_podcast"]})
+    df = run_grid([tmp_path / "models" / "msp_podcast", "tiny-wav2vec2"], table=esd, results=tmp_path / "r",
+                  speakers="0012", emotions="surprise", k=2, trials=1, max_epochs=1, threads=1, progress=False)
+    assert dict(zip(df.model, df.corpora)) == {"msp_podcast": "msp_podcast", "tiny-wav2vec2": "base"}
+
+
+def test_user_errors(esd, esd_root, tmp_path):
+    base = dict(table=esd, results=tmp_path / "r", speakers="0011", k=2, trials=1, max_epochs=1, progress=False)
+    with pytest.raises(UserError, match="emotion 'joy'"): run_grid(["tiny-wav2vec2"], emotions="joy", **base)
+    with pytest.raises(UserError, match="k=3"): run_grid(["tiny-wav2vec2"], **{**base, "k": 3})
+    with pytest.raises(UserError, match="k=64 needs 32"): run_grid(["tiny-wav2vec2"], **{**base, "k": 64})
+    with pytest.raises(UserError, match="same name"): run_grid(["a=tiny-wav2vec2", "a=tiny-hubert"], **base)
+    with pytest.raises(UserError, match="executor 'pbs'"): run_grid(["tiny-wav2vec2"], executor="pbs", **base)
+    run_grid(["tiny-wav2vec2"], emotions="sad", **base)
+    with pytest.raises(UserError, match="other trial settings"):            # never mix results of other settings
+        run_grid(["tiny-wav2vec2"], emotions="sad", **{**base, "max_epochs": 2})
+    p = argparse.ArgumentParser(); add_fewshot_command(p.add_subparsers())
+    a = p.parse_args(["fewshot", "--models", "tiny-wav2vec2", "--esd", str(tmp_path / "no-esd"), "--results", str(tmp_path / "x")])
+    with pytest.raises(UserError, match="no-esd"): a.func(a)
+    with pytest.raises(SystemExit): p.parse_args(["fewshot", "--models", "x", "--esd", "y", "--results", "z", "--executor", "pbs"])
