@@ -175,9 +175,9 @@ def test_chooser_runs_real_prefinetune_with_widget_progress(tmp_path):
 # ---------------------------------------------------------------- CorpusChooser over the synthetic corpora
 
 def test_chooser_on_synthetic_corpora(tmp_path):
-    synth = pytest.importorskip("speech_prefinetune.synth", reason="synth branch not merged yet")
+    from speech_prefinetune import synth
     from speech_prefinetune.corpora import load_corpus
-    synth.synth_corpora(tmp_path / "corpora", size="tiny", seed=0)
+    synth.synth_corpora(tmp_path / "corpora", size="tiny", seed=0, corpora=("iemocap", "mandarin_as"))
     roots = tmp_path / "corpora" / "corpora.toml"
     ch = CorpusChooser(roots, encoder="tiny-wav2vec2", out=tmp_path / "runs", selected=["iemocap", "mandarin_as"])
     assert ch.errors == {}
@@ -261,7 +261,6 @@ def test_emotion_scores_matches_pandas(results):
         assert np.isclose(row.mean_f1, mean.loc[row.emotion, row.corpora]) and row.n == 3
 
 def test_viewer_reads_paper_csv(tmp_path, results):
-    pytest.importorskip("speech_prefinetune.analysis", reason="analysis branch not merged yet")
     paper = {"iemocap": "iemocap_emotion", "mandarin_as": "mandarin_aff", "msp_improv": "msp_improv",
              "msp_podcast": "msp_podcast"}
     csv = results.assign(
