@@ -48,7 +48,7 @@ def test_chooser_ticks_update_sizes_labels_and_command(tables, roots_file):
     assert ch.selected == ("iemocap", "mandarin_as")
     assert ch.command == (f"spft prefinetune --corpora iemocap,mandarin_as --roots {roots_file} "
                           "--encoder tiny-hubert --out runs/iemocap+mandarin_as")
-    assert ch.command in ch.command_html.value and not ch.run_button.disabled
+    assert ch.command in ch.command_html.value and not ch.run_button.disabled and "write_roots" not in ch.command_html.value
     for c in ("iemocap", "mandarin_as"):
         t = tables[c]
         assert ch.sizes.loc[c, "utterances"] == len(t) and ch.sizes.loc[c, "speakers"] == t.speaker.nunique()
@@ -96,6 +96,7 @@ def test_chooser_run_button_trains_in_background_with_progress(tables, tmp_path)
     ch = CorpusChooser(roots, encoder="tiny-wavlm", out=tmp_path / "runs", config={"max_epochs": 1},
                        selected=["msp_podcast", "msp_improv"], loader=CountingLoader(tables), trainer=trainer)
     assert ch.command.startswith("spft prefinetune --corpora msp_improv,msp_podcast --roots corpora.toml ")
+    assert "write_roots(roots, 'corpora.toml')" in ch.command_html.value
     ch.run_button.click()
     assert ch.thread is not None
     ch.thread.join(timeout=30)
