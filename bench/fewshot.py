@@ -105,15 +105,6 @@ def trainer_trial(protocol, encoder, table, waves, speaker, emotion, k, trial, c
     return dict(m, epochs=epochs, seconds=time.perf_counter() - t0)
 
 
-# ---------------------------------------------------------------- (c): ours
-def ours(encoder, table, speaker, cells, cfg, device=None):
-    t0 = time.perf_counter()
-    runner = TrialRunner(encoder, table, speaker, cfg, device=device)
-    setup = time.perf_counter() - t0
-    res = [runner.run(e, k, t) for e, k, t in cells]
-    return res, time.perf_counter() - t0, setup
-
-
 def summary(name, res, wall):
     n = len(res)
     f1 = np.array([r["macro_f1"] for r in res])
@@ -182,15 +173,19 @@ def main(argv=None):
               f"encoder {enc}, k={k}, budget {args.max_epochs} epochs, patience {args.patience}, lr {args.lr}, "
               f"{torch.get_num_threads()} thread(s), {'cuda' if torch.cuda.is_available() else 'cpu'}", flush=True)
         waves = {u: load_audio(pth) for u, pth in zip(table.utt_id, table.path)}
-        lines = {}
-        for proto in ("trainer_paper", "trainer_tuned"):
-            t0 = time.perf_counter()
-            res = [trainer_trial(proto, enc, table, waves, speaker, e, kk, t, cfg, args.max_epochs, args.patience, root)
-                   for e, kk, t in cells(args.trainer_trials)]
-            lines[proto] = summary(proto, res, time.perf_counter() - t0)
-        res, wall, setup = ours(enc, table, speaker, cells(args.ours_trials), cfg)
-        lines["ours"] = summary("ours", res, wall)
-        trial_s = (wall - setup) / len(res)
+        # interleaved (paper, tuned, ours) trial by trial, so that load changes on a shared machine hit all three alike
+        t0 = time.perf_counter(); runner = TrialRunner(enc, table, speaker, cfg); setup = time.perf_counter() - t0
+        res = {p: [] for p in ("trainer_paper", "trainer_tuned", "ours")}
+        n = max(args.trainer_trials, args.ours_trials)
+        for i, (e, kk, t) in enumerate(cells(n)):
+            for proto in ("trainer_paper", "trainer_tuned"):
+                if i < args.trainer_trials:
+                    res[proto].append(trainer_trial(proto, enc, table, waves, speaker, e, kk, t, cfg, args.max_epochs,
+                                                    args.patience, root))
+            if i < args.ours_trials: res["ours"].append(runner.run(e, kk, t))
+        lines = {p: summary(p, r, sum(x["seconds"] for x in r) + (setup if p == "ours" else 0)) for p, r in res.items()}
+        wall = lines["ours"]["s_per_trial"] * len(res["ours"])
+        trial_s = (wall - setup) / len(res["ours"])
         print(f"(ours: {setup:.2f} s of set-up included: model load, CNN features of {len(table[table.split != 'train'])} "
               f"valid/test clips and of the train clips on first use; in a grid shard of 105 trials it adds "
               f"{setup / 105:.3f} s per trial: {3600 / (trial_s + setup / 105):.0f} trials/hour, "

@@ -143,3 +143,14 @@ def test_user_errors(esd, esd_root, tmp_path):
     a = p.parse_args(["fewshot", "--models", "tiny-wav2vec2", "--esd", str(tmp_path / "no-esd"), "--results", str(tmp_path / "x")])
     with pytest.raises(UserError, match="no-esd"): a.func(a)
     with pytest.raises(SystemExit): p.parse_args(["fewshot", "--models", "x", "--esd", "y", "--results", "z", "--executor", "pbs"])
+
+
+def test_disk_cache_is_shared_by_models_with_one_cnn_and_changes_nothing(esd_root, tmp_path):
+    kw = dict(speakers="0001", emotions="angry", k=2, trials=2, max_epochs=2, patience=2, threads=1, progress=False)
+    plain = run_grid(["a=tiny-wav2vec2"], esd_root, tmp_path / "plain", **kw)
+    cached = run_grid(["a=tiny-wav2vec2", "b=tiny-wav2vec2"], esd_root, tmp_path / "cached", cache_dir=tmp_path / "cache", **kw)
+    feats = list((tmp_path / "cache" / "features").rglob("*.pt"))
+    assert [f.name for f in feats] == ["0001.pt"]                          # one CNN fingerprint, one file
+    assert (tmp_path / "cache" / "audio").is_dir()                         # decoded audio kept for other CNNs
+    pd.testing.assert_frame_equal(comparable(cached[cached.model == "a"]), comparable(plain))
+    assert cached[cached.model == "b"].macro_f1.tolist() == cached[cached.model == "a"].macro_f1.tolist()
