@@ -20,6 +20,7 @@ demo: venv
 	$(BIN)/spft demo $(if $(OUT),--out $(OUT))
 
 test: venv
+	bash tests/setup_browser.sh
 	$(BIN)/python -m pytest tests
 
 docs: venv
