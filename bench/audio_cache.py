@@ -7,7 +7,7 @@
 Usage (from the repository root):  PYTHONPATH=$PWD python bench/audio_cache.py [--files 200] [--small 100]
 The last line is `speedup: <x>` (load_audio time / cache read time).
 """
-import argparse, json, os, resource, subprocess, sys, tempfile, time
+import argparse, gc, json, os, resource, subprocess, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 import soundfile as sf
@@ -38,31 +38,35 @@ def make_corpus(folder, n, seed=0):
     return paths
 
 def build_child(list_file, cache_dir):
-    "Run in a fresh process: build the cache, print peak RSS as JSON."
+    "Run in a fresh process: build the cache (or, with cache_dir `-`, a list in RAM), print peak RSS as JSON."
     paths = Path(list_file).read_text().split("\n")
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()
-    cache = build_audio_cache(paths, cache_dir, 16000, progress=False)
+    if cache_dir == "-": cache = [load_audio(p, 16000) for p in paths]  # the naive alternative, for comparison
+    else: cache = build_audio_cache(paths, cache_dir, 16000, progress=False)
     secs = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps(dict(files=len(cache), base_kib=base, peak_kib=peak, seconds=secs)))
 
-def build_in_subprocess(paths, work, name):
+def build_in_subprocess(paths, work, name, in_ram=False):
     lst = work / f"{name}.txt"; lst.write_text("\n".join(map(str, paths)))
-    out = subprocess.run([sys.executable, __file__, "--_build", str(lst), str(work / name)],
+    out = subprocess.run([sys.executable, __file__, "--_build", str(lst), "-" if in_ram else str(work / name)],
                          check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 def timed(fn, paths):
-    t = time.perf_counter()
-    for p in paths: fn(p)
-    return time.perf_counter() - t
+    gc.disable()
+    try:
+        t = time.perf_counter()
+        for p in paths: fn(p)
+        return time.perf_counter() - t
+    finally: gc.enable()
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--files", type=int, default=200, help="files in the speed comparison")
     ap.add_argument("--small", type=int, default=100, help="files in the small corpus of the memory test (large = 10x)")
-    ap.add_argument("--repeats", type=int, default=5, help="timed passes of each method; the best is reported")
+    ap.add_argument("--repeats", type=int, default=10, help="timed passes of each method; the best is reported")
     ap.add_argument("--_build", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a._build: return build_child(*a._build)
@@ -81,15 +85,21 @@ def main():
         grow = (rss["large"]["peak_kib"] - rss["small"]["peak_kib"]) / 1024
         decoded = sum((AudioCache(work / "large").num_samples(p) for p in paths[:10 * a.small])) * 4 / 2**20
         print(f"peak RSS large - small: {grow:+.1f} MiB for {9 * a.small} more files "
-              f"(the large corpus decoded is {decoded:.0f} MiB of float32: what an in-RAM cache would hold)")
+              f"(the large corpus decoded is {decoded:.0f} MiB of float32)")
+        r = build_in_subprocess(paths[:10 * a.small], work, "naive", in_ram=True)
+        print(f"for comparison, decoding the large corpus into a list in RAM: peak RSS {r['peak_kib'] / 1024:.1f} MiB "
+              f"(+{(r['peak_kib'] - r['base_kib']) / 1024:.1f} MiB)")
 
         speed = paths[:a.files]
         t = time.perf_counter(); cache = AudioCache(work / "large"); t_open = time.perf_counter() - t
         assert all(p in cache for p in speed)
         for p in speed[:5]: assert np.array_equal(cache[p], load_audio(p, 16000))
-        load_t = [timed(lambda p: load_audio(p, 16000).sum(), speed) for _ in range(a.repeats)]
-        read_t = [timed(lambda p: np.asarray(cache[p]).sum(), speed) for _ in range(a.repeats)]
-        copy_t = min(timed(lambda p: cache[p].copy(), speed) for _ in range(a.repeats))
+        load_t, read_t, copy_t = [], [], []
+        for _ in range(a.repeats):  # interleaved, so that load from other processes hits all three alike
+            load_t.append(timed(lambda p: load_audio(p, 16000).sum(), speed))
+            read_t.append(timed(lambda p: np.asarray(cache[p]).sum(), speed))
+            copy_t.append(timed(lambda p: cache[p].copy(), speed))
+        copy_t = min(copy_t)
         n = len(speed)
         print(f"load_audio : {n} files, best {min(load_t):.3f} s ({1e3 * min(load_t) / n:.3f} ms/file), first pass {load_t[0]:.3f} s")
         print(f"cache read : {n} files, best {min(read_t):.4f} s ({1e6 * min(read_t) / n:.1f} us/file), first pass {read_t[0]:.4f} s "

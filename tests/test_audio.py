@@ -86,6 +86,12 @@ def test_errors_name_the_file(tmp_path):
     for name in ["missing.wav", "empty.wav", "garbage.flac"]:
         with pytest.raises(AudioError, match=name): audio_info(tmp_path / name)
 
+def test_file_objects_are_read_too(tmp_path):
+    p = tmp_path / "a.flac"; sf.write(p, tone(22050, 0.5), 22050)
+    with open(p, "rb") as f: np.testing.assert_array_equal(load_audio(f), load_audio(p))
+    import io
+    with pytest.raises(AudioError, match="cannot decode"): load_audio(io.BytesIO(b"nope" * 100))
+
 def test_audio_info_header_only(tmp_path):
     sf.write(tmp_path / "s.flac", np.zeros((44100 * 3, 2)), 44100)
     assert audio_info(tmp_path / "s.flac") == AudioInfo(44100, 132300, 2, 3.0)
@@ -182,6 +188,10 @@ def test_empty_add_writes_nothing(tmp_path):
     cache = AudioCache(tmp_path / "cache").add([], progress=False)
     assert len(cache) == 0 and list((cache.dir / "shards").iterdir()) == []
 
+def test_add_accepts_a_single_path(tmp_path):
+    p = write_corpus(tmp_path / "c", n=1)[0]
+    assert len(AudioCache(tmp_path / "cache").add(str(p), progress=False).add(p, progress=False)) == 1
+
 def _writer(cache_dir, paths, barrier):
     barrier.wait()
     c = AudioCache(cache_dir, shard_bytes=1)  # commit after every clip: many interleaved index rewrites
@@ -215,7 +225,8 @@ def test_concurrent_writers_and_reader(tmp_path):
     for k, v in want.items(): np.testing.assert_array_equal(cache[k], v)
     index = json.loads(cache.index_path.read_text())
     shards = {p.name for p in (cache.dir / "shards").iterdir()}
-    assert {e[0] for e in index["entries"].values()} <= shards
+    assert len(index["keys"]) == len(set(index["keys"])) == 16 and all(len(index[c]) == 16 for c in ("shard", "offset", "samples", "size", "mtime_ns"))
+    assert {index["shard_files"][i] for i in index["shard"]} <= shards
     assert not [s for s in shards if not s.endswith(".f32")]  # no temporary shard left behind
     assert not list(cache.dir.glob(".*.tmp"))
 
@@ -273,3 +284,15 @@ def test_reader_with_an_old_index_survives_clean(tmp_path):
     for p in paths: np.testing.assert_array_equal(reader[p], load_audio(p))  # its entries point at the deleted shard
     for name in os.listdir(reader.dir / "shards"): os.remove(reader.dir / "shards" / name)
     with pytest.raises(UserError, match="shard file missing"): AudioCache(tmp_path / "cache")[paths[0]]
+
+def test_add_streams_memory_does_not_grow_with_the_corpus(tmp_path):
+    import tracemalloc
+    paths = write_corpus(tmp_path / "c", n=40, sr=44100)  # 40 clips, 0.3-2.25 s each
+    clip = max(sf.info(p).frames for p in paths) * 4 * 2  # float32 at the file's rate, and its resampled copy
+    total = sum(sf.info(p).frames for p in paths) * 4
+    tracemalloc.start()
+    try:
+        AudioCache(tmp_path / "cache").add(paths, progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally: tracemalloc.stop()
+    assert peak < 2 * clip and peak < total / 8, (peak, clip, total)  # holding the decoded corpus: > total / 3

@@ -103,7 +103,7 @@ def test_resume_refuses_other_settings_and_finished_runs_are_skipped(tables, tmp
 
 def test_heterogeneous_steps_and_uniform_sampling_train(tables, tmp_path):
     cfg = PrefinetuneConfig(max_epochs=2, lr=1e-3, batch_seconds=2.0, tasks_per_step=3, task_sampling="uniform",
-                            device="cpu", projector_dim=8, cache_dir=str(tmp_path / "cache"))
+                            device="cpu", projector_dim=8, num_workers=1, cache_dir=str(tmp_path / "cache"))
     run = prefinetune_tables(tables, "tiny-wav2vec2", tmp_path / "run", cfg, progress=False)
     hist = pd.read_csv(run / "metrics.csv")
     assert list(hist.epoch) == [1, 2]
@@ -111,3 +111,84 @@ def test_heterogeneous_steps_and_uniform_sampling_train(tables, tmp_path):
     np.testing.assert_allclose(hist.valid_metric, expected)
     m = MultiTaskClassifier.from_pretrained(run)
     assert m.projector.out_features == 8 and set(m.tasks) == set(tables)
+
+
+def test_ddp_two_processes_on_cpu(tmp_path):
+    "The same loop under torch.distributed (gloo, 2 CPU processes): half the steps per epoch, validation over all clips."
+    script = tmp_path / "run.py"
+    script.write_text("import sys, torch; torch.set_num_threads(1)\nfrom speech_prefinetune.prefinetune import *\n"
+                      f"tables = toy_tables({str(tmp_path / 'wav')!r}, n_train=16, n_valid=7)\n"
+                      "cfg = PrefinetuneConfig(max_epochs=2, patience=100, lr=1e-3, batch_size=4, device='cpu')\n"
+                      "prefinetune_tables(tables, 'tiny-wav2vec2', sys.argv[1], cfg, progress=False)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+                    str(script), str(tmp_path / "run")], env=env, check=True, timeout=600, capture_output=True)
+    hist = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert list(hist.step) == [4, 8]                       # 2 tasks x 16 clips / 4 per batch = 8 batches, over 2 ranks
+    assert (hist["iemocap/n"] == 7).all() and (hist["mandarin_as/n"] == 7).all()   # every validation clip, once
+    assert MultiTaskClassifier.from_pretrained(tmp_path / "run").tasks["iemocap"] == LABELS["iemocap"]
+
+
+# ---- end to end on the synthetic corpora, through the command line ----
+import argparse
+from speech_prefinetune.core import PREFINETUNE_CORPORA, corpus_set_name
+from speech_prefinetune.prefinetune import add_prefinetune_command, all_subsets
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    from speech_prefinetune.synth import synth_corpora
+    out = tmp_path_factory.mktemp("synth")
+    synth_corpora(out, size="tiny", corpora=PREFINETUNE_CORPORA)
+    return out / "corpora.toml"
+
+
+def spft(*argv):
+    p = argparse.ArgumentParser(); sub = p.add_subparsers()
+    add_prefinetune_command(sub)
+    args = p.parse_args(["prefinetune", *map(str, argv)])
+    return args.func(args)
+
+
+FAST = ("--encoder", "tiny-wav2vec2", "--device", "cpu", "--quiet", "--batch-size", "8", "--lr", "1e-3")
+
+
+def test_cli_single_corpus_and_pair(synth, tmp_path):
+    assert spft("--corpora", "mandarin_as", "--roots", synth, "--out", tmp_path / "one", "--max-epochs", "2", *FAST) == 0
+    m = MultiTaskClassifier.from_pretrained(tmp_path / "one")
+    assert m.tasks == {"mandarin_as": LABELS["mandarin_as"]} and m.metadata["corpus_set"] == "mandarin_as"
+    assert m.metadata["settings"]["max_epochs"] == 2 and m.metadata["finished"]
+    # the paper's spellings work; the run folder is the model folder; dir/encoder is plain transformers
+    assert spft("--corpora", "msp_podcast,iemocap_emotion", "--roots", synth, "--out", tmp_path / "pair", "--max-epochs", "1",
+                "--max-steps-per-epoch", "3", "--projector-dim", "16", *FAST) == 0
+    pair = MultiTaskClassifier.from_pretrained(tmp_path / "pair")
+    assert list(pair.tasks) == ["iemocap", "msp_podcast"] and pair.metadata["corpus_set"] == "iemocap+msp_podcast"
+    assert pair.metadata["corpora"] == ["iemocap", "msp_podcast"] and pair.projector.out_features == 16
+    hist = pd.read_csv(tmp_path / "pair" / "metrics.csv")
+    assert list(hist.step) == [3] and {"iemocap/macro_f1", "msp_podcast/scaled_loss"} <= set(hist.columns)
+    from transformers import AutoModel
+    assert type(AutoModel.from_pretrained(tmp_path / "pair" / "encoder")).__name__ == "Wav2Vec2Model"
+
+
+def test_cli_all_subsets_then_skips_finished(synth, tmp_path):
+    args = ("--corpora", "all-subsets", "--roots", synth, "--out", tmp_path, "--max-epochs", "1", "--max-steps-per-epoch", "1", *FAST)
+    assert spft(*args) == 0
+    names = sorted(p.name for p in tmp_path.iterdir() if (p / "spft_model.json").exists())
+    assert names == sorted(corpus_set_name(s) for s in all_subsets()) and len(names) == 15
+    full = json.loads((tmp_path / "iemocap+msp_improv+msp_podcast+mandarin_as" / "spft_model.json").read_text())
+    assert sorted(full["tasks"]) == sorted(PREFINETUNE_CORPORA) and full["finished"]
+    stamps = {n: (tmp_path / n / "heads.safetensors").stat().st_mtime_ns for n in names}
+    assert spft(*args) == 0                                           # everything finished: nothing is retrained
+    assert stamps == {n: (tmp_path / n / "heads.safetensors").stat().st_mtime_ns for n in names}
+    assert (tmp_path / "audio_cache").is_dir()                        # one cache shared by the 15 runs
+
+
+def test_cli_user_errors_name_the_culprit(synth, tmp_path):
+    with pytest.raises(UserError, match="nowhere.toml"): spft("--corpora", "iemocap", "--roots", tmp_path / "nowhere.toml", "--out", tmp_path / "x", *FAST)
+    with pytest.raises(UserError, match="timit"): spft("--corpora", "iemocap,timit", "--roots", synth, "--out", tmp_path / "x", *FAST)
+    with pytest.raises(UserError, match="esd"): spft("--corpora", "esd", "--roots", synth, "--out", tmp_path / "x", *FAST)
+    roots = tmp_path / "only.toml"; roots.write_text(f'iemocap = "{synth.parent / "IEMOCAP_full_release"}"\n')
+    with pytest.raises(UserError, match="no root for mandarin_as"):
+        spft("--corpora", "iemocap,mandarin_as", "--roots", roots, "--out", tmp_path / "x", *FAST)
+    with pytest.raises(UserError, match="no-such-encoder"):
+        spft("--corpora", "iemocap", "--roots", synth, "--out", tmp_path / "y", "--encoder", "/no-such-encoder", "--device", "cpu", "--quiet")

@@ -1,0 +1,238 @@
+"Synthetic corpora: determinism, native formats, real layouts, learnable emotion, and the loaders reading them back."
+import argparse, re, warnings
+from collections import Counter
+from pathlib import Path
+import numpy as np
+import pytest
+import soundfile as sf
+from speech_prefinetune.core import LABELS, SPLITS, UserError, read_roots
+from speech_prefinetune.corpora import load_corpus
+from speech_prefinetune import synth as S
+
+NATIVE = {"esd": (16000, 1), "iemocap": (16000, 1), "msp_improv": (44100, 1), "msp_podcast": (16000, 1),
+          "mandarin_as": (22050, 1)}
+EMITTED = {"esd": set(LABELS["esd"]), "iemocap": {"neutral", "happy", "excited", "angry", "sad", "frustrated"},
+           "msp_improv": set(LABELS["msp_improv"]), "msp_podcast": {"neutral", "happy", "angry", "sad", "surprise"},
+           "mandarin_as": set(LABELS["mandarin_as"])}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    return out, S.synth_corpora(out, "tiny", seed=0)
+
+
+def _files(root: Path) -> dict:
+    return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _wavs(root: Path) -> list[Path]:
+    return [p for p in sorted(root.rglob("*.wav")) if not p.name.startswith("._")]
+
+
+def test_roots_file(tiny):
+    out, roots = tiny
+    assert set(roots) == set(NATIVE)
+    assert read_roots(out / "corpora.toml") == roots
+    assert roots["esd"].name == "Emotion Speech Dataset" and roots["mandarin_as"].name == "man_aff_spch"
+    assert all(not Path(v).is_absolute() for v in re.findall(r'"(.*)"', (out / "corpora.toml").read_text()))
+
+
+def test_same_seed_same_bytes_other_seed_other_audio(tiny, tmp_path):
+    out, _ = tiny
+    S.synth_corpora(tmp_path / "again", "tiny", seed=0)
+    a, b = _files(out), _files(tmp_path / "again")
+    assert a.keys() == b.keys() and len(a) > 800
+    assert [k for k in a if a[k].read_bytes() != b[k].read_bytes()] == []
+    S.synth_corpora(tmp_path / "other", "tiny", seed=1, corpora=("esd", "mandarin_as"))
+    c = _files(tmp_path / "other")
+    common = [k for k in c if k.endswith(".wav") and k in a and "/._" not in k]
+    assert len(common) == sum(k.endswith(".wav") and "/._" not in k for k in c) > 500
+    assert sum(a[k].read_bytes() == c[k].read_bytes() for k in common) == 0
+
+
+def test_native_rates_and_channels(tiny):
+    _, roots = tiny
+    for corpus, root in roots.items():
+        infos = Counter((i.samplerate, i.channels, i.subtype) for i in map(sf.info, _wavs(root)))
+        if corpus == "msp_podcast":
+            assert infos.pop((44100, 2, "PCM_16")) == 1          # the one 44.1 kHz stereo file
+        assert set(infos) == {(*NATIVE[corpus], "PCM_16")}, (corpus, infos)
+
+
+def test_clip_lengths(tiny):
+    _, roots = tiny
+    d = np.array([sf.info(p).duration for p in _wavs(roots["esd"])])
+    assert 0.25 < d.min() and d.max() < 3.5 and 0.7 < np.median(d) < 1.4
+
+
+def test_esd_layout(tiny):
+    _, roots = tiny
+    root = roots["esd"]
+    assert (root / "ReadMe.txt").is_file() and (root / "._0011").is_file()
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["0001", "0002", "0011", "0012"]
+    seen = Counter()
+    for p in _wavs(root):
+        spk, emo, split, name = p.relative_to(root).parts
+        m = re.fullmatch(r"(\d{4})_(\d{6})\.wav", name)
+        assert m and m.group(1) == spk
+        fid = int(m.group(2)); block, off = divmod(fid - 1, 350)
+        assert S.ESD_EMOTIONS[block] == emo
+        assert split == ("evaluation" if off + 1 <= 20 else "test" if off + 1 <= 50 else "train"), p
+        seen[spk, emo, split] += 1
+    assert set(seen.values()) == {10, 4, 6} and len(seen) == 4 * 5 * 3
+    assert {k[2]: v for k, v in seen.items()} == {"train": 10, "evaluation": 4, "test": 6}
+    assert list(root.rglob("._*.wav"))                                            # macOS junk planted
+
+
+def test_esd_transcripts_encodings(tiny):
+    _, roots = tiny
+    root = roots["esd"]
+    zh = (root / "0001" / "0001.txt").read_bytes()
+    assert "中立" in zh.decode("gb2312") and "惊喜" in zh.decode("gb2312")
+    with pytest.raises(UnicodeDecodeError): zh.decode("utf-8")
+    en = (root / "0011" / "0011.txt").read_bytes()
+    assert en[:2] in (b"\xff\xfe", b"\xfe\xff") and "0011_000701\t" in en.decode("utf-16")
+    lines = (root / "0012" / "0012.txt").read_bytes().decode("latin-1").splitlines()
+    assert len(lines) == 100 and all(l.startswith("0012_") for l in lines)
+    assert any("\t" not in l for l in lines) and any(l.count("\t") == 2 for l in lines)  # some space-separated
+
+
+def test_esd_flat_layout(tmp_path):
+    root = S.synth_corpora(tmp_path, "tiny", corpora=("esd",), esd_layout="flat")["esd"]
+    rel = {p.relative_to(root).as_posix() for p in _wavs(root)}
+    assert {"0001/Neutral/0001_000001.wav", "0012/Surprise/0012_001750.wav", "0011/Sad/0011_001101.wav"} <= rel  # offsets 1, 350, 51
+    assert all(len(r.split("/")) == 3 for r in rel) and len(rel) == 400
+    table = load_corpus("esd", root)
+    assert Counter(table.split) == {"train": 200, "valid": 80, "test": 120}
+
+
+def test_iemocap_layout(tiny):
+    _, roots = tiny
+    root = roots["iemocap"]
+    line = re.compile(r"^\[(\d+\.\d{4}) - (\d+\.\d{4})\]\t(Ses0\d[FM]_\w+_[FM]\d{3})\t(\w{3})\t\[\d\.\d{4}, \d\.\d{4}, \d\.\d{4}\]$")
+    codes, speakers = Counter(), Counter()
+    for s in range(1, 6):
+        evald = root / f"Session{s}" / "dialog" / "EmoEvaluation"
+        for sub in ("Attribute", "Categorical", "Self-evaluation"): assert any((evald / sub).iterdir())
+        for lf in evald.glob("*.txt"):
+            text = lf.read_text()
+            assert text.startswith("% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n") and "\nC-E2:\t" in text
+            hits = [line.match(l) for l in text.splitlines() if l.startswith("[")]
+            assert hits and all(hits)
+            assert {h.group(3)[-4] for h in hits} == {"F", "M"}                      # both speakers in every dialog
+            for h in hits:
+                assert float(h.group(2)) > float(h.group(1))
+                wav = root / f"Session{s}" / "sentences" / "wav" / lf.stem / f"{h.group(3)}.wav"
+                assert abs(sf.info(wav).duration - (float(h.group(2)) - float(h.group(1)))) < 1e-3
+                codes[h.group(4)] += 1; speakers[h.group(3)[:5] + h.group(3)[-4]] += 1
+    assert set(codes) == {"neu", "hap", "exc", "ang", "sad", "fru", "xxx"}
+    assert len(speakers) == 10
+    dialogs = {p.name.split("_", 1)[1] for p in root.glob("Session*/sentences/wav/*")}
+    assert {"impro01", "script01_1b", "impro05a"} <= dialogs
+
+
+def test_msp_improv_layout(tiny):
+    _, roots = tiny
+    root = roots["msp_improv"]
+    names = {p.stem: p for p in _wavs(root)}
+    pat = re.compile(r"MSP-IMPROV-S(\d\d)([AHSN])-([FM]0[1-6])-([PRST])-(FM|MF)0[1-6]")
+    for stem, p in names.items():
+        m = pat.fullmatch(stem)
+        assert m and p.parent.name == m.group(4) and p.parent.parent.name == f"S{m.group(1)}{m.group(2)}"
+        assert p.parent.parent.parent.name == f"session{int(m.group(3)[1:])}"
+    assert len(list(root.rglob("*.avi"))) == 3
+    summary = [l for l in (root / "Evaluation.txt").read_text().splitlines() if l.startswith("UTD-IMPROV-")]
+    assert len(summary) == len(names)
+    ev = {}
+    for l in summary:
+        m = re.match(r"UTD-IMPROV-(\S+)\.avi\s*;\s*([AHSNOX])\s*;", l)
+        ev["MSP-IMPROV-" + m.group(1)] = m.group(2)
+    assert set(ev) == set(names)
+    assert sum("N:" not in l for l in summary) > 0 and sum(" ; " in l for l in summary) > 0
+    assert {"O", "X"} <= set(ev.values())
+    assert any(ev[k] != pat.fullmatch(k).group(2) for k in ev)
+
+
+def test_msp_podcast_layout(tiny, tmp_path):
+    _, roots = tiny
+    root = roots["msp_podcast"]
+    rows = (root / "Labels" / "labels_consensus.csv").read_text().splitlines()
+    assert rows[0] == "FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"
+    recs = [r.split(",") for r in rows[1:]]
+    assert {r[0] for r in recs} == {p.name for p in (root / "Audios").iterdir()}
+    assert all(re.fullmatch(r"MSP-PODCAST_\d{4}_\d{4}\.wav", r[0]) for r in recs)
+    assert {r[7] for r in recs} == {"Train", "Development", "Test1", "Test2"}
+    assert "Unknown" in {r[5] for r in recs} and "X" in {r[1] for r in recs}
+    known = {}
+    for r in recs:
+        if r[5] != "Unknown": known.setdefault(r[5], set()).add(r[7])
+    assert all(len(v) == 1 for v in known.values())                               # speakers do not cross splits
+    other = S.synth_corpora(tmp_path, "tiny", corpora=("msp_podcast",), podcast_audio_dir="Audio")["msp_podcast"]
+    assert (other / "Audio").is_dir() and not (other / "Audios").exists()
+
+
+def test_mandarin_as_layout(tiny):
+    _, roots = tiny
+    root = roots["mandarin_as"]
+    rel = [p.relative_to(root).parts for p in _wavs(root)]
+    assert all(r[0] == "data" and re.fullmatch(r"\d{3}", r[1]) and r[2] in S.MASC_FOLDERS and r[3] in ("phrase", "utterance")
+               for r in rel)
+    assert {r[1] for r in rel} == {f"{i:03d}" for i in range(1, 7)}
+    assert Counter(r[3] for r in rel)["utterance"] == 6 * 5
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(UserError, match="'huge'"): S.synth_corpora(tmp_path, "huge")
+    with pytest.raises(UserError, match="'timit'"): S.synth_corpora(tmp_path, corpora=("timit",))
+    with pytest.raises(UserError, match="'Audioz'"): S.synth_corpora(tmp_path, corpora=("msp_podcast",), podcast_audio_dir="Audioz")
+
+
+def test_sizes_support_the_fewshot_grid():
+    for size, k_max in (("tiny", 16), ("demo", 64)):
+        esd = S.SIZES[size]["esd"]
+        assert esd["train"] >= k_max // 2 + 2                                       # k/2 positives, and a margin
+        assert {int(s) <= 10 for s in esd["speakers"]} == {True, False}           # both languages
+        assert {S.esd_gender(s) for s in esd["speakers"]} == {"F", "M"}
+
+
+def test_load_corpus_reads_every_synthetic_corpus(tiny):
+    _, roots = tiny
+    for corpus, root in roots.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")                                        # no skipped entries, no notes
+            table = load_corpus(corpus, root)
+        assert set(table.label) == EMITTED[corpus], corpus
+        for split in SPLITS:                                                      # every class in every split
+            assert set(table.label[table.split == split]) == EMITTED[corpus], (corpus, split)
+        assert table.utt_id.is_unique and table.path.map(lambda p: Path(p).is_file()).all()
+    iemo = load_corpus("iemocap", roots["iemocap"])
+    assert iemo.speaker.nunique() == 10 and set(iemo.speaker) >= {"Ses01F", "Ses01M", "Ses05M"}
+    esd = load_corpus("esd", roots["esd"])
+    assert Counter(esd.split) == {"train": 200, "valid": 80, "test": 120}
+    assert set(esd.groupby("speaker").language.first().items()) == {("0001", "zh"), ("0002", "zh"), ("0011", "en"), ("0012", "en")}
+    assert load_corpus("msp_improv", roots["msp_improv"], label_source="consensus").label.isin(LABELS["msp_improv"]).all()
+    assert len(load_corpus("mandarin_as", roots["mandarin_as"], include_utterance=True)) > len(load_corpus("mandarin_as", roots["mandarin_as"]))
+
+
+def test_emotion_learnable_across_speakers_not_from_one_feature(tmp_path):
+    esd = S.synth_corpora(tmp_path, "check", corpora=("esd",), sizes=S.CHECK_SIZES)["esd"]
+    feats = S.esd_feature_table(esd)
+    assert len(feats) == 480 and feats.speaker.nunique() == 8
+    all5 = S.cross_speaker_accuracy(feats)
+    single = {f: S.cross_speaker_accuracy(feats, [f]) for f in S.FEATURES}
+    assert all5 > 0.38, all5                                                       # chance: 0.2
+    assert max(single.values()) < all5 - 0.06, (all5, single)
+    assert single["pitch"] < 0.3                                                   # speakers' pitch swamps emotion's
+
+
+def test_cli(tmp_path, capsys):
+    p = argparse.ArgumentParser(prog="spft"); sub = p.add_subparsers()
+    S.add_synth_command(sub)
+    args = p.parse_args(["synth", str(tmp_path), "--corpora", "esd", "--seed", "2", "--esd-layout", "flat", "--quiet"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert f"esd\t{(tmp_path / 'Emotion Speech Dataset').resolve()}" in out and "corpora.toml" in out
+    assert (tmp_path / "Emotion Speech Dataset" / "0001" / "Neutral" / "0001_000001.wav").is_file()
+    with pytest.raises(SystemExit): p.parse_args(["synth", str(tmp_path), "--size", "huge"])
+    assert "tiny" in sub.choices["synth"].format_help()
