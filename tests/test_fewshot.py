@@ -100,14 +100,14 @@ def test_trial_metrics_match_an_independent_computation(esd):
 def test_best_state_is_the_best_epochs_weights(esd):
     """With a constant learning rate, rerunning a trial with the budget cut at its best epoch must give the test
     predictions the full run reported: the full run really restored the weights of its (earliest) best epoch."""
-    cfg = lambda n: TrialConfig(max_epochs=n, patience=8, lr=1e-2, lr_schedule="constant")
-    runner = TrialRunner("tiny-hubert", esd, "0002", cfg(8))
-    for emotion, k in (("sad", 8), ("neutral", 8), ("happy", 8), ("angry", 8)):   # a trial whose best epoch is inside
-        runner.config = cfg(8)
+    cfg = lambda n, lr: TrialConfig(max_epochs=n, patience=8, lr=lr, lr_schedule="constant")
+    runner, k = TrialRunner("tiny-hubert", esd, "0002", cfg(8, 1e-2)), 8
+    for lr, emotion in [(lr, e) for lr in (1e-2, 3e-3) for e in EMOTIONS]:   # a trial whose best epoch is inside
+        runner.config = cfg(8, lr)
         full = runner.run(emotion, k, 0, return_predictions=True)
         if 1 < full["best_epoch"] < full["epochs"]: break
     else: pytest.fail("no trial with its best epoch strictly inside the budget: the check would be vacuous")
-    runner.config = cfg(full["best_epoch"])
+    runner.config = cfg(full["best_epoch"], lr)
     cut = runner.run(emotion, k, 0, return_predictions=True)
     assert cut["best_epoch"] == full["best_epoch"] and cut["valid_macro_f1"] == full["valid_macro_f1"]
     assert cut["test_pred"] == full["test_pred"] and cut["macro_f1"] == full["macro_f1"]

@@ -211,6 +211,8 @@ def test_load_corpus_reads_every_synthetic_corpus(tiny):
     esd = load_corpus("esd", roots["esd"])
     assert Counter(esd.split) == {"train": 200, "valid": 80, "test": 120}
     assert set(esd.groupby("speaker").language.first().items()) == {("0001", "zh"), ("0002", "zh"), ("0011", "en"), ("0012", "en")}
+    assert esd.transcript.notna().all()                                           # gb2312, utf-16, latin-1 all decoded
+    assert esd[esd.speaker == "0001"].transcript.str.contains("[\u4e00-\u9fff]").all()
     assert load_corpus("msp_improv", roots["msp_improv"], label_source="consensus").label.isin(LABELS["msp_improv"]).all()
     assert len(load_corpus("mandarin_as", roots["mandarin_as"], include_utterance=True)) > len(load_corpus("mandarin_as", roots["mandarin_as"]))
 
