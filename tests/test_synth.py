@@ -208,6 +208,8 @@ def test_load_corpus_reads_every_synthetic_corpus(tiny):
         assert table.utt_id.is_unique and table.path.map(lambda p: Path(p).is_file()).all()
     iemo = load_corpus("iemocap", roots["iemocap"])
     assert iemo.speaker.nunique() == 10 and set(iemo.speaker) >= {"Ses01F", "Ses01M", "Ses05M"}
+    assert (iemo.speaker == iemo.utt_id.str[:5] + iemo.utt_id.str[-4]).all()       # speaker from the LAST id field
+    assert (iemo.utt_id.str[5] != iemo.utt_id.str[-4]).any()                        # and that differs from the marker letter
     esd = load_corpus("esd", roots["esd"])
     assert Counter(esd.split) == {"train": 200, "valid": 80, "test": 120}
     assert set(esd.groupby("speaker").language.first().items()) == {("0001", "zh"), ("0002", "zh"), ("0011", "en"), ("0012", "en")}
