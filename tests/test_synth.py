@@ -208,6 +208,8 @@ def test_load_corpus_reads_every_synthetic_corpus(tiny):
         assert table.utt_id.is_unique and table.path.map(lambda p: Path(p).is_file()).all()
     iemo = load_corpus("iemocap", roots["iemocap"])
     assert iemo.speaker.nunique() == 10 and set(iemo.speaker) >= {"Ses01F", "Ses01M", "Ses05M"}
+    assert (iemo.speaker == iemo.utt_id.str[:5] + iemo.utt_id.str[-4]).all()       # speaker from the LAST id field
+    assert (iemo.utt_id.str[5] != iemo.utt_id.str[-4]).any()                        # and that differs from the marker letter
     esd = load_corpus("esd", roots["esd"])
     assert Counter(esd.split) == {"train": 200, "valid": 80, "test": 120}
     assert set(esd.groupby("speaker").language.first().items()) == {("0001", "zh"), ("0002", "zh"), ("0011", "en"), ("0012", "en")}
@@ -238,3 +240,15 @@ def test_cli(tmp_path, capsys):
     assert (tmp_path / "Emotion Speech Dataset" / "0001" / "Neutral" / "0001_000001.wav").is_file()
     with pytest.raises(SystemExit): p.parse_args(["synth", str(tmp_path), "--size", "huge"])
     assert "tiny" in sub.choices["synth"].format_help()
+
+
+def test_rerun_replaces_its_own_folders_and_refuses_foreign_ones(tmp_path):
+    small = {"s": dict(seconds=(0.6, 0.8), esd=dict(speakers=("0001",), train=2, evaluation=1, test=1))}
+    S.synth_corpora(tmp_path / "o", "s", corpora=("esd",), sizes=small, esd_layout="flat")
+    root = S.synth_corpora(tmp_path / "o", "s", corpora=("esd",), sizes=small)["esd"]
+    assert {p.relative_to(root).parts[2] for p in _wavs(root)} == {"train", "evaluation", "test"}  # flat files gone
+    real = tmp_path / "data" / "Emotion Speech Dataset" / "0001" / "Angry"
+    real.mkdir(parents=True)
+    with pytest.raises(UserError, match="refusing to overwrite"):
+        S.synth_corpora(tmp_path / "data", "s", corpora=("esd",), sizes=small)
+    assert real.is_dir()
