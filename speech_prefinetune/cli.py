@@ -130,3 +130,7 @@ def add_demo_command(subparsers):
         run_demo(args.out, full=args.full, seed=args.seed, workers=args.workers, progress=not args.quiet)
         return 0
     p.set_defaults(func=run)
+
+# %% ../nbs/10_cli.ipynb #19b9fda0
+#| eval: false
+if __name__ == "__main__" and "ipykernel" not in sys.modules: sys.exit(main())  # not when a notebook runs this cell
