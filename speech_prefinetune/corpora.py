@@ -458,14 +458,9 @@ def load_corpus(name: str, # corpus name: esd, iemocap, msp_improv, msp_podcast,
 # %% ../nbs/02_corpora.ipynb #c45aa77d
 def header_seconds(paths, progress: bool=False) -> list[float]:
     "Duration in seconds of each audio file, from its header (no decoding); a `UserError` names an unreadable file."
-    import soundfile as sf
     from tqdm.auto import tqdm
-    out = []
-    for p in tqdm(list(paths), desc="reading headers", disable=not progress, leave=False):
-        try: info = sf.info(p)
-        except Exception as e: raise UserError(f"{p}: cannot read audio header ({e})") from None
-        out.append(info.frames / info.samplerate)
-    return out
+    from speech_prefinetune.audio import audio_info  # its AudioError (a UserError) names an unreadable file
+    return [audio_info(p).duration for p in tqdm(list(paths), desc="reading headers", disable=not progress, leave=False)]
 
 def corpus_summary(table: pd.DataFrame, # an utterance table from `load_corpus` (one or several corpora)
                    durations: bool=False, # add total hours, read from file headers
