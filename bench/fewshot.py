@@ -15,11 +15,20 @@ epoch budget and the same early stopping on validation macro-F1. What differs is
 (c) `ours`: one `TrialRunner` for the speaker (model loaded once, CNN features computed once, length-sorted
     padded validation batches built once, best state kept in memory); its set-up time is included.
 
-Prints one line per protocol (trials/hour, mean test macro-F1), then `speedup_vs_paper_protocol: <x>` and
-`speedup_vs_tuned_trainer: <x>` (ratios of trials/hour). On CUDA it also times a wav2vec2-base-sized random
-model and projects the paper's 33,600-trial grid.
+Ours runs a grid shard's worth of trials (105 by default, as one (model, speaker) shard of the paper's grid), so
+that its once-per-shard set-up is amortised as it is in a real grid; the Trainer protocols pay their set-up in
+every trial, as the paper's code does. The first trials of each protocol are the same (emotion, k, trial) cells,
+interleaved, so the mean F1 is also compared on exactly those trials ("paired").
 
-    PYTHONPATH=. python bench/fewshot.py                 # about 3-5 minutes on 2 CPU cores
+Prints one line per protocol (trials/hour, mean test macro-F1), then `speedup_vs_paper_protocol: <x>` and
+`speedup_vs_tuned_trainer: <x>` (ratios of trials/hour). Then where the time goes: the arithmetic of one trial
+of each protocol (GFLOP, counted with `torch.utils.flop_counter`, CPU attention included) and the rate each
+reaches, and ours' *forward floor*: the time of its validation and test forward passes alone, measured in the
+same run. The paper protocol's seconds per trial divided by that floor bounds the speed-up that any trainer
+doing ours' arithmetic at ours' efficiency could reach on this machine. On CUDA it also times a
+wav2vec2-base-sized random model and projects the paper's 33,600-trial grid.
+
+    PYTHONPATH=. python bench/fewshot.py                 # about 4 minutes on 2 CPU cores
     PYTHONPATH=. python bench/fewshot.py --quick         # smoke run
 """
 from __future__ import annotations
@@ -35,6 +44,8 @@ from speech_prefinetune.corpora import load_corpus
 from speech_prefinetune.audio import load_audio
 from speech_prefinetune.model import MultiTaskClassifier, pad_batch
 from speech_prefinetune.fewshot import TrialConfig, TrialRunner, binary_metrics, sample_fewshot
+from torch.utils import flop_counter
+from torch.utils._python_dispatch import TorchDispatchMode
 
 EMOTIONS = ("Neutral", "Angry", "Happy", "Sad", "Surprise")
 
@@ -105,6 +116,49 @@ def trainer_trial(protocol, encoder, table, waves, speaker, emotion, k, trial, c
     return dict(m, epochs=epochs, seconds=time.perf_counter() - t0)
 
 
+def _register_cpu_attention_flops():
+    "`FlopCounterMode` knows the CUDA attention kernels only; count the CPU flash-attention kernel (forward, backward) alike."
+    fwd = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    bwd = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+    if fwd in flop_counter.flop_registry: return
+    flop_counter.register_flop_formula(fwd, get_raw=True)(
+        lambda q, k, v, *a, out_val=None, **kw: flop_counter.sdpa_flop_count(q.shape, k.shape, v.shape))
+    flop_counter.register_flop_formula(bwd, get_raw=True)(
+        lambda grad_out, q, k, v, *a, out_val=None, **kw: flop_counter.sdpa_backward_flop_count(grad_out.shape, q.shape, k.shape, v.shape))
+
+
+class _FlopCount(TorchDispatchMode):
+    "Sums `torch.utils.flop_counter`'s per-op formulas; unlike `FlopCounterMode` it also works under `inference_mode`."
+    def __init__(self): super().__init__(); self.total = 0
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        formula = flop_counter.flop_registry.get(func._overloadpacket)
+        if formula is None:   # under inference_mode composite ops (linear, conv1d, attention) arrive whole: decompose them
+            with self: out = func.decompose(*args, **kwargs)   # the parts come back through this mode
+            if out is not NotImplemented: return out
+        out = func(*args, **kwargs)
+        if formula is not None: self.total += formula(*args, **kwargs, out_val=out)
+        return out
+
+
+def count_flops(fn):
+    "(result of `fn()`, floating-point operations it ran)."
+    _register_cpu_attention_flops()
+    with _FlopCount() as fc: out = fn()
+    return out, fc.total
+
+
+def forward_floor(runner, task, epochs, repeats=5):
+    "Seconds of ours' forward passes alone in a trial of `epochs` epochs: one validation pass per epoch, one test pass."
+    def best(split):
+        runner.predict(split, task)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter(); runner.predict(split, task); times.append(time.perf_counter() - t)
+        return min(times)
+    return epochs * best("valid") + best("test")
+
+
 def summary(name, res, wall):
     n = len(res)
     f1 = np.array([r["macro_f1"] for r in res])
@@ -150,10 +204,12 @@ def main(argv=None):
     p.add_argument("--patience", type=int, default=8, help="early stopping (default: the budget, so every protocol runs the same epochs)")
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate of all three (default %(default)s: a random tiny encoder learns little at the paper's 3e-5)")
     p.add_argument("--trainer-trials", type=int, default=5, help="trials per Trainer protocol (default: %(default)s, one per emotion)")
-    p.add_argument("--ours-trials", type=int, default=5, help="trials of ours (default: %(default)s, the same trials)")
+    p.add_argument("--ours-trials", type=int, default=105, help="trials of ours (default: %(default)s, one grid shard's worth; "
+                   "the first --trainer-trials are the Trainers' trials)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--gpu-epochs", type=int, default=10)
     p.add_argument("--assumed-epochs", type=int, default=45, help="epochs per trial assumed by the grid projection")
+    p.add_argument("--no-flops", action="store_true", help="skip counting the arithmetic of one trial per protocol")
     p.add_argument("--quick", action="store_true", help="2 epochs, 2 trials: a smoke run")
     p.add_argument("--projection-smoke", action="store_true", help="run the GPU projection code path on CPU with the tiny encoder")
     args = p.parse_args(argv)
@@ -184,14 +240,35 @@ def main(argv=None):
                                                     args.patience, root))
             if i < args.ours_trials: res["ours"].append(runner.run(e, kk, t))
         lines = {p: summary(p, r, sum(x["seconds"] for x in r) + (setup if p == "ours" else 0)) for p, r in res.items()}
-        wall = lines["ours"]["s_per_trial"] * len(res["ours"])
-        trial_s = (wall - setup) / len(res["ours"])
-        print(f"(ours: {setup:.2f} s of set-up included: model load, CNN features of {len(table[table.split != 'train'])} "
-              f"valid/test clips and of the train clips on first use; in a grid shard of 105 trials it adds "
-              f"{setup / 105:.3f} s per trial: {3600 / (trial_s + setup / 105):.0f} trials/hour, "
-              f"{lines['trainer_paper']['s_per_trial'] / (trial_s + setup / 105):.1f}x the paper protocol)")
+        m = args.trainer_trials
+        if 0 < m < len(res["ours"]):
+            paired = np.mean([r["macro_f1"] for r in res["ours"][:m]])
+            print(f"ours, the {m} trials the Trainers ran: mean_macro_f1 {paired:.3f}")
+        print(f"(ours: {setup:.2f} s of set-up included once, as in a grid shard: model load, CNN features of "
+              f"{len(table[table.split != 'train'])} valid/test clips and of the train clips on first use)")
         print(f"speedup_vs_paper_protocol: {lines['ours']['trials_per_hour'] / lines['trainer_paper']['trials_per_hour']:.1f}")
         print(f"speedup_vs_tuned_trainer: {lines['ours']['trials_per_hour'] / lines['trainer_tuned']['trials_per_hour']:.1f}")
+        # where the time goes: arithmetic per trial, and ours' forward-only floor
+        epochs = lines["ours"]["epochs_per_trial"]
+        floor = forward_floor(runner, cells(len(res["ours"]))[-1][0], epochs)
+        paper_s = lines["trainer_paper"]["s_per_trial"]
+        print(f"ours_forward_floor_s_per_trial: {floor:.3f}  ({epochs:.1f} validation passes over "
+              f"{(table.split == 'valid').sum()} clips + 1 test pass over {(table.split == 'test').sum()}; "
+              f"ours spends {lines['ours']['s_per_trial']:.3f})")
+        print(f"ceiling_vs_paper_protocol: {paper_s / floor:.1f}  (the paper protocol's s/trial over that floor: "
+              f"what a trainer with no cost beyond ours' forward passes would reach)")
+        if not args.no_flops:
+            e, kk, t = cells(1)[0]
+            gf = {}
+            for proto in ("trainer_paper", "trainer_tuned"):
+                r, gf[proto] = count_flops(lambda: trainer_trial(proto, enc, table, waves, speaker, e, kk, t, cfg,
+                                                                 args.max_epochs, args.patience, root))
+            fresh, setup_f = count_flops(lambda: TrialRunner(enc, table, speaker, cfg))
+            gf["ours"] = count_flops(lambda: fresh.run(e, kk, t))[1] + setup_f / len(res["ours"])   # set-up shared as timed
+            for proto, f in gf.items():
+                print(f"{proto:14s} GFLOP/trial {f / 1e9:7.2f}  GFLOP/s {f / 1e9 / lines[proto]['s_per_trial']:6.1f}")
+            print(f"flop_ratio_paper_over_ours: {gf['trainer_paper'] / gf['ours']:.1f}  (the rest of the speed-up is the "
+                  f"rate at which the same arithmetic is done)")
         if torch.cuda.is_available(): project_grid(root, args, "cuda")
         elif args.projection_smoke:
             from speech_prefinetune.model import tiny_config
