@@ -583,7 +583,5 @@ d = { 'settings': { 'branch': 'main',
                                                                                                 'speech_prefinetune/widgets.py'),
                                             'speech_prefinetune.widgets.table_html': ( 'widgets.html#table_html',
                                                                                        'speech_prefinetune/widgets.py'),
-                                            'speech_prefinetune.widgets.tqdm_routed_to': ( 'widgets.html#tqdm_routed_to',
-                                                                                           'speech_prefinetune/widgets.py'),
                                             'speech_prefinetune.widgets.widget_tqdm_class': ( 'widgets.html#widget_tqdm_class',
                                                                                               'speech_prefinetune/widgets.py')}}}
