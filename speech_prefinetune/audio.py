@@ -12,7 +12,7 @@ import soundfile as sf
 import soxr
 from fastcore.basics import patch
 from tqdm.auto import tqdm
-from .core import UserError
+from .core import UserError, atomic_write_text
 try: import fcntl
 except ImportError: fcntl = None  # Windows: no advisory locks (single-writer use only)
 
@@ -66,12 +66,6 @@ _COLUMNS = ("shard", "offset", "samples", "size", "mtime_ns")  # per clip; `shar
 
 def _stamp(st) -> tuple[int, int]: return st.st_size, st.st_mtime_ns
 
-def _atomic_write_text(path: Path, text: str):
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text); f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
-
 class _Lock:
     "Exclusive advisory lock on a lock file (fcntl.flock), held in a `with` block."
     def __init__(self, path): self.path = path
@@ -105,8 +99,8 @@ def _write_index(path: Path, sr: int, entries: dict):
     vals = list(entries.values())
     cols = {c: [e[i] for e in vals] for i, c in enumerate(_COLUMNS)}
     cols["shard"] = [pos[f] for f in cols["shard"]]
-    _atomic_write_text(path, json.dumps({"format": _INDEX_FORMAT, "version": _INDEX_VERSION, "sr": sr, "dtype": "<f4",
-                                         "shard_files": files, "keys": list(entries), **cols}, separators=(",", ":")))
+    atomic_write_text(path, json.dumps({"format": _INDEX_FORMAT, "version": _INDEX_VERSION, "sr": sr, "dtype": "<f4",
+                                        "shard_files": files, "keys": list(entries), **cols}, separators=(",", ":")), fsync=True)
 
 # %% ../nbs/01_audio.ipynb #6c12167b
 class AudioCache:
@@ -216,6 +210,7 @@ def _commit(self: AudioCache, f, tmp: Path, new: dict):
 def add(self: AudioCache, paths, # audio files (any path-likes)
         progress:bool=True, # show a tqdm bar
         errors:str="raise", # "raise": stop at the first bad file; "skip": skip bad files, one warning counting them
+        tqdm_class=None, # progress bar class (default `tqdm.auto.tqdm`), e.g. a `widgets.widget_tqdm_class(...)`
        ) -> AudioCache:
     "Decode and resample every file of `paths` that is missing or stale, streaming into new shards."
     if errors not in ("raise", "skip"): raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
@@ -230,7 +225,7 @@ def add(self: AudioCache, paths, # audio files (any path-likes)
         if e is None or not self._current(key, e, check=True): todo.append(key)
     bad, f = [], None
     try:
-        for key in tqdm(todo, desc=f"caching audio at {self.sr} Hz", disable=not progress, unit="file"):
+        for key in (tqdm_class or tqdm)(todo, desc=f"caching audio at {self.sr} Hz", disable=not progress, unit="file"):
             try:
                 st = os.stat(key)  # stamp before reading: a file changed during decoding will look stale later
                 x = load_audio(key, self.sr)
@@ -255,9 +250,10 @@ def build_audio_cache(paths, # audio files to decode (those already cached and u
                       sr:int=16000, # target sample rate
                       progress:bool=True, # show a tqdm bar
                       errors:str="raise", # or "skip": leave bad files out, with one warning counting them
+                      tqdm_class=None, # progress bar class (default `tqdm.auto.tqdm`)
                      ) -> AudioCache:
     "Open (or create) the cache for `sr` in `cache_dir` and add `paths` to it."
-    return AudioCache(cache_dir, sr).add(paths, progress=progress, errors=errors)
+    return AudioCache(cache_dir, sr).add(paths, progress=progress, errors=errors, tqdm_class=tqdm_class)
 
 # %% ../nbs/01_audio.ipynb #8c056b17
 @patch

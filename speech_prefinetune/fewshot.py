@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_fewshot.ipynb #1149f4ae
 from __future__ import annotations
-import json, math, os, time, warnings
+import json, math, time, warnings
 from collections import OrderedDict
 from dataclasses import dataclass, asdict
 from pathlib import Path
@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
-from .core import LABELS, BASE_MODEL, UserError, corpus_set_name, derive_seed, seed_everything
+from .core import LABELS, BASE_MODEL, UserError, atomic_write, corpus_set_name, derive_seed, seed_everything
 from .audio import load_audio
 from .model import MultiTaskClassifier, pad_batch
 
@@ -173,8 +173,7 @@ class FeatureCache:
     def _save(self, fp, group, store):
         if self.dir is None: return
         f = self._file(fp, group); f.parent.mkdir(parents=True, exist_ok=True)
-        tmp = f.with_name(f"{f.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-        torch.save(dict(store), tmp); os.replace(tmp, f)
+        atomic_write(f, lambda tmp: torch.save(dict(store), tmp))
 
 # %% ../nbs/06_fewshot.ipynb #2936ab88
 def pad_features(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

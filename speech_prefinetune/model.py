@@ -15,7 +15,7 @@ from transformers import HubertConfig, Wav2Vec2Config, WavLMConfig
 from transformers.utils import logging as hf_logging
 from safetensors.torch import load_file, save_file
 from fastcore.basics import patch
-from .core import UserError, corpus_set_name, derive_seed
+from .core import UserError, atomic_write, atomic_write_text, corpus_set_name, derive_seed
 
 # %% auto #0
 __all__ = ['TINY_ENCODERS', 'HEADS_FILE', 'META_FILE', 'ENCODER_DIR', 'tiny_config', 'load_encoder', 'pad_batch',
@@ -232,10 +232,6 @@ def _quiet_hf():
     finally:
         if was: hf_logging.enable_progress_bar()
 
-def _atomic_write_text(path: Path, text: str):
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8"); os.replace(tmp, path)
-
 @patch
 def save_pretrained(self: MultiTaskClassifier, dir, metadata: dict | None = None) -> Path:
     "Write `dir/encoder` (transformers format), `dir/heads.safetensors` and `dir/spft_model.json`."
@@ -254,8 +250,8 @@ def save_pretrained(self: MultiTaskClassifier, dir, metadata: dict | None = None
     os.replace(tmp, dir / ENCODER_DIR)
     if old.exists(): shutil.rmtree(old)
     state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("encoder.")}
-    save_file(state, dir / f".{HEADS_FILE}.tmp{os.getpid()}"); os.replace(dir / f".{HEADS_FILE}.tmp{os.getpid()}", dir / HEADS_FILE)
-    _atomic_write_text(dir / META_FILE, json.dumps(meta, indent=1, default=str) + "\n")
+    atomic_write(dir / HEADS_FILE, lambda tmp: save_file(state, tmp))
+    atomic_write_text(dir / META_FILE, json.dumps(meta, indent=1, default=str) + "\n")
     self.metadata = meta
     return dir
 

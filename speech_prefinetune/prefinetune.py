@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_prefinetune.ipynb #b1e32d97
 from __future__ import annotations
-import argparse, json, math, os, random, sys, time, warnings
+import argparse, json, math, random, sys, time, warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
-from .core import (LABELS, PREFINETUNE_CORPORA, UserError, canonical_corpus, corpus_set_name,
-                                     derive_seed, read_roots, seed_everything)
-from .model import META_FILE, MultiTaskClassifier, _atomic_write_text, pad_batch
+from .core import (LABELS, PREFINETUNE_CORPORA, UserError, atomic_write, atomic_write_text, canonical_corpus,
+                                     corpus_set_name, derive_seed, read_roots, seed_everything)
+from .model import META_FILE, MultiTaskClassifier, pad_batch
 
 # %% auto #0
 __all__ = ['TASK_SAMPLING', 'CHECKPOINT', 'CORPORA_ORDER', 'scaled_loss', 'task_probabilities', 'bucket_batches', 'epoch_plan',
@@ -222,11 +222,10 @@ def set_rng_states(s: dict):
     if "cuda" in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
 
 def save_checkpoint(path, **state):
-    "Atomically write `state` with `torch.save` (temporary file, fsync, rename)."
-    path = Path(path); tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(state, f); f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
+    "Atomically write `state` with `torch.save` (`core.atomic_write`: temporary file, fsync, rename)."
+    def write(tmp):
+        with open(tmp, "wb") as f: torch.save(state, f)
+    atomic_write(path, write, fsync=True)
 
 def load_checkpoint(path) -> dict:
     "Read a checkpoint written by `save_checkpoint` (our own file: full unpickling)."
@@ -258,7 +257,7 @@ def _finished(out: Path) -> bool:
     except (OSError, ValueError, KeyError): return False
 
 def _write_metrics(out: Path, history: list):
-    _atomic_write_text(out / "metrics.csv", pd.DataFrame(history).to_csv(index=False))
+    atomic_write_text(out / "metrics.csv", pd.DataFrame(history).to_csv(index=False))
 
 # %% ../nbs/05_prefinetune.ipynb #b5d713f5
 @torch.no_grad()
@@ -290,9 +289,10 @@ def prefinetune_tables(tables: dict, # task name -> utterance table (`load_corpu
                        progress: bool = True, # tqdm bars
                        corpora: list | None = None, # corpus names for the metadata (default: the tasks that are corpora)
                        audio=None, # an opened `AudioCache` (default: one at config.cache_dir, filled here)
+                       tqdm_class=None, # progress bar class, also for the per-epoch lines (default `tqdm.auto.tqdm`)
                       ) -> Path:
     "Pre-finetune one encoder on several tasks at once; returns the run folder. Resumes from its checkpoint."
-    config = (config or PrefinetuneConfig()).check()
+    config, tqdm_class = (config or PrefinetuneConfig()).check(), tqdm_class or tqdm
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     if _finished(out): return out
     acc = make_accelerator(config)
@@ -306,7 +306,8 @@ def prefinetune_tables(tables: dict, # task name -> utterance table (`load_corpu
         from speech_prefinetune.audio import AudioCache
         audio = AudioCache(config.cache_dir or out / "audio_cache", sr=config.sample_rate)
         with acc.main_process_first():
-            audio.add([p for t in tables.values() for p in t["path"]], progress=progress and main, errors=config.errors)
+            audio.add([p for t in tables.values() for p in t["path"]], progress=progress and main, errors=config.errors,
+                      tqdm_class=tqdm_class)
     model = MultiTaskClassifier.from_encoder(encoder, tasks, seed=config.seed, projector_dim=config.projector_dim,
                                              freeze_feature_encoder=config.freeze_feature_encoder)
     train_paths, train_labels, train_len = _clip_arrays(tables, audio, model.min_samples, "train")
@@ -369,7 +370,7 @@ def prefinetune_tables(tables: dict, # task name -> utterance table (`load_corpu
         loader = torch.utils.data.DataLoader(ClipBatches(items, train_paths, train_labels, audio, max_len, config.normalize, sr),
                                              batch_size=None, num_workers=config.num_workers)
         batches = iter(loader)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", disable=not (progress and main), leave=False)
+        bar = tqdm_class(range(steps_per_epoch), desc=f"epoch {epoch}", disable=not (progress and main), leave=False)
         for _ in bar:
             micro = []
             for _ in range(config.tasks_per_step):
@@ -392,8 +393,8 @@ def prefinetune_tables(tables: dict, # task name -> utterance table (`load_corpu
         if improved and main:
             raw.save_pretrained(out, metadata={**meta, "best_epoch": epoch, "metrics": row, "finished": False})
         if main and progress:
-            tqdm.write(f"epoch {epoch}: train {row['train_scaled_loss']:.4f}  valid {metric:.4f}{'  *' if improved else ''}  "
-                       f"({row['audio_seconds_per_second']:.0f} audio-s/s)")
+            tqdm_class.write(f"epoch {epoch}: train {row['train_scaled_loss']:.4f}  valid {metric:.4f}{'  *' if improved else ''}  "
+                             f"({row['audio_seconds_per_second']:.0f} audio-s/s)")
         from accelerate.utils import gather_object
         rngs = gather_object([rng_states()]) if world > 1 else [rng_states()]
         if main:
@@ -407,7 +408,7 @@ def prefinetune_tables(tables: dict, # task name -> utterance table (`load_corpu
     if main:
         m = json.loads((out / META_FILE).read_text())
         m.update(finished=True, epochs=state["epoch"], stopped_early=state["bad_epochs"] >= config.patience)
-        _atomic_write_text(out / META_FILE, json.dumps(m, indent=1, default=str) + "\n")
+        atomic_write_text(out / META_FILE, json.dumps(m, indent=1, default=str) + "\n")
         if not config.keep_checkpoint: ckpt_path.unlink(missing_ok=True)
     acc.wait_for_everyone()
     return out
@@ -456,11 +457,15 @@ def prefinetune(corpora, # names ("iemocap,mandarin_as" or a list; the paper's s
                 roots, # corpora.toml path (or a dict corpus -> root)
                 encoder, # encoder spec: tiny name | hub id | folder | config
                 out, # run folder (= model folder)
-                config: PrefinetuneConfig | None = None, progress: bool = True) -> Path:
+                config: PrefinetuneConfig | None = None,
+                progress: bool = True, # tqdm bars
+                tqdm_class=None, # progress bar class (default `tqdm.auto.tqdm`), see `prefinetune_tables`
+               ) -> Path:
     "Pre-finetune `encoder` on `corpora`; returns the run folder (resumes a stopped run, skips a finished one)."
     corpora = _corpus_list(corpora)
     if _finished(Path(out)): return Path(out)
-    return prefinetune_tables(load_tables(corpora, roots, config), encoder, out, config, progress, corpora=corpora)
+    return prefinetune_tables(load_tables(corpora, roots, config), encoder, out, config, progress, corpora=corpora,
+                              tqdm_class=tqdm_class)
 
 # %% ../nbs/05_prefinetune.ipynb #99e549fb
 def all_subsets(corpora=PREFINETUNE_CORPORA) -> list[tuple]:
@@ -468,15 +473,15 @@ def all_subsets(corpora=PREFINETUNE_CORPORA) -> list[tuple]:
     return [s for k in range(1, len(corpora) + 1) for s in combinations(corpora, k)]
 
 def prefinetune_all_subsets(roots, encoder, out, config: PrefinetuneConfig | None = None, progress: bool = True,
-                            corpora=PREFINETUNE_CORPORA) -> list[Path]:
+                            corpora=PREFINETUNE_CORPORA, tqdm_class=None) -> list[Path]:
     "One run per non-empty subset of `corpora` in `out/<corpus_set_name>`; finished runs are skipped."
     config = config or PrefinetuneConfig()
     shared = PrefinetuneConfig(**{**asdict(config), "cache_dir": config.cache_dir or str(Path(out) / "audio_cache")})
     runs = []
     for subset in all_subsets(tuple(corpora)):
         run = Path(out) / corpus_set_name(subset)
-        if progress and not _finished(run): print(f"pre-finetuning {run.name} -> {run}")
-        runs.append(prefinetune(subset, roots, encoder, run, shared, progress))
+        if progress and not _finished(run): (tqdm_class or tqdm).write(f"pre-finetuning {run.name} -> {run}")
+        runs.append(prefinetune(subset, roots, encoder, run, shared, progress, tqdm_class))
     return runs
 
 # %% ../nbs/05_prefinetune.ipynb #44280799

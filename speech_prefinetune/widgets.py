@@ -5,7 +5,6 @@
 # %% ../nbs/09_widgets.ipynb #529819f5
 from __future__ import annotations
 import html, shlex, threading, warnings
-from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -17,7 +16,7 @@ from .core import (PREFINETUNE_CORPORA, CORPORA, DOWNSTREAM_CORPUS, SPLITS, LABE
 
 # %% auto #0
 __all__ = ['chart_html', 'table_html', 'corpus_sizes', 'label_distribution', 'prefinetune_command', 'WidgetTqdm',
-           'widget_tqdm_class', 'tqdm_routed_to', 'CorpusChooser', 'emotion_scores', 'ResultsViewer']
+           'widget_tqdm_class', 'CorpusChooser', 'emotion_scores', 'ResultsViewer']
 
 # %% ../nbs/09_widgets.ipynb #6ad534bb
 def chart_html(chart: alt.TopLevelMixin) -> str:
@@ -97,22 +96,6 @@ def widget_tqdm_class(bar: W.IntProgress, label: W.HTML, log=None) -> type:
             if log is not None: log(str(s))
     return BoundWidgetTqdm
 
-# %% ../nbs/09_widgets.ipynb #9f874f66
-_ROUTE_LOCK = threading.Lock()
-
-@contextmanager
-def tqdm_routed_to(tqdm_class, # e.g. a `widget_tqdm_class(...)`
-                   modules, # modules whose global `tqdm` is swapped while the block runs
-                  ):
-    "Within the block, `modules` report progress through `tqdm_class` instead of the `tqdm` they imported."
-    with _ROUTE_LOCK:
-        saved = [(m, m.tqdm) for m in modules if hasattr(m, "tqdm")]
-        try:
-            for m, _ in saved: m.tqdm = tqdm_class
-            yield
-        finally:
-            for m, t in saved: m.tqdm = t
-
 # %% ../nbs/09_widgets.ipynb #00087599
 def _default_loader(config=None):
     "`load_corpus` with the run's `errors` policy and per-corpus options, so the chooser shows what the run reads."
@@ -122,11 +105,10 @@ def _default_loader(config=None):
                            **getattr(config, "corpus_options", {}).get(name, {}))
     return load
 
-def _default_trainer(corpora, roots, encoder, out, config=None, progress=True):
-    "`prefinetune.prefinetune`, its tqdm bars (audio caching, epochs) routed to the `progress` tqdm class."
-    import speech_prefinetune.audio as audio_mod, speech_prefinetune.prefinetune as pf
-    if progress is True or progress is False: return pf.prefinetune(corpora, roots, encoder, out, config, progress)
-    with tqdm_routed_to(progress, [pf, audio_mod]): return pf.prefinetune(corpora, roots, encoder, out, config, True)
+def _default_trainer(*args, **kwargs):
+    "`prefinetune.prefinetune` (imported on first use, so the widgets load without the training stack)."
+    from speech_prefinetune.prefinetune import prefinetune
+    return prefinetune(*args, **kwargs)
 
 class CorpusChooser:
     "Tick pre-finetuning corpora, see their sizes and labels, copy the `spft prefinetune` command or run it."
@@ -137,7 +119,7 @@ class CorpusChooser:
                  selected=(), # corpora ticked at start
                  roots_file=None, # path shown after `--roots` when `roots` is a dict (default `corpora.toml`)
                  loader=None, # `(name, root) -> utterance table`; default `corpora.load_corpus` (with `config`'s options)
-                 trainer=None, # `(corpora, roots, encoder, out, config, progress: tqdm class) -> run dir`; default `prefinetune`
+                 trainer=None, # `(corpora, roots, encoder, out, config=, tqdm_class=) -> run dir`; default `prefinetune`
                  background=True, # the Run button trains in a background thread
                 ):
         if isinstance(roots, dict):
@@ -256,9 +238,9 @@ class CorpusChooser:
 
     def _run(self, corpora, roots, encoder, out, reraise=True):
         self.messages = []
-        progress = widget_tqdm_class(self.progress, self.progress_label, log=self._log)
+        bars = widget_tqdm_class(self.progress, self.progress_label, log=self._log)
         try:
-            self.result = Path(self.trainer(list(corpora), roots, encoder, out, config=self.config, progress=progress))
+            self.result = Path(self.trainer(list(corpora), roots, encoder, out, config=self.config, tqdm_class=bars))
             self.status.value = f"done: model in <code>{html.escape(str(self.result))}</code>"
             return self.result
         except Exception as e:

@@ -207,6 +207,21 @@ def _reader(cache_dir, lengths, barrier, q):
             seen.add(k)
     q.put((len(seen), bad))
 
+def test_progress_goes_through_the_given_tqdm_class(tmp_path, monkeypatch):
+    import io
+    from tqdm.std import tqdm as std_tqdm
+    bars = []
+    class Recording(std_tqdm):
+        def __init__(self, *a, **k):
+            self.silenced = k.get("disable", False); bars.append(self); super().__init__(*a, file=io.StringIO(), **k)
+    monkeypatch.setattr(audio, "tqdm", None)  # the module's own tqdm must not be used
+    paths = write_corpus(tmp_path / "c", n=3)
+    cache = build_audio_cache(paths, tmp_path / "cache", tqdm_class=Recording)
+    assert len(cache) == 3 and len(bars) == 1
+    assert (bars[0].n, bars[0].total, bars[0].desc, bars[0].silenced) == (3, 3, "caching audio at 16000 Hz", False)
+    cache.add(paths, progress=False, tqdm_class=Recording)  # nothing to decode, and silenced
+    assert len(bars) == 2 and bars[1].silenced
+
 def test_concurrent_writers_and_reader(tmp_path):
     paths = write_corpus(tmp_path / "c", n=16)
     want = {str(p.resolve()): load_audio(p) for p in paths}

@@ -137,6 +137,7 @@ def test_feature_cache_is_shared_by_models_with_the_same_cnn(esd, tmp_path):
     TrialRunner(base, esd, "0012", TrialConfig(max_epochs=1), features=cache)
     files = list((tmp_path / "feats").rglob("*.pt"))
     assert [f.name for f in files] == ["0012.pt"]
+    assert [p.name for p in (tmp_path / "feats").rglob("*") if p.is_file()] == ["0012.pt"]  # no temporary file left
     stamp = files[0].stat().st_mtime_ns
     TrialRunner(other, esd, "0012", TrialConfig(max_epochs=1), features=FeatureCache(tmp_path / "feats"))
     assert files[0].stat().st_mtime_ns == stamp                     # nothing recomputed: read from disk

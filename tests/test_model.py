@@ -91,6 +91,19 @@ def test_save_load_roundtrip_and_plain_automodel(tmp_path):
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
 
 
+def test_failed_save_keeps_the_previous_files(tmp_path, monkeypatch):
+    import speech_prefinetune.model as model_mod
+    m = MultiTaskClassifier.from_encoder("tiny-wav2vec2", {"esd": ("a", "b")}).eval()
+    m.save_pretrained(tmp_path, metadata={"corpora": []})
+    heads, meta = (tmp_path / "heads.safetensors").read_bytes(), (tmp_path / "spft_model.json").read_text()
+    def full_disk(state, path):
+        path.write_bytes(b"torn"); raise OSError("No space left on device")
+    monkeypatch.setattr(model_mod, "save_file", full_disk)
+    with pytest.raises(OSError, match="No space"): m.replace_heads({"esd": ("a", "b", "c")}).save_pretrained(tmp_path)
+    assert (tmp_path / "heads.safetensors").read_bytes() == heads and (tmp_path / "spft_model.json").read_text() == meta
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["encoder", "heads.safetensors", "spft_model.json"]
+    assert MultiTaskClassifier.from_pretrained(tmp_path).tasks == {"esd": ("a", "b")}
+
 def test_errors_name_the_culprit(tmp_path):
     with pytest.raises(UserError, match="tiny-bert"): load_encoder("tiny-bert")
     with pytest.raises(UserError, match=str(tmp_path)): MultiTaskClassifier.from_pretrained(tmp_path)

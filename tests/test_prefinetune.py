@@ -101,6 +101,27 @@ def test_resume_refuses_other_settings_and_finished_runs_are_skipped(tables, tmp
                                                                      cache_dir=str(tmp_path / "cache")), progress=False)
 
 
+def test_progress_and_epoch_lines_go_through_tqdm_class(tables, tmp_path, monkeypatch):
+    import io
+    import speech_prefinetune.audio as audio_mod, speech_prefinetune.prefinetune as pf
+    from tqdm.std import tqdm as std_tqdm
+    bars, lines = [], []
+    class Recording(std_tqdm):
+        def __init__(self, *a, **k):
+            self.silenced = k.get("disable", False); bars.append(self); super().__init__(*a, file=io.StringIO(), **k)
+        @classmethod
+        def write(cls, s, file=None, end="\n", nolock=False): lines.append(s)
+    monkeypatch.setattr(pf, "tqdm", None); monkeypatch.setattr(audio_mod, "tqdm", None)  # module globals are not used
+    cfg = PrefinetuneConfig(max_epochs=2, batch_size=8, device="cpu", max_steps_per_epoch=2)
+    two = {t: tables[t] for t in ("iemocap", "mandarin_as")}
+    prefinetune_tables(two, "tiny-wav2vec2", tmp_path / "run", cfg, tqdm_class=Recording)
+    assert [b.desc for b in bars] == ["caching audio at 16000 Hz", "epoch 1", "epoch 2"]
+    assert bars[0].n == 30 and [b.n for b in bars[1:]] == [2, 2] and not any(b.silenced for b in bars)
+    assert [l.split(":")[0] for l in lines] == ["epoch 1", "epoch 2"] and "valid" in lines[0]
+    bars.clear(); lines.clear()
+    prefinetune_tables(two, "tiny-wav2vec2", tmp_path / "quiet", cfg, progress=False, tqdm_class=Recording)
+    assert all(b.silenced for b in bars) and len(bars) == 3 and lines == []
+
 def test_heterogeneous_steps_and_uniform_sampling_train(tables, tmp_path):
     cfg = PrefinetuneConfig(max_epochs=2, lr=1e-3, batch_seconds=2.0, tasks_per_step=3, task_sampling="uniform",
                             device="cpu", projector_dim=8, num_workers=1, cache_dir=str(tmp_path / "cache"))

@@ -88,9 +88,9 @@ def test_chooser_shows_loader_warnings(tables, tmp_path):
 
 def test_chooser_run_button_trains_in_background_with_progress(tables, tmp_path):
     calls = []
-    def trainer(corpora, roots, encoder, out, config=None, progress=True):
+    def trainer(corpora, roots, encoder, out, config=None, tqdm_class=None):
         calls.append((corpora, roots, encoder, Path(out), config))
-        for _ in progress(range(7), desc="step", mininterval=0): time.sleep(0.005)
+        for _ in tqdm_class(range(7), desc="step", mininterval=0): time.sleep(0.005)
         Path(out).mkdir(parents=True); return out
     roots = {c: tmp_path / c for c in CORPORA}
     ch = CorpusChooser(roots, encoder="tiny-wavlm", out=tmp_path / "runs", config={"max_epochs": 1},
@@ -106,6 +106,25 @@ def test_chooser_run_button_trains_in_background_with_progress(tables, tmp_path)
     assert ch.result == tmp_path / "runs" / "msp_improv+msp_podcast" and ch.result.is_dir()
     assert (ch.progress.value, ch.progress.max) == (7, 7) and "7/7" in ch.progress_label.value
     assert ch.status.value.startswith("done") and not ch.run_button.disabled
+
+def test_two_choosers_running_at_once_report_to_their_own_bars(tables, tmp_path):
+    import threading
+    both = threading.Barrier(2, timeout=30)
+    def trainer(corpora, roots, encoder, out, config=None, tqdm_class=None):
+        n = 4 * len(corpora)
+        both.wait()                                                     # the two runs overlap
+        for _ in tqdm_class(range(n), desc="epoch 1", mininterval=0): time.sleep(0.002)
+        tqdm_class.write(f"{'+'.join(corpora)}: {n} steps")
+        both.wait()
+        return out
+    roots = {c: tmp_path / c for c in CORPORA}
+    a = CorpusChooser(roots, out=tmp_path, selected=["iemocap"], loader=CountingLoader(tables), trainer=trainer)
+    b = CorpusChooser(roots, out=tmp_path, selected=["iemocap", "msp_improv"], loader=CountingLoader(tables), trainer=trainer)
+    ta, tb = a.run(background=True), b.run(background=True)
+    ta.join(timeout=30); tb.join(timeout=30)
+    assert a.error is None and b.error is None
+    assert (a.progress.value, a.progress.max, b.progress.value, b.progress.max) == (4, 4, 8, 8)
+    assert a.messages == ["iemocap: 4 steps"] and b.messages == ["iemocap+msp_improv: 8 steps"]
 
 def test_chooser_run_failure_is_reported(tables, tmp_path):
     def trainer(*a, **k): raise UserError("tiny-xyz: unknown encoder")
