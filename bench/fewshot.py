@@ -30,6 +30,7 @@ wav2vec2-base-sized random model and projects the paper's 33,600-trial grid.
 
     PYTHONPATH=. python bench/fewshot.py                 # about 4 minutes on 2 CPU cores
     PYTHONPATH=. python bench/fewshot.py --quick         # smoke run
+    PYTHONPATH=. python bench/fewshot.py --quick --forward-variants   # what else might lower ours' forward floor
 """
 from __future__ import annotations
 import argparse, math, os, shutil, sys, tempfile, time, warnings
@@ -159,6 +160,31 @@ def forward_floor(runner, task, epochs, repeats=5):
     return epochs * best("valid") + best("test")
 
 
+def forward_variants(enc, table, speaker, cfg, task="angry", repeats=10):
+    "Seconds of one validation pass of ours under alternatives that might lower the forward floor (same run, same clips)."
+    from dataclasses import replace
+    def timed(runner, fn):
+        fn(); t = time.perf_counter()
+        for _ in range(repeats): fn()
+        return (time.perf_counter() - t) / repeats
+    base = TrialRunner(enc, table, speaker, cfg); base.run(task, 4, 0)
+    out = {"eager fp32, eval batch 64 (ours)": timed(base, lambda: base.predict("valid", task))}
+    for bs in (32, 16):
+        r = TrialRunner(enc, table, speaker, replace(cfg, eval_batch_size=bs)); r.run(task, 4, 0)
+        out[f"eager fp32, eval batch {bs}"] = timed(r, lambda: r.predict("valid", task))
+    model = base.model.eval()
+    def passes(fn, dtype=None):
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=dtype is not None):
+            for x, m, _ in base._batches["valid"]: fn(x, m, task=task)
+    out["bf16 autocast"] = timed(base, lambda: passes(model.forward_from_features, torch.bfloat16))
+    compiled = torch.compile(model.forward_from_features, dynamic=True)
+    passes(compiled)                                   # compile outside the timing
+    out["torch.compile (inductor, dynamic)"] = timed(base, lambda: passes(compiled))
+    ref = out["eager fp32, eval batch 64 (ours)"]
+    for name, t in out.items(): print(f"validation pass, {name:34s} {1000 * t:6.1f} ms  ({ref / t:.2f}x)")
+    return out
+
+
 def summary(name, res, wall):
     n = len(res)
     f1 = np.array([r["macro_f1"] for r in res])
@@ -210,6 +236,8 @@ def main(argv=None):
     p.add_argument("--gpu-epochs", type=int, default=10)
     p.add_argument("--assumed-epochs", type=int, default=45, help="epochs per trial assumed by the grid projection")
     p.add_argument("--no-flops", action="store_true", help="skip counting the arithmetic of one trial per protocol")
+    p.add_argument("--forward-variants", action="store_true",
+                   help="also time ours' validation pass with smaller eval batches, bf16 autocast and torch.compile")
     p.add_argument("--quick", action="store_true", help="2 epochs, 2 trials: a smoke run")
     p.add_argument("--projection-smoke", action="store_true", help="run the GPU projection code path on CPU with the tiny encoder")
     args = p.parse_args(argv)
@@ -269,6 +297,7 @@ def main(argv=None):
                 print(f"{proto:14s} GFLOP/trial {f / 1e9:7.2f}  GFLOP/s {f / 1e9 / lines[proto]['s_per_trial']:6.1f}")
             print(f"flop_ratio_paper_over_ours: {gf['trainer_paper'] / gf['ours']:.1f}  (the rest of the speed-up is the "
                   f"rate at which the same arithmetic is done)")
+        if args.forward_variants: forward_variants(enc, table, speaker, cfg)
         if torch.cuda.is_available(): project_grid(root, args, "cuda")
         elif args.projection_smoke:
             from speech_prefinetune.model import tiny_config
