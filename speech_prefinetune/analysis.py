@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_analysis.ipynb #42d9d98f
 from __future__ import annotations
-import argparse, html, re, warnings
+import html, re, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_grid.ipynb #bc4f90e1
 from __future__ import annotations
-import argparse, json, os, re, time, warnings
+import json, os, re, time, warnings
 try: import fcntl
 except ImportError: fcntl = None   # no advisory locks on this platform
 import multiprocessing as mp
@@ -210,7 +210,6 @@ def _worker_device(i: int, device):
     return f"cuda:{i % n}" if n > 1 else None
 
 def _run_local_pool(jobs, workers, threads, device, prog):
-    import torch
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     jobs = [replace(j, threads=threads, device=_worker_device(i, device)) for i, j in enumerate(jobs)]
     errors = []

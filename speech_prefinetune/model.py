@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 from transformers import HubertConfig, Wav2Vec2Config, WavLMConfig
 from transformers.utils import logging as hf_logging
 from safetensors.torch import load_file, save_file

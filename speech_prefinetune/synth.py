@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_synth.ipynb #cb36a0ad
 from __future__ import annotations
-import argparse, math, shutil, time
+import math, shutil, time
 from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
