@@ -12,15 +12,18 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
+from transformers.activations import ACT2FN
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from .core import LABELS, BASE_MODEL, UserError, atomic_write, corpus_set_name, derive_seed, seed_everything
 from .audio import load_audio
 from .model import MultiTaskClassifier, pad_batch
 
 # %% auto #0
-__all__ = ['ESD_EMOTIONS', 'check_emotion', 'check_k', 'sample_fewshot', 'binary_metrics', 'macro_f1', 'TrialConfig',
+__all__ = ['ESD_EMOTIONS', 'STACKABLE', 'check_emotion', 'check_k', 'sample_fewshot', 'binary_metrics', 'macro_f1', 'TrialConfig',
            'is_model_dir', 'load_trial_model', 'model_corpora', 'FeatureCache', 'pad_features', 'default_device',
-           'TrialRunner', 'run_trial']
+           'TrialRunner', 'run_trial', 'stack_support', 'stack_cells', 'stack_weights', 'StackedForward',
+           'stacked_adamw_', 'clip_rows_']
 
 # %% ../nbs/06_fewshot.ipynb #dd4260c2
 ESD_EMOTIONS = LABELS["esd"]
@@ -88,6 +91,7 @@ class TrialConfig:
     batch_size: int = 4                # clips per optimizer step (paper code: batch 1 x 4 accumulation)
     eval_batch_size: int = 64          # clips per validation / test batch (length-sorted)
     bf16: bool = True                  # bf16 autocast on CUDA (ignored on CPU)
+    stack: int = 1                     # trials fine-tuned at once by `run_stack` (wav2vec2 / HuBERT); 1: one at a time
 
     def limits(self, k: int) -> tuple[int, int]:
         "(max_epochs, patience) for `k` training clips."
@@ -95,7 +99,9 @@ class TrialConfig:
 
     def config_id(self) -> str:
         "Short hash of the settings: results of different settings must not be mixed."
-        return f"{derive_seed(json.dumps(asdict(self), sort_keys=True)):016x}"[:12]
+        d = asdict(self)
+        if d["stack"] == 1: del d["stack"]    # one at a time: the hash of the settings before stacks existed
+        return f"{derive_seed(json.dumps(d, sort_keys=True)):016x}"[:12]
 
 # %% ../nbs/06_fewshot.ipynb #fd6203c9
 def is_model_dir(spec) -> bool:
@@ -319,3 +325,317 @@ def run_trial(model, table: pd.DataFrame, speaker: str, emotion: str, k: int, tr
               config: TrialConfig | None = None, device=None, **kwargs) -> dict:
     "One few-shot trial of `model` on (speaker, emotion, k, trial): macro_f1, f1_pos, accuracy, ..., train_ids, seconds."
     return TrialRunner(model, table, speaker, config=config, device=device).run(emotion, k, trial, seed, **kwargs)
+
+# %% ../nbs/06_fewshot.ipynb #2261cf5a
+STACKABLE = ("Wav2Vec2Model", "HubertModel")
+
+def stack_support(model: MultiTaskClassifier) -> str | None:
+    "None if `run_stack` can run trials of `model`, else why not."
+    enc, cfg = model.encoder, model.encoder.config
+    if type(enc).__name__ not in STACKABLE: return f"{type(enc).__name__} (stacked trials support {', '.join(STACKABLE)})"
+    if getattr(cfg, "add_adapter", False): return f"{type(enc).__name__} with add_adapter=True"
+    if getattr(cfg, "conv_pos_batch_norm", False): return f"{type(enc).__name__} with conv_pos_batch_norm=True"
+    if not model.freeze_feature_encoder: return "a trainable CNN (stacked trials start from cached CNN features)"
+    return None
+
+def stack_cells(cells, size: int) -> list[list[tuple]]:
+    "`cells` [(emotion, k, trial)] in stacks of at most `size` trials of one k, in order of first appearance."
+    by_k: dict = {}
+    for c in cells: by_k.setdefault(int(c[1]), []).append(tuple(c))
+    return [group[i:i + size] for group in by_k.values() for i in range(0, len(group), max(1, int(size)))]
+
+# %% ../nbs/06_fewshot.ipynb #a4c25b5e
+def _linear_parts(layer: torch.nn.Linear): return layer.weight.detach().t(), layer.bias.detach()
+def _norm_parts(layer: torch.nn.LayerNorm): return layer.weight.detach(), layer.bias.detach()
+
+def stack_weights(model: MultiTaskClassifier, # a stackable model (`stack_support`)
+                  head: torch.nn.Linear,      # the classification head of the trials
+                  n: int,                     # trials (rows)
+                 ) -> dict[str, torch.Tensor]:
+    "The trainable weights of `model` (CNN excluded) and `head`, each as a tensor with `n` equal rows."
+    enc = model.encoder
+    fp, conv = enc.feature_projection, enc.encoder.pos_conv_embed.conv
+    wn = conv.parametrizations.weight if hasattr(conv, "parametrizations") else None
+    w = {}
+    if getattr(fp, "feat_proj_layer_norm", True): w["fp_ln.w"], w["fp_ln.b"] = _norm_parts(fp.layer_norm)
+    w["fp.w"], w["fp.b"] = _linear_parts(fp.projection)
+    if getattr(enc, "masked_spec_embed", None) is not None: w["spec_embed"] = enc.masked_spec_embed.detach()
+    w["pos.g"] = (wn.original0 if wn is not None else conv.weight_g).detach()
+    w["pos.v"] = (wn.original1 if wn is not None else conv.weight_v).detach()
+    w["pos.b"] = conv.bias.detach()
+    w["enc_ln.w"], w["enc_ln.b"] = _norm_parts(enc.encoder.layer_norm)
+    for i, layer in enumerate(enc.encoder.layers):
+        a, ff = layer.attention, layer.feed_forward
+        w[f"{i}.qkv.w"] = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach().t()
+        w[f"{i}.qkv.b"] = torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias]).detach()
+        w[f"{i}.o.w"], w[f"{i}.o.b"] = _linear_parts(a.out_proj)
+        w[f"{i}.ln1.w"], w[f"{i}.ln1.b"] = _norm_parts(layer.layer_norm)
+        w[f"{i}.ff1.w"], w[f"{i}.ff1.b"] = _linear_parts(ff.intermediate_dense)
+        w[f"{i}.ff2.w"], w[f"{i}.ff2.b"] = _linear_parts(ff.output_dense)
+        w[f"{i}.ln2.w"], w[f"{i}.ln2.b"] = _norm_parts(layer.final_layer_norm)
+    if model.projector is not None: w["proj.w"], w["proj.b"] = _linear_parts(model.projector)
+    w["head.w"], w["head.b"] = _linear_parts(head)
+    return {name: t.unsqueeze(0).repeat(n, *([1] * t.dim())).contiguous() for name, t in w.items()}
+
+# %% ../nbs/06_fewshot.ipynb #876e0942
+class StackedForward:
+    "Logits of `n` stacked trials of a wav2vec2 / HuBERT classifier from CNN features (weights from `stack_weights`)."
+    def __init__(self, model: MultiTaskClassifier):
+        if why := stack_support(model): raise UserError(f"stacked trials: not supported for {why}")
+        self.cfg = cfg = model.encoder.config
+        self.stable, self.eps, self.heads = bool(cfg.do_stable_layer_norm), cfg.layer_norm_eps, cfg.num_attention_heads
+        self.act, self.pos_act = ACT2FN[cfg.hidden_act], ACT2FN[cfg.feat_extract_activation]
+        self.kernel, self.groups = cfg.num_conv_pos_embeddings, cfg.num_conv_pos_embedding_groups
+        self.spec_augment = getattr(cfg, "apply_spec_augment", True) and (cfg.mask_time_prob > 0 or cfg.mask_feature_prob > 0)
+        self.layers_run: dict[int, torch.Tensor] = {}   # layer -> rows that ran it, where LayerDrop skipped some
+
+    @staticmethod
+    def pos_weight(W) -> torch.Tensor:
+        "The positional convolution's weight, `g * v / |v|` (norm over output and input channels per tap), as grouped-conv rows."
+        v = W["pos.v"]
+        return (W["pos.g"] * v / v.norm(dim=(1, 2), keepdim=True)).reshape(-1, *v.shape[2:])
+
+    def _ln(self, x, w, b): return torch.addcmul(b[:, None, None], F.layer_norm(x, x.shape[-1:], eps=self.eps), w[:, None, None])
+
+    @staticmethod
+    def _lin(x, w, b):
+        n, B, L, _ = x.shape
+        return torch.baddbmm(b[:, None], x.reshape(n, B * L, -1), w).view(n, B, L, -1)
+
+    @staticmethod
+    def _drop(x, p, gens):
+        if not gens or p <= 0: return x
+        keep = torch.stack([torch.rand(x.shape[1:], generator=g, device=x.device) for g in gens]) >= p
+        return x * keep / (1 - p)
+
+# %% ../nbs/06_fewshot.ipynb #fc7b1356
+@patch
+def _pos_conv(self: StackedForward, x, W):
+    n, B, L, D = x.shape
+    w = W["pos.w"] if "pos.w" in W else self.pos_weight(W)
+    h = F.conv1d(x.permute(1, 0, 3, 2).reshape(B, n * D, L), w, W["pos.b"].reshape(-1), padding=self.kernel // 2,
+                 groups=n * self.groups)
+    if self.kernel % 2 == 0: h = h[..., :-1]      # transformers' SamePad
+    return self.pos_act(h.view(B, n, D, L).permute(1, 0, 3, 2))
+
+@patch
+def _attention(self: StackedForward, x, i, W, frame_mask, gens):
+    n, B, L, D = x.shape
+    H = self.heads
+    qkv = self._lin(x, W[f"{i}.qkv.w"], W[f"{i}.qkv.b"]).view(n * B, L, 3, H, D // H).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    keys = None if frame_mask is None else frame_mask.reshape(n * B, 1, 1, L)
+    p = self.cfg.attention_dropout if gens else 0.0
+    if p > 0:
+        s = (q @ k.transpose(-1, -2)) * (D // H) ** -0.5
+        if keys is not None: s = s.masked_fill(~keys, float("-inf"))
+        a = self._drop(s.softmax(-1).view(n, B, H, L, L), p, gens).view(n * B, H, L, L) @ v
+    else: a = F.scaled_dot_product_attention(q, k, v, attn_mask=keys)
+    return self._lin(a.transpose(1, 2).reshape(n, B, L, D), W[f"{i}.o.w"], W[f"{i}.o.b"])
+
+@patch
+def _layer(self: StackedForward, x, i, W, frame_mask, gens):
+    p = self.cfg.hidden_dropout
+    ff = lambda h: self._drop(self._lin(self._drop(self.act(self._lin(h, W[f"{i}.ff1.w"], W[f"{i}.ff1.b"])),
+                                                   self.cfg.activation_dropout, gens), W[f"{i}.ff2.w"], W[f"{i}.ff2.b"]), p, gens)
+    ln1, ln2 = (lambda h: self._ln(h, W[f"{i}.ln1.w"], W[f"{i}.ln1.b"])), (lambda h: self._ln(h, W[f"{i}.ln2.w"], W[f"{i}.ln2.b"]))
+    if self.stable:                                # pre-LN (wav2vec2-large-lv60, the tiny encoders)
+        x = x + self._drop(self._attention(ln1(x), i, W, frame_mask, gens), p, gens)
+        return x + ff(ln2(x))
+    x = ln1(x + self._drop(self._attention(x, i, W, frame_mask, gens), p, gens))   # post-LN (wav2vec2-base, HuBERT)
+    return ln2(x + ff(x))
+
+@patch
+def _spec_augment(self: StackedForward, x, W, frame_mask, np_rngs):
+    "Each trial's SpecAugment time (and feature) masks, drawn by transformers' `_compute_mask_indices` with its own numpy state."
+    from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
+    cfg, (n, B, L, D) = self.cfg, x.shape
+    if L < cfg.mask_time_length: return x          # as `MultiTaskClassifier.encode_features`
+    outer, time_masks, feature_masks = np.random.get_state(), [], []
+    try:
+        for t, rng in enumerate(np_rngs):
+            np.random.set_state(rng.get_state())
+            lengths = None if frame_mask is None else frame_mask[t].long()
+            if cfg.mask_time_prob > 0:
+                time_masks.append(_compute_mask_indices((B, L), cfg.mask_time_prob, cfg.mask_time_length,
+                                                        attention_mask=lengths, min_masks=cfg.mask_time_min_masks))
+            if cfg.mask_feature_prob > 0:
+                feature_masks.append(_compute_mask_indices((B, D), cfg.mask_feature_prob, cfg.mask_feature_length,
+                                                           min_masks=cfg.mask_feature_min_masks))
+            rng.set_state(np.random.get_state())
+    finally: np.random.set_state(outer)
+    if time_masks:
+        m = torch.as_tensor(np.stack(time_masks), device=x.device)[..., None]
+        x = torch.where(m, W["spec_embed"][:, None, None].to(x.dtype), x)
+    if feature_masks: x = x.masked_fill(torch.as_tensor(np.stack(feature_masks), device=x.device)[:, :, None, :], 0)
+    return x
+
+@patch
+def __call__(self: StackedForward, W: dict, # stacked weights (`stack_weights`), n rows
+             x: torch.Tensor,               # CNN features [n or 1, B, L, C]
+             frame_mask: torch.Tensor | None = None, # valid frames [n or 1, B, L]; None: all valid
+             gens: list | None = None,      # training: one torch.Generator per row (dropout, LayerDrop)
+             np_rngs: list | None = None,   # training: one numpy RandomState per row (SpecAugment)
+            ) -> torch.Tensor:
+    "Logits `[n, B, n_labels]`."
+    n = W["fp.w"].shape[0]
+    if "fp_ln.w" in W: x = self._ln(x, W["fp_ln.w"], W["fp_ln.b"])
+    x = self._drop(self._lin(x.expand(n, *x.shape[1:]), W["fp.w"], W["fp.b"]), self.cfg.feat_proj_dropout, gens)
+    if frame_mask is not None: frame_mask = frame_mask.expand(n, *frame_mask.shape[1:])
+    if gens and self.spec_augment: x = self._spec_augment(x, W, frame_mask, np_rngs)
+    if frame_mask is not None: x = x * frame_mask[..., None]      # padded frames are zeros before the convolution
+    x = x + self._pos_conv(x, W)
+    if not self.stable: x = self._ln(x, W["enc_ln.w"], W["enc_ln.b"])
+    x = self._drop(x, self.cfg.hidden_dropout, gens)
+    self.layers_run = {}
+    for i in range(self.cfg.num_hidden_layers):
+        ran = None
+        if gens and self.cfg.layerdrop > 0:       # LayerDrop: each trial draws whether it skips this layer
+            ran = torch.tensor([bool(torch.rand((), generator=g) >= self.cfg.layerdrop) for g in gens])
+            if ran.all(): ran = None
+            else: self.layers_run[i] = ran
+        if ran is not None and not ran.any(): continue
+        y = self._layer(x, i, W, frame_mask, gens)
+        x = y if ran is None else torch.where(ran.to(x.device)[:, None, None, None], y, x)
+    if self.stable: x = self._ln(x, W["enc_ln.w"], W["enc_ln.b"])
+    if "proj.w" in W: x = self._lin(x, W["proj.w"], W["proj.b"])
+    if frame_mask is None: pooled = x.mean(2)
+    else:
+        m = frame_mask[..., None].to(x.dtype)
+        pooled = (x * m).sum(2) / m.sum(2).clamp(min=1)
+    return torch.baddbmm(W["head.b"][:, None], pooled, W["head.w"])
+
+# %% ../nbs/06_fewshot.ipynb #443699fc
+def _per_row(t, like): return t.view(-1, *([1] * (like.dim() - 1)))
+
+def stacked_adamw_(W: dict, G: dict, M: dict, V: dict, S: dict, # weights, gradients, moments, per-row step counts
+                   used: dict,  # name -> bool rows that used the weight this step (absent: all rows)
+                   lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999), eps: float = 1e-8):
+    "One AdamW step (as `torch.optim.AdamW`) of every row of the stacked weights `W`, in place."
+    b1, b2 = betas
+    for name, g in G.items():
+        w, m, v, u = W[name], M[name], V[name], used.get(name)
+        S[name] += 1 if u is None else u.to(S[name])
+        bc1 = _per_row(1 - b1 ** S[name], w).clamp(min=1e-30)
+        bc2 = _per_row((1 - b2 ** S[name]).sqrt(), w).clamp(min=1e-30)
+        if u is None:
+            if weight_decay: w.mul_(1 - lr * weight_decay)
+            m.lerp_(g, 1 - b1); v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            w.sub_(m / (v.sqrt() / bc2 + eps) * (lr / bc1))
+        else:
+            u = _per_row(u.to(w.device), w)
+            m.copy_(torch.where(u, m.lerp(g, 1 - b1), m)); v.copy_(torch.where(u, v * b2 + (1 - b2) * g * g, v))
+            new = w * (1 - lr * weight_decay) - m / (v.sqrt() / bc2 + eps) * (lr / bc1)
+            w.copy_(torch.where(u, new, w))
+
+def clip_rows_(grads: list, max_norm: float) -> torch.Tensor:
+    "Scale each row of the stacked `grads` so that the row's total norm is at most `max_norm`; returns the norms."
+    norms = sum(g.pow(2).flatten(1).sum(1) for g in grads).sqrt()
+    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads: g.mul_(_per_row(coef, g))
+    return norms
+
+# %% ../nbs/06_fewshot.ipynb #b2a8645c
+@patch
+def _stack_batches(self: TrialRunner, split: str):
+    "Validation / test batches of stacked trials: `(features [1,B,L,C], mask [1,B,L] or None, clip indices)`."
+    key = ("stacked", split)
+    if key not in self._batches:
+        if self.device.type == "cpu":
+            ids = self._splits[split]["utt_id"].astype(str).tolist()
+            self._batches[key] = [(self._feats[u][None, None], None, torch.tensor([i])) for i, u in enumerate(ids)]
+        else: self._batches[key] = [(x[None], m[None], idx) for x, m, idx in self._batches[split]]
+    return self._batches[key]
+
+@patch
+def _stack_predict(self: TrialRunner, fwd: StackedForward, W: dict, split: str) -> np.ndarray:
+    "Predicted class `[n, clips]` of every clip of `split` (utt_id order) for each of the `n` stacked trials."
+    pred = np.zeros((W["fp.w"].shape[0], len(self._splits[split])), dtype=np.int64)
+    with torch.no_grad():
+        W = dict(W, **{"pos.w": fwd.pos_weight(W)})      # weight norm once per pass, not once per batch
+        for x, m, idx in self._stack_batches(split):
+            with self._autocast(): logits = fwd(W, x, m)
+            pred[:, idx.numpy()] = logits.float().argmax(-1).cpu().numpy()
+    return pred
+
+# %% ../nbs/06_fewshot.ipynb #27056965
+@patch
+def run_stack(self: TrialRunner, cells: list, # [(emotion, k, trial)], all of one k
+              seed: int = 0, train_ids: dict | None = None, # {(emotion, k, trial): utt_ids}; default: `sample_fewshot`
+              return_predictions: bool = False,   # add test_ids and test_pred to each result
+             ) -> list[dict]:
+    "Run the trials `cells` at once (see `run`); their results, in order."
+    t0, cfg, dev = time.perf_counter(), self.config, self.device
+    cells = [(check_emotion(e), check_k(k), int(t)) for e, k, t in cells]
+    if len({k for _, k, _ in cells}) != 1: raise UserError(f"run_stack: trials of one k per stack, got {sorted({c[1] for c in cells})}")
+    fwd, k, n = StackedForward(self.model), cells[0][1], len(cells)
+    ids = [list((train_ids or {}).get(c) or sample_fewshot(self.table, self.speaker, *c, seed=seed)) for c in cells]
+    self.prepare([u for x in ids for u in x])
+    ys = torch.tensor(np.stack([(self._label.loc[x] == e).to_numpy() for x, (e, _, _) in zip(ids, cells)]).astype(np.int64), device=dev)
+    seeds = [derive_seed("trial", self.speaker, e, k, t, seed) for e, _, t in cells]
+    max_epochs, patience = cfg.limits(k)
+    # 1. the loaded weights in every row, and each trial's own seeded binary head (as `run`)
+    self._copy(self._init, into_model=True)
+    heads = [self.model.replace_heads({e: (f"not_{e}", e)}, seed=s).heads[e] for (e, _, _), s in zip(cells, seeds)]
+    W = stack_weights(self.model, heads[0], n)
+    W["head.w"] = torch.stack([h.weight.detach().t() for h in heads]).contiguous()
+    W["head.b"] = torch.stack([h.bias.detach() for h in heads]).contiguous()
+    W = {name: w.to(dev) for name, w in W.items()}
+    M, V, best = ({name: torch.zeros_like(w) for name, w in W.items()} for _ in range(3))
+    S = {name: torch.zeros(n, device=dev) for name in W}
+    for name in W: best[name].copy_(W[name])
+    gens = [torch.Generator(dev).manual_seed(derive_seed(s, "dropout")) for s in seeds]
+    np_rngs = [np.random.RandomState(derive_seed(s, "specaugment") % 2 ** 32) for s in seeds]
+    order = [torch.Generator().manual_seed(s) for s in seeds]
+    steps = max_epochs * math.ceil(k / cfg.batch_size)
+    warm = math.ceil(steps * cfg.warmup_ratio)
+    if cfg.lr_schedule not in ("linear", "constant"): raise UserError(f"lr_schedule {cfg.lr_schedule!r}: expected linear or constant")
+    lr_at = lambda i: cfg.lr * ((i / max(1, warm) if i < warm else max(0.0, (steps - i) / max(1, steps - warm)))
+                                if cfg.lr_schedule == "linear" else 1.0)
+    valid_y = np.stack([self.labels("valid", e) for e, _, _ in cells])
+    active, step = list(range(n)), 0             # row j of every stacked tensor belongs to trial active[j]
+    best_f1, best_epoch, epochs, final = np.full(n, -1.0), np.zeros(n, dtype=int), np.zeros(n, dtype=int), {}
+    for epoch in range(1, max_epochs + 1):
+        # 2. one epoch: each trial's own shuffled batches, computed together
+        perms = [torch.randperm(k, generator=order[a]).tolist() for a in active]
+        for i in range(0, k, cfg.batch_size):
+            batch = [[ids[a][j] for j in p[i:i + cfg.batch_size]] for a, p in zip(active, perms)]
+            x, fm = pad_features([self._feats[u] for b in batch for u in b])
+            x, fm = x.view(len(active), len(batch[0]), *x.shape[1:]).to(dev), fm.view(len(active), len(batch[0]), -1).to(dev)
+            y = torch.stack([ys[a][p[i:i + cfg.batch_size]] for a, p in zip(active, perms)])
+            params = [w.requires_grad_(True) for w in W.values()]
+            with self._autocast():
+                logits = fwd(W, x, fm, gens=[gens[a] for a in active], np_rngs=[np_rngs[a] for a in active])
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1).sum()
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            with torch.no_grad():
+                for w in params: w.requires_grad_(False)
+                grads = [torch.zeros_like(w) if g is None else g for w, g in zip(params, grads)]
+                if cfg.max_grad_norm: clip_rows_(grads, cfg.max_grad_norm)
+                used = {name: fwd.layers_run[int(name.split(".")[0])] for name in W
+                        if name.split(".")[0].isdigit() and int(name.split(".")[0]) in fwd.layers_run}
+                stacked_adamw_(W, dict(zip(W, grads)), M, V, S, used, lr_at(step), cfg.weight_decay)
+            step += 1
+        # 3. validate every trial still running; keep each one's best rows; stopped trials leave the stack
+        pred, keep = self._stack_predict(fwd, W, "valid"), []
+        for j, a in enumerate(active):
+            f1 = macro_f1(valid_y[a], pred[j])
+            if f1 > best_f1[a]:
+                best_f1[a], best_epoch[a] = f1, epoch
+                for name in W: best[name][j].copy_(W[name][j])
+            if epoch - best_epoch[a] >= patience or epoch == max_epochs:
+                epochs[a], final[a] = epoch, {name: b[j].clone() for name, b in best.items()}
+            else: keep.append(j)
+        if not keep: break
+        if len(keep) < len(active):
+            rows = torch.tensor(keep, device=dev)
+            W, M, V, S, best = ({name: t.index_select(0, rows) for name, t in d.items()} for d in (W, M, V, S, best))
+            active = [active[j] for j in keep]
+    # 4. every trial's best weights -> test
+    pred = self._stack_predict(fwd, {name: torch.stack([final[a][name] for a in range(n)]) for name in final[0]}, "test")
+    secs, out = (time.perf_counter() - t0) / n, []
+    for a, (e, _, _) in enumerate(cells):
+        out.append(dict(**binary_metrics(self.labels("test", e), pred[a]), valid_macro_f1=float(best_f1[a]), best_epoch=int(best_epoch[a]),
+                        epochs=int(epochs[a]), train_ids=ids[a], seconds=secs))
+        if return_predictions: out[-1].update(test_ids=self._splits["test"]["utt_id"].astype(str).tolist(), test_pred=pred[a].tolist())
+    return out

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from .core import BASE_MODEL, UserError, esd_language
 from .fewshot import (ESD_EMOTIONS, FeatureCache, TrialConfig, TrialRunner, check_emotion, check_k,
-                                        is_model_dir, model_corpora, sample_fewshot)
+                                        is_model_dir, model_corpora, sample_fewshot, stack_cells)
 
 # %% auto #0
 __all__ = ['K_VALUES', 'TRIAL_KEY', 'RESULT_COLUMNS', 'EXECUTORS', 'plan_grid', 'ModelRef', 'read_model_metadata', 'model_ref',
@@ -161,17 +161,24 @@ def run_shard(job: ShardJob, features: FeatureCache | None = None, on_trial=None
         if not todo: return 0
         if features is None: features = shard_features(job.cache_dir)
         runner = TrialRunner(job.model.spec, job.table, job.speaker, job.config, job.device, features)
-        draws = {c: sample_fewshot(job.table, job.speaker, *c, seed=job.seed) for c in todo}
+        if job.config.stack > 1:   # whole stacks of the requested cells, so a rerun computes what the first run did
+            units = [s for s in stack_cells(job.cells, job.config.stack) if any(tuple(c) not in done for c in s)]
+        else: units = [[c] for c in todo]
+        cells = [c for unit in units for c in unit]
+        draws = {tuple(c): sample_fewshot(job.table, job.speaker, *c, seed=job.seed) for c in cells}
         runner.prepare([u for ids in draws.values() for u in ids])
         lang = job.table["language"].iloc[0] if "language" in job.table and len(job.table) else esd_language(job.speaker)
-        for (emotion, k, trial) in todo:
-            max_epochs, patience = job.config.limits(k)
-            r = runner.run(emotion, k, trial, job.seed, train_ids=draws[(emotion, k, trial)])
-            rec = dict(model=job.model.name, corpora=runner.corpora, speaker=job.speaker, language=lang, emotion=emotion,
-                       k=int(k), trial=int(trial), seed=job.seed, **r, max_epochs=max_epochs, patience=patience,
-                       config_id=job.config.config_id(), device=str(runner.device))
-            append_record(fd, rec)
-            if on_trial: on_trial(rec)
+        for unit in units:
+            if job.config.stack > 1: results = runner.run_stack(unit, job.seed, train_ids=draws)
+            else: results = [runner.run(*unit[0], job.seed, train_ids=draws[tuple(unit[0])])]
+            for (emotion, k, trial), r in zip(unit, results):
+                if (emotion, int(k), int(trial)) in done: continue
+                max_epochs, patience = job.config.limits(k)
+                rec = dict(model=job.model.name, corpora=runner.corpora, speaker=job.speaker, language=lang, emotion=emotion,
+                           k=int(k), trial=int(trial), seed=job.seed, **r, max_epochs=max_epochs, patience=patience,
+                           config_id=job.config.config_id(), device=str(runner.device))
+                append_record(fd, rec)
+                if on_trial: on_trial(rec)
     finally: os.close(fd)
     return len(todo)
 
@@ -285,6 +292,7 @@ def run_grid(models,                       # model folders / encoder specs (list
     ks = [check_k(v) for v in _as_list(k, int)]
     if int(trials) < 1: raise UserError(f"trials={trials}: expected >= 1")
     config = replace(config or TrialConfig(), **{n: v for n, v in dict(max_epochs=max_epochs, patience=patience).items() if v is not None})
+    if int(config.stack) < 1: raise UserError(f"stack={config.stack}: expected >= 1 trials per stack")
     for s in speakers:                      # fail fast: every cell can be drawn
         for e in emotions:
             for kk in ks: sample_fewshot(table, s, e, kk, 0, seed)
@@ -338,6 +346,8 @@ def add_fewshot_command(subparsers):
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="clips per optimizer step (default: %(default)s)")
     p.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size, help="clips per validation batch (default: %(default)s)")
+    p.add_argument("--stack", type=int, default=d.stack, help="trials fine-tuned at once, in stacks of one k (wav2vec2 / "
+                   "HuBERT encoders; for GPUs; default: %(default)s, one at a time)")
     p.add_argument("--seed", type=int, default=0, help="grid seed (default: %(default)s)")
     p.add_argument("--executor", choices=EXECUTORS, default="local", help="where shards run (default: %(default)s)")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default: %(default)s)")
@@ -352,7 +362,8 @@ def add_fewshot_command(subparsers):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     def run(args) -> int:
         cfg = TrialConfig(max_epochs=args.max_epochs, patience=args.patience, paper_code_schedule=args.paper_code_schedule,
-                          lr=args.lr, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size)
+                          lr=args.lr, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
+                          stack=args.stack)
         df = run_grid(args.models, args.esd, args.results, speakers=args.speakers, emotions=args.emotions, k=args.k,
                       trials=args.trials, seed=args.seed, config=cfg, executor=args.executor, workers=args.workers,
                       threads=args.threads, cache_dir=args.cache_dir, device=args.device, progress=not args.quiet,

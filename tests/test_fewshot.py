@@ -168,3 +168,68 @@ def test_pretrained_model_folder_keeps_its_corpora(esd, tmp_path):
 def test_paper_code_schedule():
     c = TrialConfig(paper_code_schedule=True)
     assert [c.limits(k) for k in (2, 8, 16, 64)] == [(200, 30), (200, 30), (50, 5), (50, 5)]
+
+
+# ---------------------------------------------------------------- stacked trials
+from speech_prefinetune.fewshot import StackedForward, pad_features, stack_weights
+from speech_prefinetune.model import tiny_config
+
+
+def quiet_config(name="tiny-wav2vec2", **kw):
+    "A tiny encoder config with no dropout, LayerDrop or SpecAugment: training is then deterministic given the seeds."
+    c = tiny_config(name)
+    for a in ("hidden_dropout", "attention_dropout", "activation_dropout", "layerdrop", "mask_time_prob"): setattr(c, a, 0.0)
+    for a, v in kw.items(): setattr(c, a, v)
+    return c
+
+
+@pytest.mark.parametrize("name, kw", [("tiny-wav2vec2", {}), ("tiny-hubert", {}),
+                                      ("tiny-wav2vec2", dict(do_stable_layer_norm=False, feat_extract_norm="group"))])
+def test_stacked_forward_on_real_features_matches_the_model(esd, name, kw):
+    "Logits of the stacked pass (rows = different trained heads) against the model's own modules, on ESD features."
+    model = MultiTaskClassifier.from_encoder(quiet_config(name, **kw), {"t": ("a", "b")}).eval()
+    runner = TrialRunner(model, esd, "0011", TrialConfig())
+    ids = esd[(esd.speaker == "0011") & (esd.split == "test")].utt_id.tolist()[:6]
+    x, mask = pad_features([runner._feats[u] for u in ids])
+    heads = [torch.nn.Linear(32, 2) for _ in range(3)]
+    W = stack_weights(model, heads[0], 3)
+    W["head.w"] = torch.stack([h.weight.detach().t() for h in heads]); W["head.b"] = torch.stack([h.bias.detach() for h in heads])
+    with torch.no_grad():
+        got = StackedForward(model)(W, x[None], mask[None])
+        for r, h in enumerate(heads):
+            model.heads["t"] = h
+            assert (got[r] - model.forward_from_features(x, mask, task="t")).abs().max() < 1e-5
+
+
+def test_stack_equals_one_at_a_time_without_randomness_and_metrics_match_sklearn(esd):
+    model = MultiTaskClassifier.from_encoder(quiet_config("tiny-hubert"), {"init": ("a", "b")})
+    runner = TrialRunner(model, esd, "0012", TrialConfig(max_epochs=4, patience=2, lr=3e-3))
+    cells = [("angry", 2, 0), ("neutral", 2, 1), ("sad", 2, 0), ("surprise", 2, 2)]
+    stacked = runner.run_stack(cells, return_predictions=True)
+    test = esd[(esd.speaker == "0012") & (esd.split == "test")].set_index("utt_id")
+    for c, s in zip(cells, stacked):
+        r = runner.run(*c, return_predictions=True)
+        assert (s["best_epoch"], s["epochs"], s["train_ids"], s["test_pred"]) == (r["best_epoch"], r["epochs"], r["train_ids"], r["test_pred"])
+        assert s["valid_macro_f1"] == pytest.approx(r["valid_macro_f1"], abs=1e-12)
+        y = (test.label.loc[s["test_ids"]] == c[0]).astype(int).to_numpy()
+        assert s["macro_f1"] == pytest.approx(f1_score(y, s["test_pred"], average="macro"), abs=1e-12)
+        assert s["train_ids"] == sample_fewshot(esd, "0012", c[0], 2, c[2])
+
+
+def test_stack_layerdrop_skipped_layers_are_not_updated(esd):
+    "LayerDrop 1.0 skips every layer in every step: their weights must come out as they went in; the rest must train."
+    model = MultiTaskClassifier.from_encoder(quiet_config(layerdrop=1.0), {"init": ("a", "b")})
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    runner = TrialRunner(model, esd, "0011", TrialConfig(max_epochs=2, patience=2, lr=1e-2, lr_schedule="constant"))
+    import speech_prefinetune.fewshot as fs
+    seen = {}
+    real = fs.stacked_adamw_
+    def spy(W, G, M, V, S, used, *a, **kw):
+        real(W, G, M, V, S, used, *a, **kw); seen.update({n: w.clone() for n, w in W.items()}); seen["S"] = dict(S)
+    fs.stacked_adamw_ = spy
+    try: runner.run_stack([("angry", 4, 0), ("sad", 4, 0)])
+    finally: fs.stacked_adamw_ = real
+    assert torch.equal(seen["0.o.w"][0], before["encoder.encoder.layers.0.attention.out_proj.weight"].t())
+    assert torch.equal(seen["1.ff1.b"][1], before["encoder.encoder.layers.1.feed_forward.intermediate_dense.bias"])
+    assert (seen["S"]["0.o.w"] == 0).all() and (seen["S"]["fp.w"] > 0).all()
+    assert not torch.equal(seen["fp.w"][0], before["encoder.feature_projection.projection.weight"].t())

@@ -154,3 +154,23 @@ def test_disk_cache_is_shared_by_models_with_one_cnn_and_changes_nothing(esd_roo
     assert (tmp_path / "cache" / "audio").is_dir()                         # decoded audio kept for other CNNs
     pd.testing.assert_frame_equal(comparable(cached[cached.model == "a"]), comparable(plain))
     assert cached[cached.model == "b"].macro_f1.tolist() == cached[cached.model == "a"].macro_f1.tolist()
+
+
+def test_stacked_grid_resumes_whole_stacks_and_reproduces_an_uninterrupted_run(esd_root, tmp_path):
+    "A stacked shard cut after some of its lines (what kill -9 leaves, torn line included) completes to the same rows."
+    kw = dict(speakers="0011", emotions="angry,sad,happy", k="2,4", trials=2, max_epochs=3, patience=2, threads=1,
+              progress=False, config=TrialConfig(stack=4, lr=1e-3))
+    whole = run_grid("tiny-wav2vec2", esd_root, tmp_path / "whole", **kw)
+    assert len(whole) == 12 and set(whole.config_id) == {TrialConfig(stack=4, lr=1e-3, max_epochs=3, patience=2).config_id()}
+    lines = shard_file(tmp_path / "whole", "tiny-wav2vec2", "0011").read_bytes().split(b"\n")[:-1]
+    f = shard_file(tmp_path / "cut", "tiny-wav2vec2", "0011"); f.parent.mkdir(parents=True)
+    f.write_bytes(b"\n".join(lines[:5]) + b"\n" + lines[5][:40])           # 5 finished trials, a stack half written
+    again = run_grid("tiny-wav2vec2", esd_root, tmp_path / "cut", **kw)
+    pd.testing.assert_frame_equal(comparable(again), comparable(whole))
+    assert f.read_bytes().count(b"\n") == 12
+    one_at_a_time = run_grid("tiny-wav2vec2", esd_root, tmp_path / "single", **{**kw, "config": TrialConfig(lr=1e-3)})
+    assert set(one_at_a_time.config_id).isdisjoint(set(whole.config_id))   # the two engines' results are not mixed
+    with pytest.raises(UserError, match="other trial settings"):
+        run_grid("tiny-wav2vec2", esd_root, tmp_path / "whole", **{**kw, "config": TrialConfig(lr=1e-3)})
+    with pytest.raises(UserError, match="stack=0"):
+        run_grid("tiny-wav2vec2", esd_root, tmp_path / "x", **{**kw, "config": TrialConfig(stack=0)})
