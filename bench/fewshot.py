@@ -14,6 +14,8 @@ epoch budget and the same early stopping on validation macro-F1. What differs is
     checkpoint per epoch).
 (c) `ours`: one `TrialRunner` for the speaker (model loaded once, CNN features computed once, length-sorted
     padded validation batches built once, best state kept in memory); its set-up time is included.
+(d) `ours_stacked`: the same trials through `TrialRunner.run_stack`, `--stack` trials at once (one batched
+    computation over per-trial weight rows); the same set-up time is included.
 
 Ours runs a grid shard's worth of trials (105 by default, as one (model, speaker) shard of the paper's grid), so
 that its once-per-shard set-up is amortised as it is in a real grid; the Trainer protocols pay their set-up in
@@ -44,7 +46,7 @@ from speech_prefinetune.core import derive_seed
 from speech_prefinetune.corpora import load_corpus
 from speech_prefinetune.audio import load_audio
 from speech_prefinetune.model import MultiTaskClassifier, pad_batch
-from speech_prefinetune.fewshot import TrialConfig, TrialRunner, binary_metrics, sample_fewshot
+from speech_prefinetune.fewshot import TrialConfig, TrialRunner, binary_metrics, sample_fewshot, stack_cells
 from torch.utils import flop_counter
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -160,6 +162,20 @@ def forward_floor(runner, task, epochs, repeats=5):
     return epochs * best("valid") + best("test")
 
 
+def stacked_forward_floor(runner, task, epochs, n, repeats=3):
+    "Seconds per trial of ours_stacked's forward passes alone (validation every epoch, one test pass) with `n` trials stacked."
+    from speech_prefinetune.fewshot import StackedForward, stack_weights
+    fwd = StackedForward(runner.model)
+    W = stack_weights(runner.model, runner.model.heads[next(iter(runner.model.heads))], n)
+    def best(split):
+        runner._stack_predict(fwd, W, split)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter(); runner._stack_predict(fwd, W, split); times.append(time.perf_counter() - t)
+        return min(times) / n
+    return epochs * best("valid") + best("test")
+
+
 def forward_variants(enc, table, speaker, cfg, task="angry", repeats=10):
     "Seconds of one validation pass of ours under alternatives that might lower the forward floor (same run, same clips)."
     from dataclasses import replace
@@ -214,12 +230,24 @@ def project_grid(root, args, device="cuda", encoder_config=None):
         sync()
         per_epoch[k] = (time.perf_counter() - t) / sum(x["epochs"] for x in r)
         print(f"{device} {type(enc).__name__} k={k:2d}: {1000 * per_epoch[k]:.1f} ms/epoch (train {k} clips + validate 100)", flush=True)
+    stacked = {}
+    for k in (4, 32):                                              # 15 trials (5 emotions x 3) at once
+        unit = [(e, k, t) for t in range(3) for e in ("angry", "sad", "happy", "neutral", "surprise")]
+        runner.run_stack(unit[:2]); sync(); t = time.perf_counter()
+        r = runner.run_stack(unit); sync()
+        stacked[k] = (time.perf_counter() - t) / sum(x["epochs"] for x in r)
+        print(f"{device} {type(enc).__name__} k={k:2d}, 15 stacked trials: {1000 * stacked[k]:.1f} ms per trial-epoch "
+              f"({per_epoch[k] / stacked[k]:.2f}x one at a time)", flush=True)
     cells_per_k = 16 * 20 * 5 * 3
     trials_s = sum(cells_per_k * args.assumed_epochs * per_epoch[k] for k in per_epoch)
     feat_s = setup / n_clips * 35_000                               # CNN features of all of ESD, computed once
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
     print(f"projected_grid_hours: {(trials_s + feat_s) / 3600:.2f}  (33,600 trials x {args.assumed_epochs} epochs each "
           f"assumed, + CNN features of 35,000 clips; one {name}, one worker)")
+    gain = lambda k: (lambda m: per_epoch[m] / stacked[m])(4 if k <= 8 else 32)   # stacked speed-up measured at k=4 and 32
+    stacked_s = sum(cells_per_k * args.assumed_epochs * per_epoch[k] / gain(k) for k in per_epoch)
+    print(f"projected_grid_hours_stacked: {(stacked_s + feat_s) / 3600:.2f}  (the same, 15 trials per stack; the "
+          f"speed-up measured at k=4 applied to k <= 8, the one at k=32 to k >= 16)")
     return (trials_s + feat_s) / 3600
 
 
@@ -232,6 +260,7 @@ def main(argv=None):
     p.add_argument("--trainer-trials", type=int, default=5, help="trials per Trainer protocol (default: %(default)s, one per emotion)")
     p.add_argument("--ours-trials", type=int, default=105, help="trials of ours (default: %(default)s, one grid shard's worth; "
                    "the first --trainer-trials are the Trainers' trials)")
+    p.add_argument("--stack", type=int, default=15, help="trials per stack of ours_stacked (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--gpu-epochs", type=int, default=10)
     p.add_argument("--assumed-epochs", type=int, default=45, help="epochs per trial assumed by the grid projection")
@@ -267,7 +296,12 @@ def main(argv=None):
                     res[proto].append(trainer_trial(proto, enc, table, waves, speaker, e, kk, t, cfg, args.max_epochs,
                                                     args.patience, root))
             if i < args.ours_trials: res["ours"].append(runner.run(e, kk, t))
-        lines = {p: summary(p, r, sum(x["seconds"] for x in r) + (setup if p == "ours" else 0)) for p, r in res.items()}
+        t = time.perf_counter()
+        res["ours_stacked"] = [r for unit in stack_cells(cells(args.ours_trials), args.stack) for r in runner.run_stack(unit)]
+        stacked_wall = time.perf_counter() - t
+        lines = {p: summary(p, r, sum(x["seconds"] for x in r) + (setup if p == "ours" else 0)) for p, r in res.items()
+                 if p != "ours_stacked"}
+        lines["ours_stacked"] = summary("ours_stacked", res["ours_stacked"], stacked_wall + setup)
         m = args.trainer_trials
         if 0 < m < len(res["ours"]):
             paired = np.mean([r["macro_f1"] for r in res["ours"][:m]])
@@ -276,6 +310,10 @@ def main(argv=None):
               f"{len(table[table.split != 'train'])} valid/test clips and of the train clips on first use)")
         print(f"speedup_vs_paper_protocol: {lines['ours']['trials_per_hour'] / lines['trainer_paper']['trials_per_hour']:.1f}")
         print(f"speedup_vs_tuned_trainer: {lines['ours']['trials_per_hour'] / lines['trainer_tuned']['trials_per_hour']:.1f}")
+        print(f"stacked_speedup_vs_paper_protocol: {lines['ours_stacked']['trials_per_hour'] / lines['trainer_paper']['trials_per_hour']:.1f}")
+        print(f"stacked_vs_ours: {lines['ours_stacked']['trials_per_hour'] / lines['ours']['trials_per_hour']:.2f}  "
+              f"(stacks of {args.stack}; mean F1 {lines['ours_stacked']['mean_macro_f1']:.3f} vs {lines['ours']['mean_macro_f1']:.3f} "
+              f"over the same {len(res['ours'])} trials)")
         # where the time goes: arithmetic per trial, and ours' forward-only floor
         epochs = lines["ours"]["epochs_per_trial"]
         floor = forward_floor(runner, cells(len(res["ours"]))[-1][0], epochs)
@@ -285,6 +323,10 @@ def main(argv=None):
               f"ours spends {lines['ours']['s_per_trial']:.3f})")
         print(f"ceiling_vs_paper_protocol: {paper_s / floor:.1f}  (the paper protocol's s/trial over that floor: "
               f"what a trainer with no cost beyond ours' forward passes would reach)")
+        sfloor = stacked_forward_floor(runner, cells(1)[0][0], epochs, args.stack)
+        print(f"ours_stacked_forward_floor_s_per_trial: {sfloor:.3f}  (the same passes for {args.stack} stacked trials "
+              f"at once, one unpadded clip at a time, per trial)")
+        print(f"stacked_ceiling_vs_paper_protocol: {paper_s / sfloor:.1f}")
         if not args.no_flops:
             e, kk, t = cells(1)[0]
             gf = {}
