@@ -491,7 +491,7 @@ def __call__(self: StackedForward, W: dict, # stacked weights (`stack_weights`),
     for i in range(self.cfg.num_hidden_layers):
         ran = None
         if gens and self.cfg.layerdrop > 0:       # LayerDrop: each trial draws whether it skips this layer
-            ran = torch.tensor([bool(torch.rand((), generator=g) >= self.cfg.layerdrop) for g in gens])
+            ran = torch.tensor([bool(torch.rand((), generator=g, device=g.device) >= self.cfg.layerdrop) for g in gens])
             if ran.all(): ran = None
             else: self.layers_run[i] = ran
         if ran is not None and not ran.any(): continue
