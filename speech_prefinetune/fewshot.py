@@ -97,6 +97,14 @@ class TrialConfig:
         "(max_epochs, patience) for `k` training clips."
         return (50, 5) if self.paper_code_schedule and k > 8 else (self.max_epochs, self.patience)
 
+    def lr_factor(self, k: int, n_clips: int | None = None):
+        "Step -> learning-rate multiplier for `k`-shot trials (of `n_clips` clips, default k): warm-up + linear decay, or 1."
+        if self.lr_schedule not in ("linear", "constant"): raise UserError(f"lr_schedule {self.lr_schedule!r}: expected linear or constant")
+        if self.lr_schedule == "constant": return lambda i: 1.0
+        steps = self.limits(k)[0] * math.ceil((n_clips or k) / self.batch_size)
+        warm = math.ceil(steps * self.warmup_ratio)
+        return lambda i: i / max(1, warm) if i < warm else max(0.0, (steps - i) / max(1, steps - warm))
+
     def config_id(self) -> str:
         "Short hash of the settings: results of different settings must not be mixed."
         d = asdict(self)
@@ -286,11 +294,7 @@ class TrialRunner:
         self.model.replace_heads({task: (f"not_{emotion}", emotion)}, seed=s)
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        steps = max_epochs * math.ceil(len(ids) / cfg.batch_size)
-        warm = math.ceil(steps * cfg.warmup_ratio)
-        if cfg.lr_schedule not in ("linear", "constant"): raise UserError(f"lr_schedule {cfg.lr_schedule!r}: expected linear or constant")
-        linear = lambda i: i / max(1, warm) if i < warm else max(0.0, (steps - i) / max(1, steps - warm))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, linear if cfg.lr_schedule == "linear" else lambda i: 1.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, cfg.lr_factor(k, len(ids)))
         order_gen = torch.Generator().manual_seed(s)
         valid_y, best_f1, best_epoch, best, epoch = self.labels("valid", emotion), -1.0, 0, None, 0
         for epoch in range(1, max_epochs + 1):
@@ -581,17 +585,12 @@ def run_stack(self: TrialRunner, cells: list, # [(emotion, k, trial)], all of on
     W["head.w"] = torch.stack([h.weight.detach().t() for h in heads]).contiguous()
     W["head.b"] = torch.stack([h.bias.detach() for h in heads]).contiguous()
     W = {name: w.to(dev) for name, w in W.items()}
-    M, V, best = ({name: torch.zeros_like(w) for name, w in W.items()} for _ in range(3))
-    S = {name: torch.zeros(n, device=dev) for name in W}
-    for name in W: best[name].copy_(W[name])
+    M, V = ({name: torch.zeros_like(w) for name, w in W.items()} for _ in range(2))
+    S, best = {name: torch.zeros(n, device=dev) for name in W}, {name: w.clone() for name, w in W.items()}
     gens = [torch.Generator(dev).manual_seed(derive_seed(s, "dropout")) for s in seeds]
     np_rngs = [np.random.RandomState(derive_seed(s, "specaugment") % 2 ** 32) for s in seeds]
     order = [torch.Generator().manual_seed(s) for s in seeds]
-    steps = max_epochs * math.ceil(k / cfg.batch_size)
-    warm = math.ceil(steps * cfg.warmup_ratio)
-    if cfg.lr_schedule not in ("linear", "constant"): raise UserError(f"lr_schedule {cfg.lr_schedule!r}: expected linear or constant")
-    lr_at = lambda i: cfg.lr * ((i / max(1, warm) if i < warm else max(0.0, (steps - i) / max(1, steps - warm)))
-                                if cfg.lr_schedule == "linear" else 1.0)
+    lr_factor = cfg.lr_factor(k)
     valid_y = np.stack([self.labels("valid", e) for e, _, _ in cells])
     active, step = list(range(n)), 0             # row j of every stacked tensor belongs to trial active[j]
     best_f1, best_epoch, epochs, final = np.full(n, -1.0), np.zeros(n, dtype=int), np.zeros(n, dtype=int), {}
@@ -614,7 +613,7 @@ def run_stack(self: TrialRunner, cells: list, # [(emotion, k, trial)], all of on
                 if cfg.max_grad_norm: clip_rows_(grads, cfg.max_grad_norm)
                 used = {name: fwd.layers_run[int(name.split(".")[0])] for name in W
                         if name.split(".")[0].isdigit() and int(name.split(".")[0]) in fwd.layers_run}
-                stacked_adamw_(W, dict(zip(W, grads)), M, V, S, used, lr_at(step), cfg.weight_decay)
+                stacked_adamw_(W, dict(zip(W, grads)), M, V, S, used, cfg.lr * lr_factor(step), cfg.weight_decay)
             step += 1
         # 3. validate every trial still running; keep each one's best rows; stopped trials leave the stack
         pred, keep = self._stack_predict(fwd, W, "valid"), []
