@@ -318,10 +318,14 @@ class TrialRunner:
             elif epoch - best_epoch >= patience: break
         # 4. best weights -> test
         self._copy(best, into_model=True)
-        test_y, pred = self.labels("test", emotion), self.predict("test", task)
-        out = dict(**binary_metrics(test_y, pred), valid_macro_f1=best_f1, best_epoch=best_epoch, epochs=epoch,
-                   train_ids=ids, seconds=time.perf_counter() - t0)
-        if return_predictions: out.update(test_ids=self._splits["test"]["utt_id"].astype(str).tolist(), test_pred=pred.tolist())
+        return self._result(emotion, self.predict("test", task), best_f1, best_epoch, epoch, ids,
+                            time.perf_counter() - t0, return_predictions)
+
+    def _result(self, emotion, test_pred, valid_f1, best_epoch, epochs, ids, seconds, return_predictions) -> dict:
+        "A trial's result: test metrics of its predictions (scikit-learn), selection facts, train clips, seconds."
+        out = dict(**binary_metrics(self.labels("test", emotion), test_pred), valid_macro_f1=float(valid_f1),
+                   best_epoch=int(best_epoch), epochs=int(epochs), train_ids=ids, seconds=seconds)
+        if return_predictions: out.update(test_ids=self._splits["test"]["utt_id"].astype(str).tolist(), test_pred=test_pred.tolist())
         return out
 
 # %% ../nbs/06_fewshot.ipynb #ab8bc757
@@ -591,6 +595,7 @@ def run_stack(self: TrialRunner, cells: list, # [(emotion, k, trial)], all of on
     np_rngs = [np.random.RandomState(derive_seed(s, "specaugment") % 2 ** 32) for s in seeds]
     order = [torch.Generator().manual_seed(s) for s in seeds]
     lr_factor = cfg.lr_factor(k)
+    layer_of = {name: int(name.split(".")[0]) for name in W if name.split(".")[0].isdigit()}   # "3.qkv.w" -> layer 3
     valid_y = np.stack([self.labels("valid", e) for e, _, _ in cells])
     active, step = list(range(n)), 0             # row j of every stacked tensor belongs to trial active[j]
     best_f1, best_epoch, epochs, final = np.full(n, -1.0), np.zeros(n, dtype=int), np.zeros(n, dtype=int), {}
@@ -611,17 +616,18 @@ def run_stack(self: TrialRunner, cells: list, # [(emotion, k, trial)], all of on
                 for w in params: w.requires_grad_(False)
                 grads = [torch.zeros_like(w) if g is None else g for w, g in zip(params, grads)]
                 if cfg.max_grad_norm: clip_rows_(grads, cfg.max_grad_norm)
-                used = {name: fwd.layers_run[int(name.split(".")[0])] for name in W
-                        if name.split(".")[0].isdigit() and int(name.split(".")[0]) in fwd.layers_run}
+                used = {name: fwd.layers_run[i] for name, i in layer_of.items() if i in fwd.layers_run}
                 stacked_adamw_(W, dict(zip(W, grads)), M, V, S, used, cfg.lr * lr_factor(step), cfg.weight_decay)
             step += 1
         # 3. validate every trial still running; keep each one's best rows; stopped trials leave the stack
-        pred, keep = self._stack_predict(fwd, W, "valid"), []
+        pred, keep, better = self._stack_predict(fwd, W, "valid"), [], []
         for j, a in enumerate(active):
             f1 = macro_f1(valid_y[a], pred[j])
-            if f1 > best_f1[a]:
-                best_f1[a], best_epoch[a] = f1, epoch
-                for name in W: best[name][j].copy_(W[name][j])
+            if f1 > best_f1[a]: best_f1[a], best_epoch[a] = f1, epoch; better.append(j)
+        if better:
+            rows = torch.tensor(better, device=dev)
+            for name in W: best[name].index_copy_(0, rows, W[name].index_select(0, rows))
+        for j, a in enumerate(active):
             if epoch - best_epoch[a] >= patience or epoch == max_epochs:
                 epochs[a], final[a] = epoch, {name: b[j].clone() for name, b in best.items()}
             else: keep.append(j)
@@ -632,9 +638,6 @@ def run_stack(self: TrialRunner, cells: list, # [(emotion, k, trial)], all of on
             active = [active[j] for j in keep]
     # 4. every trial's best weights -> test
     pred = self._stack_predict(fwd, {name: torch.stack([final[a][name] for a in range(n)]) for name in final[0]}, "test")
-    secs, out = (time.perf_counter() - t0) / n, []
-    for a, (e, _, _) in enumerate(cells):
-        out.append(dict(**binary_metrics(self.labels("test", e), pred[a]), valid_macro_f1=float(best_f1[a]), best_epoch=int(best_epoch[a]),
-                        epochs=int(epochs[a]), train_ids=ids[a], seconds=secs))
-        if return_predictions: out[-1].update(test_ids=self._splits["test"]["utt_id"].astype(str).tolist(), test_pred=pred[a].tolist())
-    return out
+    secs = (time.perf_counter() - t0) / n
+    return [self._result(e, pred[a], best_f1[a], best_epoch[a], epochs[a], ids[a], secs, return_predictions)
+            for a, (e, _, _) in enumerate(cells)]
