@@ -11,8 +11,8 @@ import numpy as np
 # %% auto #0
 __all__ = ['PREFINETUNE_CORPORA', 'DOWNSTREAM_CORPUS', 'CORPORA', 'SPLITS', 'LANGUAGES', 'LABELS', 'CORPUS_LANGUAGE',
            'ESD_SPEAKERS', 'PAPER_CORPUS_NAMES', 'BASE_MODEL', 'esd_language', 'canonical_corpus', 'corpus_set_name',
-           'UserError', 'derive_seed', 'seed_everything', 'read_roots', 'write_roots', 'atomic_write',
-           'atomic_write_text']
+           'UserError', 'derive_seed', 'seed_everything', 'read_roots', 'write_roots', 'current_umask', 'apply_umask',
+           'atomic_write', 'atomic_write_text']
 
 # %% ../nbs/00_core.ipynb #1e878e7a
 PREFINETUNE_CORPORA = ("iemocap", "msp_improv", "msp_podcast", "mandarin_as")  # the four pre-finetuning corpora, paper order
@@ -90,6 +90,29 @@ def write_roots(roots: dict, path) -> Path:
     path.write_text("".join(f'{k} = "{Path(v).as_posix()}"\n' for k, v in roots.items()), encoding="utf-8")
     return path
 
+# %% ../nbs/00_core.ipynb #b51e855b
+def current_umask() -> int:
+    "The process's umask (read without changing it where `/proc/self/status` exists)."
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"): return int(line.split()[1], 8)
+    except OSError: pass
+    mask = os.umask(0o022); os.umask(mask)
+    return mask
+
+def apply_umask(path, # a file or folder we created
+               ) -> Path:
+    "Give `path` (and, for a folder, everything in it) the mode plain `open`/`mkdir` would: `0o666`/`0o777` minus the umask."
+    path, mask = Path(path), current_umask()
+    def fix(p: Path):
+        if p.is_symlink(): return
+        if p.is_dir():
+            os.chmod(p, 0o777 & ~mask)
+            for child in p.iterdir(): fix(child)
+        else: os.chmod(p, 0o666 & ~mask)
+    fix(path)
+    return path
+
 # %% ../nbs/00_core.ipynb #7026c4d9
 _write_calls = itertools.count()  # numbers the writes of this process: two in the same nanosecond still differ
 
@@ -102,6 +125,7 @@ def atomic_write(path, # the file to write (or replace)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.{next(_write_calls)}.tmp")
     try:
         write(tmp)
+        apply_umask(tmp)
         if fsync:
             with open(tmp, "rb+") as f: os.fsync(f.fileno())
         os.replace(tmp, path)
