@@ -8,6 +8,7 @@ import json, os, time, uuid, warnings
 from pathlib import Path
 from typing import NamedTuple
 import numpy as np
+import platformdirs
 import soundfile as sf
 import soxr
 from fastcore.basics import patch
@@ -17,7 +18,8 @@ try: import fcntl
 except ImportError: fcntl = None  # Windows: no advisory locks (single-writer use only)
 
 # %% auto #0
-__all__ = ['AudioError', 'load_audio', 'AudioInfo', 'audio_info', 'AudioCache', 'build_audio_cache']
+__all__ = ['AudioError', 'load_audio', 'AudioInfo', 'audio_info', 'AudioCache', 'cache_root', 'open_audio_cache',
+           'build_audio_cache']
 
 # %% ../nbs/01_audio.ipynb #9597d2b2
 class AudioError(UserError):
@@ -244,17 +246,6 @@ def add(self: AudioCache, paths, # audio files (any path-likes)
     if bad: warnings.warn(f"audio cache {self.dir}: skipped {len(bad)} of {len(todo)} files that could not be decoded; first: {bad[0]}", stacklevel=2)
     return self
 
-# %% ../nbs/01_audio.ipynb #fdcb0ad1
-def build_audio_cache(paths, # audio files to decode (those already cached and unchanged are skipped)
-                      cache_dir, # root folder of the cache
-                      sr:int=16000, # target sample rate
-                      progress:bool=True, # show a tqdm bar
-                      errors:str="raise", # or "skip": leave bad files out, with one warning counting them
-                      tqdm_class=None, # progress bar class (default `tqdm.auto.tqdm`)
-                     ) -> AudioCache:
-    "Open (or create) the cache for `sr` in `cache_dir` and add `paths` to it."
-    return AudioCache(cache_dir, sr).add(paths, progress=progress, errors=errors, tqdm_class=tqdm_class)
-
 # %% ../nbs/01_audio.ipynb #8c056b17
 @patch
 def clean(self: AudioCache, min_age:float=3600) -> int:
@@ -268,3 +259,28 @@ def clean(self: AudioCache, min_age:float=3600) -> int:
             if p.name not in used and now - st.st_mtime >= min_age:
                 p.unlink(missing_ok=True); freed += st.st_size
     return freed
+
+# %% ../nbs/01_audio.ipynb #5962586d
+def cache_root(cache_dir=None, # the root folder; None: env SPFT_CACHE_DIR, else the user cache directory
+              ) -> Path:
+    "The root of the shared caches: `cache_dir`, else env `SPFT_CACHE_DIR`, else platformdirs' user cache directory."
+    root = cache_dir if cache_dir not in (None, "") else os.environ.get("SPFT_CACHE_DIR") or platformdirs.user_cache_dir("speech_prefinetune")
+    return Path(root).expanduser().resolve()
+
+def open_audio_cache(cache_dir=None, # the cache root (see `cache_root`); the store is `<root>/audio/sr{sr}`
+                     sr:int=16000, # target sample rate
+                     **kwargs, # more `AudioCache` arguments (`verify`, `shard_bytes`, ...)
+                    ) -> AudioCache:
+    "The decoded-audio store for `sr` under the shared cache root."
+    return AudioCache(cache_root(cache_dir) / "audio", sr, **kwargs)
+
+# %% ../nbs/01_audio.ipynb #7a658948
+def build_audio_cache(paths, # audio files to decode (those already cached and unchanged are skipped)
+                      cache_dir=None, # the cache root (see `cache_root`; default: the shared one)
+                      sr:int=16000, # target sample rate
+                      progress:bool=True, # show a tqdm bar
+                      errors:str="raise", # or "skip": leave bad files out, with one warning counting them
+                      tqdm_class=None, # progress bar class (default `tqdm.auto.tqdm`)
+                     ) -> AudioCache:
+    "Open (or create) the store for `sr` under the cache root and add `paths` to it."
+    return open_audio_cache(cache_dir, sr).add(paths, progress=progress, errors=errors, tqdm_class=tqdm_class)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import speech_prefinetune.audio as audio
-from speech_prefinetune.audio import AudioCache, AudioError, AudioInfo, audio_info, build_audio_cache, load_audio
+from speech_prefinetune.audio import AudioCache, AudioError, AudioInfo, audio_info, build_audio_cache, cache_root, load_audio, open_audio_cache
 from speech_prefinetune.core import UserError
 
 CTX = mp.get_context("fork")
@@ -100,7 +100,7 @@ def test_audio_info_header_only(tmp_path):
 
 def test_cache_equals_load_audio_across_shards(tmp_path):
     paths = write_corpus(tmp_path / "c", n=10)
-    cache = AudioCache(tmp_path / "cache", shard_bytes=20000).add(paths, progress=False)  # ~ one shard per 1-2 clips
+    cache = open_audio_cache(tmp_path / "cache", shard_bytes=20000).add(paths, progress=False)  # ~ one shard per 1-2 clips
     assert len(list((cache.dir / "shards").glob("*.f32"))) > 3
     assert len(cache) == 10 and sorted(cache) == sorted(str(p.resolve()) for p in paths)
     for p in paths:
@@ -109,7 +109,7 @@ def test_cache_equals_load_audio_across_shards(tmp_path):
         assert x.dtype == np.float32 and not x.flags.writeable and cache.num_samples(p) == len(x)
         with pytest.raises(ValueError): x[0] = 1.0
     # a fresh reader (another process would do the same) sees the same data; relative and symlinked paths resolve
-    other = AudioCache(tmp_path / "cache")
+    other = open_audio_cache(tmp_path / "cache")
     os.symlink(paths[3], tmp_path / "link.wav")
     np.testing.assert_array_equal(other[tmp_path / "link.wav"], load_audio(paths[3]))
     cwd = os.getcwd(); os.chdir(tmp_path)
@@ -138,13 +138,13 @@ def test_incremental_and_stale(tmp_path, monkeypatch):
     calls.clear(); cache.add(paths, progress=False)
     assert calls == ["utt001.wav"]
     np.testing.assert_array_equal(cache[p], real(p, 16000))
-    assert AudioCache(tmp_path / "cache")[p][100] == real(p, 16000)[100]
+    assert open_audio_cache(tmp_path / "cache")[p][100] == real(p, 16000)[100]
     calls.clear(); cache.add(paths, progress=False); assert calls == []
 
 def test_other_rate_is_a_separate_store(tmp_path):
     paths = write_corpus(tmp_path / "c", n=3)
     c16 = build_audio_cache(paths, tmp_path / "cache", 16000, progress=False)
-    c8 = AudioCache(tmp_path / "cache", sr=8000)
+    c8 = open_audio_cache(tmp_path / "cache", sr=8000)
     assert len(c8) == 0 and paths[0] not in c8 and c8.dir != c16.dir
     c8.add(paths, progress=False)
     for p in paths:
@@ -156,8 +156,8 @@ def test_verify_false_reads_without_sources(tmp_path):
     paths = write_corpus(tmp_path / "c", n=2)
     build_audio_cache(paths, tmp_path / "cache", progress=False)
     want = load_audio(paths[0]); paths[0].unlink()
-    assert paths[0] not in AudioCache(tmp_path / "cache")
-    np.testing.assert_array_equal(AudioCache(tmp_path / "cache", verify=False)[paths[0]], want)
+    assert paths[0] not in open_audio_cache(tmp_path / "cache")
+    np.testing.assert_array_equal(open_audio_cache(tmp_path / "cache", verify=False)[paths[0]], want)
 
 def test_errors_skip_warns_once_with_count(tmp_path):
     paths = write_corpus(tmp_path / "c", n=3)
@@ -175,31 +175,31 @@ def test_errors_skip_warns_once_with_count(tmp_path):
 def test_raise_keeps_work_done_before_the_bad_file(tmp_path):
     paths = write_corpus(tmp_path / "c", n=4)
     (tmp_path / "bad.wav").write_bytes(b"not audio")
-    cache = AudioCache(tmp_path / "cache")
+    cache = open_audio_cache(tmp_path / "cache")
     with pytest.raises(AudioError, match="bad.wav"): cache.add(paths[:2] + [tmp_path / "bad.wav"] + paths[2:], progress=False)
     assert len(cache) == 2 and paths[1] in cache and paths[2] not in cache
 
 def test_bad_index_is_a_user_error(tmp_path):
     cache = build_audio_cache(write_corpus(tmp_path / "c", n=1), tmp_path / "cache", progress=False)
     cache.index_path.write_text("{ torn")
-    with pytest.raises(UserError, match="index.json"): AudioCache(tmp_path / "cache")
+    with pytest.raises(UserError, match="index.json"): open_audio_cache(tmp_path / "cache")
 
 def test_empty_add_writes_nothing(tmp_path):
-    cache = AudioCache(tmp_path / "cache").add([], progress=False)
+    cache = open_audio_cache(tmp_path / "cache").add([], progress=False)
     assert len(cache) == 0 and list((cache.dir / "shards").iterdir()) == []
 
 def test_add_accepts_a_single_path(tmp_path):
     p = write_corpus(tmp_path / "c", n=1)[0]
-    assert len(AudioCache(tmp_path / "cache").add(str(p), progress=False).add(p, progress=False)) == 1
+    assert len(open_audio_cache(tmp_path / "cache").add(str(p), progress=False).add(p, progress=False)) == 1
 
 def _writer(cache_dir, paths, barrier):
     barrier.wait()
-    c = AudioCache(cache_dir, shard_bytes=1)  # commit after every clip: many interleaved index rewrites
+    c = open_audio_cache(cache_dir, shard_bytes=1)  # commit after every clip: many interleaved index rewrites
     for i in range(0, len(paths), 2): c.add(paths[i:i + 2], progress=False)
 
 def _reader(cache_dir, lengths, barrier, q):
     barrier.wait()
-    c, seen, bad = AudioCache(cache_dir), set(), 0
+    c, seen, bad = open_audio_cache(cache_dir), set(), 0
     for _ in range(400):
         for k in list(c):
             x = c[k]
@@ -235,7 +235,7 @@ def test_concurrent_writers_and_reader(tmp_path):
     assert [p.exitcode for p in procs] == [0, 0, 0]
     seen, bad = q.get(timeout=5)
     assert bad == 0
-    cache = AudioCache(tmp_path / "cache")
+    cache = open_audio_cache(tmp_path / "cache")
     assert sorted(cache) == sorted(want)  # no lost update
     for k, v in want.items(): np.testing.assert_array_equal(cache[k], v)
     index = json.loads(cache.index_path.read_text())
@@ -252,13 +252,13 @@ def _dies_after(cache_dir, paths, n):
         if len(calls) == n: os._exit(3)  # like kill -9: no cleanup, no finally
         calls.append(p); return real(p, sr)
     audio.load_audio = dying
-    AudioCache(cache_dir, shard_bytes=50000).add(paths, progress=False)  # 3 clips a shard
+    open_audio_cache(cache_dir, shard_bytes=50000).add(paths, progress=False)  # 3 clips a shard
 
 def test_killed_writer_leaves_a_consistent_resumable_cache(tmp_path, monkeypatch):
     paths = write_corpus(tmp_path / "c", n=8)
     p = CTX.Process(target=_dies_after, args=(tmp_path / "cache", paths, 4)); p.start(); p.join(60)
     assert p.exitcode == 3
-    cache = AudioCache(tmp_path / "cache")
+    cache = open_audio_cache(tmp_path / "cache")
     done = [q for q in paths if q in cache]
     assert done == paths[:3]  # the first shard was committed; the 4th clip died with its unfinished shard
     assert len(list((cache.dir / "shards").glob(".*.tmp"))) == 1  # the torn shard, never referenced
@@ -273,7 +273,7 @@ def test_killed_writer_leaves_a_consistent_resumable_cache(tmp_path, monkeypatch
 def test_clean_removes_only_unreferenced_old_files(tmp_path):
     paths = write_corpus(tmp_path / "c", n=8)
     p = CTX.Process(target=_dies_after, args=(tmp_path / "cache", paths, 4)); p.start(); p.join(60)
-    cache = AudioCache(tmp_path / "cache").add(paths[:4], progress=False)  # 4th clip into a new shard
+    cache = open_audio_cache(tmp_path / "cache").add(paths[:4], progress=False)  # 4th clip into a new shard
     shards = cache.dir / "shards"
     assert len(list(shards.iterdir())) == 3  # committed, torn temporary, new
     assert cache.clean() == 0  # everything is younger than an hour
@@ -286,19 +286,19 @@ def test_clean_removes_only_unreferenced_old_files(tmp_path):
     cache.add(paths[:4], progress=False)
     assert cache.clean(min_age=0) > 0 and len(list(shards.iterdir())) == 2
     np.testing.assert_array_equal(x, load_audio(paths[0]))
-    for q in paths[:4]: np.testing.assert_array_equal(AudioCache(tmp_path / "cache")[q], load_audio(q))
+    for q in paths[:4]: np.testing.assert_array_equal(open_audio_cache(tmp_path / "cache")[q], load_audio(q))
 
 def test_reader_with_an_old_index_survives_clean(tmp_path):
     paths = write_corpus(tmp_path / "c", n=2)
     build_audio_cache(paths, tmp_path / "cache", progress=False)
-    reader = AudioCache(tmp_path / "cache"); assert len(reader) == 2  # index read, no shard mapped yet
-    writer = AudioCache(tmp_path / "cache")
+    reader = open_audio_cache(tmp_path / "cache"); assert len(reader) == 2  # index read, no shard mapped yet
+    writer = open_audio_cache(tmp_path / "cache")
     os.remove(writer.index_path); writer._refresh()  # another writer re-decodes both (same stamps) into a new shard
     writer.add(paths, progress=False)
     assert writer.clean(min_age=0) > 0
     for p in paths: np.testing.assert_array_equal(reader[p], load_audio(p))  # its entries point at the deleted shard
     for name in os.listdir(reader.dir / "shards"): os.remove(reader.dir / "shards" / name)
-    with pytest.raises(UserError, match="shard file missing"): AudioCache(tmp_path / "cache")[paths[0]]
+    with pytest.raises(UserError, match="shard file missing"): open_audio_cache(tmp_path / "cache")[paths[0]]
 
 def test_add_streams_memory_does_not_grow_with_the_corpus(tmp_path):
     import tracemalloc
@@ -307,7 +307,49 @@ def test_add_streams_memory_does_not_grow_with_the_corpus(tmp_path):
     total = sum(sf.info(p).frames for p in paths) * 4
     tracemalloc.start()
     try:
-        AudioCache(tmp_path / "cache").add(paths, progress=False)
+        open_audio_cache(tmp_path / "cache").add(paths, progress=False)
         peak = tracemalloc.get_traced_memory()[1]
     finally: tracemalloc.stop()
     assert peak < 2 * clip and peak < total / 8, (peak, clip, total)  # holding the decoded corpus: > total / 3
+
+# ---------------------------------------------------------------- the shared cache root
+
+def test_tests_never_use_the_user_cache():
+    import platformdirs
+    root = cache_root()
+    assert root == Path(os.environ["SPFT_CACHE_DIR"]).resolve()
+    assert not root.is_relative_to(Path(platformdirs.user_cache_dir("speech_prefinetune")).resolve())
+    assert root.is_relative_to(Path(__import__("tempfile").gettempdir()).resolve())
+
+def test_cache_root_precedence(tmp_path, monkeypatch):
+    import platformdirs
+    monkeypatch.setenv("SPFT_CACHE_DIR", str(tmp_path / "env"))
+    assert cache_root() == (tmp_path / "env").resolve()
+    assert cache_root(tmp_path / "arg") == cache_root(str(tmp_path / "arg")) == (tmp_path / "arg").resolve()
+    monkeypatch.setenv("HOME", str(tmp_path / "home")); monkeypatch.setenv("SPFT_CACHE_DIR", "~/c")
+    assert cache_root() == (tmp_path / "home" / "c").resolve()
+    for unset in (monkeypatch.delenv, lambda k: monkeypatch.setenv(k, "")):
+        unset("SPFT_CACHE_DIR")
+        assert cache_root() == Path(platformdirs.user_cache_dir("speech_prefinetune")).resolve()
+    assert not (tmp_path / "home").exists()  # resolving the root creates nothing
+
+def _shared_writer(paths, barrier):
+    barrier.wait()
+    for p in paths: build_audio_cache([p], progress=False)  # no folder named: the shared root from the environment
+
+def test_separate_runs_share_the_default_cache(tmp_path, monkeypatch):
+    import subprocess, sys
+    monkeypatch.setenv("SPFT_CACHE_DIR", str(tmp_path / "shared"))
+    paths = write_corpus(tmp_path / "c", n=8)
+    barrier = CTX.Barrier(2)
+    procs = [CTX.Process(target=_shared_writer, args=(ps, barrier)) for ps in (paths[:5], paths[3:][::-1])]
+    for p in procs: p.start()
+    for p in procs: p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    cache = open_audio_cache()
+    assert cache.dir == (tmp_path / "shared" / "audio" / "sr16000").resolve() and len(cache) == 8
+    for p in paths: np.testing.assert_array_equal(cache[p], load_audio(p))
+    # a fresh interpreter (another `spft` command) finds the same clips through the environment alone
+    code = f"from speech_prefinetune.audio import open_audio_cache as o; c = o(); print(len(c), c[{str(paths[0])!r}].sum())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(8), str(cache[paths[0]].sum())]
