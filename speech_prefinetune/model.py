@@ -4,22 +4,23 @@
 
 # %% ../nbs/04_model.ipynb #1dd95398
 from __future__ import annotations
-import hashlib, inspect, json, os, shutil, tempfile
+import hashlib, inspect, json, logging, os, shutil, tempfile, warnings
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoModel, PretrainedConfig, PreTrainedModel
-from transformers import HubertConfig, Wav2Vec2Config, WavLMConfig
+from transformers import AutoFeatureExtractor, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import HubertConfig, Wav2Vec2Config, Wav2Vec2FeatureExtractor, WavLMConfig
+from transformers.feature_extraction_utils import FeatureExtractionMixin
 from transformers.utils import logging as hf_logging
 from safetensors.torch import load_file, save_file
 from fastcore.basics import patch
-from .core import UserError, atomic_write, atomic_write_text, corpus_set_name, derive_seed
+from .core import UserError, apply_umask, atomic_write, atomic_write_text, corpus_set_name, derive_seed
 
 # %% auto #0
-__all__ = ['TINY_ENCODERS', 'HEADS_FILE', 'META_FILE', 'ENCODER_DIR', 'tiny_config', 'load_encoder', 'pad_batch',
-           'MultiTaskClassifier', 'derive_head_seed']
+__all__ = ['TINY_ENCODERS', 'DEFAULT_PREPROCESSOR', 'PREPROCESSOR_FILE', 'HEADS_FILE', 'META_FILE', 'ENCODER_DIR', 'tiny_config',
+           'load_encoder', 'load_preprocessor', 'prepare_batch', 'pad_batch', 'MultiTaskClassifier', 'derive_head_seed']
 
 # %% ../nbs/04_model.ipynb #3c07c758
 TINY_ENCODERS = ("tiny-wav2vec2", "tiny-hubert", "tiny-wavlm")
@@ -35,6 +36,25 @@ def tiny_config(name: str) -> PretrainedConfig:
     if name == "tiny-hubert": return HubertConfig(**_TINY)
     if name == "tiny-wavlm": return WavLMConfig(**_TINY, num_buckets=32, max_bucket_distance=64)
     raise UserError(f"unknown tiny encoder {name!r}; built-in: {', '.join(TINY_ENCODERS)}")
+
+# %% ../nbs/04_model.ipynb #bb367353
+class _DropUnexpectedKeysReport(logging.Filter):
+    "Drop transformers' load report when it only lists checkpoint weights the model does not use."
+    def filter(self, record):
+        msg = record.getMessage()
+        return "LOAD REPORT" not in msg or any(s in msg for s in ("MISSING", "MISMATCH", "CONVERSION"))
+
+@contextmanager
+def _quiet_hf():
+    "Silence transformers' progress bars and its unexpected-keys-only load report (restored afterwards)."
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    log, drop = logging.getLogger("transformers.modeling_utils"), _DropUnexpectedKeysReport()
+    log.addFilter(drop)
+    try: yield
+    finally:
+        log.removeFilter(drop)
+        if was: hf_logging.enable_progress_bar()
 
 # %% ../nbs/04_model.ipynb #56ae0235
 def _check_audio_encoder(model, spec):
@@ -64,15 +84,62 @@ def load_encoder(spec, seed: int = 0) -> PreTrainedModel:
         with _quiet_hf(): return _check_audio_encoder(AutoModel.from_pretrained(path), str(path))
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise UserError(f"encoder {spec!r}: no such folder")
-    try: model = AutoModel.from_pretrained(spec)
+    try:
+        with _quiet_hf(): model = AutoModel.from_pretrained(spec)
     except (OSError, ValueError) as e:
         raise UserError(f"encoder {spec!r}: not a tiny name ({', '.join(TINY_ENCODERS)}), a folder, or a loadable hub id "
                         f"({str(e).splitlines()[0]})") from None
     return _check_audio_encoder(model, spec)
 
-# %% ../nbs/04_model.ipynb #0a297d32
+# %% ../nbs/04_model.ipynb #e5e2819e
+DEFAULT_PREPROCESSOR = dict(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                            return_attention_mask=True)
+PREPROCESSOR_FILE = "preprocessor_config.json"
+
+def _check_preprocessor(fe, spec):
+    if getattr(fe, "model_input_names", [None])[0] != "input_values" or getattr(fe, "feature_size", None) != 1:
+        raise UserError(f"preprocessor of {spec!r} ({type(fe).__name__}) does not take raw mono waves to `input_values`: "
+                        "not a wav2vec2-style audio encoder")
+    return fe
+
+def _default_preprocessor(why: str | None = None):
+    if why: warnings.warn(f"{why}; using the default preprocessor {DEFAULT_PREPROCESSOR}", stacklevel=3)
+    return Wav2Vec2FeatureExtractor(**DEFAULT_PREPROCESSOR)
+
+# %% ../nbs/04_model.ipynb #a9b155b7
+def load_preprocessor(spec=None, # feature extractor | kwargs dict | tiny name | config | model | folder | hub id | None
+                     ) -> FeatureExtractionMixin:
+    "The feature extractor that prepares `spec`'s inputs: the checkpoint's own where it has one, else the default."
+    if isinstance(spec, FeatureExtractionMixin): return _check_preprocessor(spec, type(spec).__name__)
+    if isinstance(spec, dict): return _check_preprocessor(Wav2Vec2FeatureExtractor(**spec), spec)
+    if spec is None or isinstance(spec, (PretrainedConfig, PreTrainedModel)) or str(spec) in TINY_ENCODERS:
+        return _default_preprocessor()
+    path = Path(str(spec)).expanduser()
+    if path.is_dir():
+        if (path / "spft_model.json").is_file(): path = path / "encoder"   # a run folder of ours
+        if not (path / PREPROCESSOR_FILE).is_file(): return _default_preprocessor(f"{path}: no {PREPROCESSOR_FILE}")
+        return _check_preprocessor(AutoFeatureExtractor.from_pretrained(path), str(path))
+    try: return _check_preprocessor(AutoFeatureExtractor.from_pretrained(str(spec)), str(spec))
+    except (OSError, ValueError) as e:
+        return _default_preprocessor(f"encoder {str(spec)!r}: no loadable feature extractor ({str(e).splitlines()[0]})")
+
+# %% ../nbs/04_model.ipynb #36a04796
+def prepare_batch(waves, # 1-D float waves (mono), already at `preprocessor.sampling_rate`
+                  preprocessor, # the encoder's feature extractor (`load_preprocessor`, `model.preprocessor`)
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    "`(input_values float32 [B,T], attention_mask long [B,T])`: the preprocessor's normalisation and padding, valid-sample mask."
+    if len(waves) == 0: raise ValueError("prepare_batch: empty list of waves")
+    waves = [np.asarray(w, dtype=np.float32) for w in waves]
+    for i, w in enumerate(waves):
+        if w.ndim != 1: raise ValueError(f"prepare_batch: wave {i} has shape {w.shape}; expected 1-D (mono) samples")
+        if len(w) == 0: raise ValueError(f"prepare_batch: wave {i} is empty")
+    out = preprocessor(waves, sampling_rate=preprocessor.sampling_rate, padding=True, return_attention_mask=True,
+                       return_tensors="pt")
+    return out["input_values"].to(torch.float32), out["attention_mask"].to(torch.long)
+
+# %% ../nbs/04_model.ipynb #b0e2d102
 def pad_batch(waves, normalize: bool = True):
-    "Pad 1-D float waves into `(input_values [B,T], attention_mask [B,T])`, each normalised to zero mean, unit variance."
+    "Deprecated: use `prepare_batch`. Pad waves into `(input_values, attention_mask)`, each clip normalised."
     if len(waves) == 0: raise ValueError("pad_batch: empty list of waves")
     lengths = [len(w) for w in waves]
     if min(lengths) == 0: raise ValueError(f"pad_batch: wave {lengths.index(0)} is empty")
@@ -92,7 +159,8 @@ class MultiTaskClassifier(nn.Module):
                  projector_dim: int | None = None, # `Wav2Vec2ForSequenceClassification`'s projector width, or no projector
                  freeze_feature_encoder: bool = True, # keep the CNN frozen (and run it without gradients)
                  metadata: dict | None = None, # what `save_pretrained` writes to spft_model.json
-                 seed: int = 0): # seed of the head initialisation
+                 seed: int = 0, # seed of the head initialisation
+                 preprocessor=None): # the encoder's feature extractor (`load_preprocessor` spec); None: `DEFAULT_PREPROCESSOR`
         super().__init__()
         self.encoder = _check_audio_encoder(encoder, type(encoder).__name__)
         width = encoder.config.hidden_size
@@ -103,6 +171,7 @@ class MultiTaskClassifier(nn.Module):
         self.freeze_feature_encoder = freeze_feature_encoder
         if freeze_feature_encoder: self.encoder.feature_extractor._freeze_parameters()
         self.metadata = dict(metadata or {})
+        self.preprocessor = load_preprocessor(preprocessor)
         self._mask_takes_attention = "attention_mask" in inspect.signature(self.encoder._mask_hidden_states).parameters
         self.replace_heads(tasks, seed=seed)
 
@@ -133,6 +202,18 @@ class MultiTaskClassifier(nn.Module):
 def derive_head_seed(seed: int, name: str) -> int:
     "Seed of one head's initialisation: a pure function of the model seed and the task name."
     return derive_seed("head", seed, name)
+
+# %% ../nbs/04_model.ipynb #e0a17384
+@patch(as_prop=True)
+def sampling_rate(self: MultiTaskClassifier) -> int:
+    "Sampling rate (Hz) the encoder expects: its preprocessor's."
+    return int(self.preprocessor.sampling_rate)
+
+@patch
+def prepare(self: MultiTaskClassifier, waves, # 1-D float waves at `model.sampling_rate`
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    "`prepare_batch(waves, self.preprocessor)`: `(input_values, attention_mask)` for this model."
+    return prepare_batch(waves, self.preprocessor)
 
 # %% ../nbs/04_model.ipynb #3a2a8a17
 @patch
@@ -200,21 +281,26 @@ def min_samples(self: MultiTaskClassifier) -> int:
 @patch(cls_method=True)
 def from_encoder(cls: MultiTaskClassifier, spec, # tiny name | hub id | local folder | config | model
                  tasks: dict, # task name -> labels
-                 seed: int = 0, projector_dim: int | None = None, freeze_feature_encoder: bool = True):
-    "Build a classifier on `load_encoder(spec, seed)` with one fresh head per task."
+                 seed: int = 0, projector_dim: int | None = None, freeze_feature_encoder: bool = True,
+                 preprocessor=None): # overrides the encoder's own feature extractor (`load_preprocessor(spec)`)
+    "Build a classifier on `load_encoder(spec, seed)` and its preprocessor, with one fresh head per task."
     encoder = load_encoder(spec, seed=seed)
+    preprocessor = load_preprocessor(spec if preprocessor is None else preprocessor)
     meta = dict(encoder=spec if isinstance(spec, str) else getattr(getattr(spec, "config", spec), "model_type", str(spec)))
     return cls(encoder, tasks, projector_dim=projector_dim, freeze_feature_encoder=freeze_feature_encoder,
-               metadata=meta, seed=seed)
+               metadata=meta, seed=seed, preprocessor=preprocessor)
 
 # %% ../nbs/04_model.ipynb #7254847b
 @patch
 def cnn_fingerprint(self: MultiTaskClassifier) -> str:
-    "Hex digest of the feature encoder (CNN): its type, geometry and weights."
+    "Hex digest of the feature encoder (CNN): its type, geometry and weights, and the preprocessing of its input."
     h = hashlib.sha256()
     cfg = self.encoder.config
     h.update(json.dumps([type(self.encoder).__name__, cfg.feat_extract_norm, list(cfg.conv_dim), list(cfg.conv_kernel),
                          list(cfg.conv_stride)]).encode())
+    pre = self.preprocessor
+    h.update(json.dumps([type(pre).__name__, pre.sampling_rate, pre.feature_size, float(pre.padding_value),
+                         bool(getattr(pre, "do_normalize", False))]).encode())
     for name, t in sorted(self.encoder.feature_extractor.state_dict().items()):
         t = t.detach().to("cpu", torch.float32).contiguous()
         h.update(name.encode()); h.update(str(tuple(t.shape)).encode()); h.update(t.numpy().tobytes())
@@ -223,18 +309,9 @@ def cnn_fingerprint(self: MultiTaskClassifier) -> str:
 # %% ../nbs/04_model.ipynb #50b3e0fa
 HEADS_FILE, META_FILE, ENCODER_DIR = "heads.safetensors", "spft_model.json", "encoder"
 
-@contextmanager
-def _quiet_hf():
-    "Silence transformers' per-file progress bars (restored afterwards)."
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try: yield
-    finally:
-        if was: hf_logging.enable_progress_bar()
-
 @patch
 def save_pretrained(self: MultiTaskClassifier, dir, metadata: dict | None = None) -> Path:
-    "Write `dir/encoder` (transformers format), `dir/heads.safetensors` and `dir/spft_model.json`."
+    "Write `dir/encoder` (transformers model + preprocessor), `dir/heads.safetensors` and `dir/spft_model.json`."
     dir = Path(dir); dir.mkdir(parents=True, exist_ok=True)
     meta = {**self.metadata, **(metadata or {})}
     corpora = list(meta.get("corpora", []))
@@ -244,6 +321,8 @@ def save_pretrained(self: MultiTaskClassifier, dir, metadata: dict | None = None
                 corpora=corpora, corpus_set=corpus_set_name(corpora), cnn_fingerprint=self.cnn_fingerprint())
     tmp = Path(tempfile.mkdtemp(prefix=".encoder.tmp", dir=dir))
     with _quiet_hf(): self.encoder.save_pretrained(tmp)
+    self.preprocessor.save_pretrained(tmp)
+    apply_umask(tmp)
     old = dir / ".encoder.old"
     if old.exists(): shutil.rmtree(old)
     if (dir / ENCODER_DIR).exists(): os.replace(dir / ENCODER_DIR, old)
@@ -265,7 +344,8 @@ def from_pretrained(cls: MultiTaskClassifier, dir) -> "MultiTaskClassifier":
         os.replace(dir / ".encoder.old", dir / ENCODER_DIR)   # a save was interrupted between two renames
     with _quiet_hf(): encoder = _check_audio_encoder(AutoModel.from_pretrained(dir / ENCODER_DIR), str(dir / ENCODER_DIR))
     model = cls(encoder, meta["tasks"], projector_dim=meta.get("projector_dim"),
-                freeze_feature_encoder=meta.get("freeze_feature_encoder", True), metadata=meta)
+                freeze_feature_encoder=meta.get("freeze_feature_encoder", True), metadata=meta,
+                preprocessor=load_preprocessor(dir / ENCODER_DIR))
     state = load_file(dir / HEADS_FILE)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("encoder.")]

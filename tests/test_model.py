@@ -6,7 +6,8 @@ import torch
 import transformers
 from transformers import AutoModel, HubertForSequenceClassification, Wav2Vec2ForSequenceClassification, WavLMForSequenceClassification
 from speech_prefinetune.core import UserError
-from speech_prefinetune.model import (TINY_ENCODERS, MultiTaskClassifier, load_encoder, pad_batch, tiny_config)
+from speech_prefinetune.model import (DEFAULT_PREPROCESSOR, TINY_ENCODERS, MultiTaskClassifier, load_encoder, load_preprocessor,
+                                      prepare_batch, tiny_config)
 
 torch.set_num_threads(1)
 ORACLES = {"tiny-wav2vec2": Wav2Vec2ForSequenceClassification, "tiny-hubert": HubertForSequenceClassification,
@@ -27,7 +28,7 @@ def test_logits_equal_transformers_sequence_classification(name):
     base = getattr(ref, ref.base_model_prefix)
     base.load_state_dict(ours.encoder.state_dict())
     ref.projector.load_state_dict(ours.projector.state_dict()); ref.classifier.load_state_dict(ours.heads["t"].state_dict())
-    x, mask = pad_batch(waves())
+    x, mask = ours.prepare(waves())
     with torch.no_grad():
         diff = (ref(x, attention_mask=mask).logits - ours(x, mask, task="t")).abs().max().item()
     assert diff < 1e-5
@@ -38,9 +39,9 @@ def test_batched_equals_one_by_one_and_split_forward(name):
     m = MultiTaskClassifier.from_encoder(name, {"a": ("x", "y"), "b": ("x", "y", "z")}).eval()
     ws = waves()
     with torch.no_grad():
-        x, mask = pad_batch(ws)
+        x, mask = m.prepare(ws)
         batched = m(x, mask, task="b")
-        single = torch.cat([m(*pad_batch([w]), task="b") for w in ws])
+        single = torch.cat([m(*m.prepare([w]), task="b") for w in ws])
         feats, fmask = m.feature_encoder_outputs(x, mask)
         split = m.forward_from_features(feats, fmask, "b")
     assert (batched - single).abs().max() < 1e-5
@@ -52,7 +53,7 @@ def test_batched_equals_one_by_one_and_split_forward(name):
 def test_padding_does_not_leak_into_pooling():
     m = MultiTaskClassifier.from_encoder("tiny-wav2vec2", {"t": ("x", "y")}).eval()
     w = waves((8000,))[0]
-    x, mask = pad_batch([w])
+    x, mask = m.prepare([w])
     x2 = torch.cat([x, torch.randn(1, 8000)], 1); mask2 = torch.cat([mask, torch.zeros(1, 8000, dtype=torch.long)], 1)
     with torch.no_grad(): assert (m(x, mask) - m(x2, mask2)).abs().max() < 1e-5
 
@@ -61,7 +62,7 @@ def test_training_step_trains_heads_and_respects_frozen_cnn():
     m = MultiTaskClassifier.from_encoder("tiny-hubert", {"a": ("x", "y"), "b": ("x", "y", "z")}).train()
     opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-2)
     before = {k: v.clone() for k, v in m.state_dict().items()}
-    x, mask = pad_batch(waves())
+    x, mask = m.prepare(waves())
     torch.nn.functional.cross_entropy(m(x, mask, task="b"), torch.tensor([0, 1, 2])).backward()
     opt.step()
     after = m.state_dict()
@@ -78,7 +79,7 @@ def test_save_load_roundtrip_and_plain_automodel(tmp_path):
     assert meta["corpus_set"] == "iemocap" and meta["tasks"]["esd"] == ["a", "b", "c"] and meta["encoder"] == "tiny-wavlm"
     assert meta["metrics"] == {"val_loss": 0.5} and meta["projector_dim"] == 6
     loaded = MultiTaskClassifier.from_pretrained(tmp_path)
-    x, mask = pad_batch(waves())
+    x, mask = loaded.prepare(waves())
     with torch.no_grad():
         assert torch.allclose(loaded(x, mask, task="esd"), m(x, mask, task="esd"), atol=1e-6)
         plain = AutoModel.from_pretrained(tmp_path / "encoder")
@@ -109,5 +110,5 @@ def test_errors_name_the_culprit(tmp_path):
     with pytest.raises(UserError, match=str(tmp_path)): MultiTaskClassifier.from_pretrained(tmp_path)
     with pytest.raises(UserError, match="config.json"): load_encoder(tmp_path)
     m = MultiTaskClassifier.from_encoder("tiny-wav2vec2", {"t": ("x", "y")})
-    with pytest.raises(ValueError, match="receptive field"): m(*pad_batch([np.ones(100, np.float32), np.ones(4000, np.float32)]))
+    with pytest.raises(ValueError, match="receptive field"): m(*m.prepare([np.ones(100, np.float32), np.ones(4000, np.float32)]))
     with pytest.raises(ValueError, match="2 distinct labels"): m.replace_heads({"t": ("x",)})
