@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_corpora.ipynb #039394e8
 from __future__ import annotations
-import argparse, csv, inspect as _inspect, os, re, warnings
+import argparse, csv, inspect as _inspect, json, os, re, warnings
 from collections import Counter
 from pathlib import Path
 import pandas as pd
@@ -13,9 +13,10 @@ from .core import (CORPORA, CORPUS_LANGUAGE, LABELS, SPLITS, UserError, canonica
 
 # %% auto #0
 __all__ = ['COLUMNS', 'ESD_EMOTIONS', 'ESD_SPLIT_FOLDERS', 'IEMOCAP_CODES', 'MSP_IMPROV_CODES', 'MSP_PODCAST_CODES',
-           'MSP_PODCAST_SPLITS', 'MASC_EMOTIONS', 'READERS', 'CorpusWarning', 'LoadProblems', 'hash_split', 'find_root',
-           'esd_offset_split', 'esd_id_label', 'decode_text', 'read_esd_transcript', 'esd_rows', 'iemocap_speaker',
-           'iemocap_rows', 'read_msp_improv_evaluation', 'msp_improv_rows', 'msp_podcast_rows', 'mandarin_as_rows',
+           'MSP_PODCAST_SPLITS', 'MSP_PODCAST_LABEL_FILES', 'MASC_EMOTIONS', 'READERS', 'CorpusWarning', 'LoadProblems',
+           'hash_split', 'find_corpus_root', 'esd_offset_split', 'esd_id_label', 'utf16_without_bom', 'decode_text',
+           'read_esd_transcript', 'esd_rows', 'iemocap_speaker', 'iemocap_rows', 'read_msp_improv_evaluation',
+           'msp_improv_rows', 'msp_podcast_label_file', 'podcast_label_records', 'msp_podcast_rows', 'mandarin_as_rows',
            'corpus_options', 'load_corpus', 'header_seconds', 'corpus_summary', 'parse_option', 'inspect_command',
            'add_inspect_command']
 
@@ -67,20 +68,42 @@ def hash_split(key: str, # what is hashed (an utt_id or a speaker)
 # %% ../nbs/02_corpora.ipynb #fd23624c
 def _dirs(p: Path) -> list[Path]:
     "Sub-folders of `p`, sorted, without macOS `._` junk and hidden folders."
-    try: return sorted(c for c in p.iterdir() if c.is_dir() and not c.name.startswith("."))
+    try:
+        with os.scandir(p) as it: return sorted(Path(e.path) for e in it if not e.name.startswith(".") and e.is_dir())
     except OSError: return []
 
-def find_root(root: Path, # the folder the user gave
-              looks_right, # predicate on a folder
-              depth: int=3, # how many levels below `root` to search
-             ) -> Path | None:
-    "The shallowest folder at or below `root` (breadth-first, sorted) for which `looks_right` holds."
-    level = [root]
+def _subs(p: Path, pattern: str) -> list[Path]:
+    "Sub-folders of `p` whose whole name matches `pattern`, ignoring case."
+    return [c for c in _dirs(p) if re.fullmatch(pattern, c.name, re.I)]
+
+def _listing(root: Path, paths, most: int=8) -> str:
+    "Folders relative to `root`, comma-separated (at most `most` named)."
+    names = [p.relative_to(root).as_posix() if p != root else "." for p in paths]
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+# %% ../nbs/02_corpora.ipynb #ba6cf90c
+def find_corpus_root(root: Path, # the folder the user gave
+                     corpus: str, # corpus name, for messages
+                     marks, # predicate: does this folder hold the corpus (by the corpus's own marks)?
+                     what: str, # the marks in words, for messages
+                     near=None, # predicate: looks similar but lacks the marks (named when nothing matches)
+                     depth: int=3, # how many levels below `root` to search
+                    ) -> Path:
+    "The one folder at or below `root` bearing `corpus`'s marks; a `UserError` naming what was found when none or several do."
+    found, close, level = [], [], [root]
     for _ in range(depth + 1):
+        nxt = []
         for d in level:
-            if looks_right(d): return d
-        level = [c for d in level for c in _dirs(d)]
-    return None
+            if marks(d): found.append(d); continue
+            if near is not None and near(d): close.append(d)
+            nxt += _dirs(d)
+        level = nxt
+    if len(found) == 1: return found[0]
+    if found: raise UserError(f"{corpus}: {len(found)} folders under {root} hold {what}: {_listing(root, found)}; "
+                              "pass the one to read as the root")
+    hint = (f"; folders that look similar but lack these marks: {_listing(root, close)}" if close else
+            f"; its sub-folders: {_listing(root, _dirs(root)) or 'none'}")
+    raise UserError(f"{corpus}: no {what} under {root} (searched {depth} levels down){hint}")
 
 # %% ../nbs/02_corpora.ipynb #8dfd0fe3
 ESD_EMOTIONS = ("Neutral", "Angry", "Happy", "Sad", "Surprise")  # folder names, in id-block order
@@ -96,16 +119,22 @@ def esd_id_label(file_id: int) -> str:
     return LABELS["esd"][(file_id - 1) // 350]
 
 # %% ../nbs/02_corpora.ipynb #e80d5942
+def utf16_without_bom(data: bytes) -> str | None:
+    "`'utf-16-le'` or `'utf-16-be'` when NUL bytes pile up at odd (LE) or even (BE) offsets, as ASCII text's do in UTF-16."
+    even, odd = data[0::2].count(0), data[1::2].count(0)
+    hi, lo, enc = (odd, even, "utf-16-le") if odd >= even else (even, odd, "utf-16-be")
+    return enc if hi >= max(2, len(data) // 40) and 4 * lo <= hi else None
+
 def decode_text(data: bytes, prefer_chinese: bool=True) -> str:
-    "Decode a text file of unknown encoding: UTF-16 (BOM or NUL-heavy), UTF-8, GB18030 (if `prefer_chinese`), Latin-1."
+    "Decode a text file of unknown encoding: UTF-16 (BOM, or NUL pattern), UTF-8, GB18030 (if `prefer_chinese`), Latin-1."
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"): return data.decode("utf-16", errors="replace")
-    if data.count(b"\x00") > len(data) // 4:
-        return data.decode("utf-16-le" if data[1:2] == b"\x00" else "utf-16-be", errors="replace")
+    if (enc := utf16_without_bom(data)): return data.decode(enc, errors="replace")
     for enc in ("utf-8-sig",) + (("gb18030",) if prefer_chinese else ()):
         try: return data.decode(enc)
         except UnicodeDecodeError: pass
     return data.decode("latin-1")
 
+# %% ../nbs/02_corpora.ipynb #78ceaf1f
 _ESD_LINE = re.compile(r"^\s*(\d{4}_\d{6})(?:\t+|\s+)(.*?)\s*$")
 
 def read_esd_transcript(path: Path, # `<spk>/<spk>.txt`
@@ -127,16 +156,16 @@ def read_esd_transcript(path: Path, # `<spk>/<spk>.txt`
 # %% ../nbs/02_corpora.ipynb #356ba3bb
 _ESD_SPK, _ESD_STEM = re.compile(r"^\d{4}$"), re.compile(r"^(\d{4})_(\d{6})$")
 
-def _is_esd_root(p: Path) -> bool: return any(_ESD_SPK.match(c.name) and any(
-    e.name.lower() in {x.lower() for x in ESD_EMOTIONS} for e in _dirs(c)) for c in _dirs(p))
+def _esd_marks(p: Path) -> bool:
+    return any(e.name.lower() in {x.lower() for x in ESD_EMOTIONS} for c in _subs(p, r"\d{4}") for e in _dirs(c))
 
 def esd_rows(root: Path, # the ESD folder or a folder above it
              problems: LoadProblems, # where bad entries go
              transcripts: bool=True, # add a `transcript` column from `<spk>/<spk>.txt` where readable
             ) -> list[dict]:
     "Rows of the ESD table (see `load_corpus`)."
-    base = find_root(root, _is_esd_root)
-    if base is None: raise UserError(f"esd: no speaker folders (0001..0020 holding Neutral/Angry/... folders) under {root}")
+    base = find_corpus_root(root, "esd", _esd_marks, "speaker folders (0001..0020 holding Neutral/Angry/... folders)",
+                            near=lambda p: bool(_subs(p, r"\d{4}")))
     emo_label = {e.lower(): LABELS["esd"][i] for i, e in enumerate(ESD_EMOTIONS)}
     rows = []
     for spk_dir in (d for d in _dirs(base) if _ESD_SPK.match(d.name)):
@@ -210,11 +239,10 @@ def iemocap_rows(root: Path, # the folder holding Session1..Session5, or a folde
         raise UserError(f"iemocap: code(s) {', '.join(nolabel)} have no canonical label "
                         f"({', '.join(LABELS['iemocap'])}); add them to drop_codes")
     _check_split(split, "iemocap")
-    is_sess = lambda p: p.is_dir() and re.fullmatch(r"session\d+", p.name, re.I)
-    base = find_root(root, lambda p: any(is_sess(c) for c in _dirs(p)))
-    if base is None: raise UserError(f"iemocap: no Session1..Session5 folders under {root}")
+    base = find_corpus_root(root, "iemocap", lambda p: any(_subs(s, "dialog|sentences") for s in _subs(p, r"session\d+")),
+                            "Session1..Session5 folders (holding dialog/ or sentences/)", near=lambda p: bool(_subs(p, r"session\d+")))
     rows, seen, nfiles = [], {}, 0
-    for sess in (d for d in _dirs(base) if is_sess(d)):
+    for sess in _subs(base, r"session\d+"):
         evald = sess / "dialog" / "EmoEvaluation"
         if not evald.is_dir(): problems("missing label folder", f"{evald}: label folder not found"); continue
         for lf in sorted(p for p in evald.glob("*.txt") if p.is_file() and not p.name.startswith(".")):
@@ -293,11 +321,11 @@ def msp_improv_rows(root: Path, # the folder holding session1..session6 (or Audi
     if label_source not in ("target", "consensus"):
         raise UserError(f"msp_improv: label_source={label_source!r}: expected 'target' or 'consensus'")
     _check_split(split, "msp_improv")
-    is_sess = lambda p: re.fullmatch(r"session\d+", p.name, re.I)
-    base = find_root(root, lambda p: any(is_sess(c) for c in _dirs(p)))
-    if base is None: raise UserError(f"msp_improv: no session1..session6 folders under {root}")
+    base = find_corpus_root(root, "msp_improv", lambda p: any(
+        _subs(t, "[PRST]") for s in _subs(p, r"session\d+") for t in _subs(s, r"S\d+[A-Z]")),
+        "session1..session6 folders (holding <S01A>/<P|R|S|T>/ folders)", near=lambda p: bool(_subs(p, r"session\d+")))
     rows = []
-    for sess in (d for d in _dirs(base) if is_sess(d)):
+    for sess in _subs(base, r"session\d+"):
         for f in sorted(sess.rglob("*")):
             if f.name.startswith(".") or f.suffix.lower() != ".wav" or not f.is_file(): continue
             m = _IMPROV_ID.match(f.stem)
@@ -308,8 +336,8 @@ def msp_improv_rows(root: Path, # the folder holding session1..session6 (or Audi
                              label=target, split=None, session=int(m.group(3)[1:]), gender=m.group(3)[0],
                              sentence=f"S{m.group(1)}", recording_type=m.group(4), clip_code=m.group(5), target_label=target))
     if label_source == "consensus":
-        ev_path = next((p for d in (base, root, base.parent) for n in ("Evaluation.txt", "Evalution.txt")
-                        for p in (d / n,) if p.is_file()), None)
+        places = [base, *(a for a in base.parents if a.is_relative_to(root)), base.parent]   # up to the given root
+        ev_path = next((p for d in places for n in ("Evaluation.txt", "Evalution.txt") for p in (d / n,) if p.is_file()), None)
         if ev_path is None: raise UserError(f"msp_improv: label_source='consensus' needs Evaluation.txt; not found in {base}")
         ev, have, kept, unlabelled = read_msp_improv_evaluation(ev_path, problems), {r["utt_id"] for r in rows}, [], 0
         for utt, (code, _, where) in sorted(ev.items()):
@@ -333,50 +361,89 @@ MSP_PODCAST_CODES = {"A": "angry", "S": "sad", "H": "happy", "U": "surprise", "F
                      "C": "contempt", "N": "neutral", "O": "other", "X": None}
 MSP_PODCAST_SPLITS = {"train": "train", "validation": "valid", "development": "valid",
                       "test1": "test", "test2": "test", "test3": "test", "test": "test"}
+MSP_PODCAST_LABEL_FILES = ("labels_consensus.csv", "labels_concensus.csv", "labels_consensus.json", "labels_concensus.json")
+_PODCAST_FIELDS = ("FileName", "EmoClass", "SpkrID", "Split_Set")   # the fields a label record must have
 
-def msp_podcast_rows(root: Path, # the folder holding Audios/ (or Audio/) and Labels/, or a folder above it
-                     problems: LoadProblems, # where bad entries go
-                    ) -> list[dict]:
-    "Rows of the MSP-PODCAST table (see `load_corpus`)."
-    def looks(p):
-        return any(c.name.lower() in ("audios", "audio") for c in _dirs(p)) and any(c.name.lower() == "labels" for c in _dirs(p))
-    base = find_root(root, looks)
-    if base is None: raise UserError(f"msp_podcast: no Audios/ (or Audio/) and Labels/ folders under {root}")
-    audio = next(c for c in _dirs(base) if c.name.lower() in ("audios", "audio"))
-    labels = next(c for c in _dirs(base) if c.name.lower() == "labels")
-    names = {p.name.lower(): p for p in labels.iterdir() if p.is_file()}
-    lf = names.get("labels_consensus.csv") or names.get("labels_concensus.csv")   # newer spelling first
-    if lf is None: raise UserError(f"msp_podcast: {labels}/labels_consensus.csv (or labels_concensus.csv) not found")
+def msp_podcast_label_file(base: Path) -> Path:
+    "The consensus label file of the MSP-PODCAST copy at `base` (first of `MSP_PODCAST_LABEL_FILES` in `Labels/` or `label/`)."
+    folders = _subs(base, "labels?")
+    for folder in folders:
+        names = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
+        if (lf := next((names[n] for n in MSP_PODCAST_LABEL_FILES if n in names), None)): return lf
+    raise UserError(f"msp_podcast: {_listing(base, folders)} in {base}: labels_consensus.csv (or labels_concensus.csv) "
+                    "not found, nor labels_consensus.json (or labels_concensus.json)")
+
+# %% ../nbs/02_corpora.ipynb #c1a4d139
+def _csv_records(lf: Path, problems: LoadProblems):
     with open(lf, newline="", encoding="utf-8-sig", errors="replace") as fh: table = list(csv.reader(fh))
     if not table: raise UserError(f"msp_podcast: {lf} is empty")
     header = [h.strip() for h in table[0]]
-    need = ("FileName", "EmoClass", "SpkrID", "Split_Set")
-    if (missing := [c for c in need if c not in header]):
+    if (missing := [c for c in _PODCAST_FIELDS if c not in header]):
         raise UserError(f"msp_podcast: {lf}:1: header lacks {', '.join(missing)} (found {', '.join(header)})")
-    col = {h: i for i, h in enumerate(header)}
-    get = lambda rec, k: rec[col[k]].strip() if k in col else ""
-    rows = []
     for ln, rec in enumerate(table[1:], 2):
         if not any(x.strip() for x in rec): continue
         if len(rec) != len(header):
             problems("unparsable label line", f"{lf}:{ln}: {len(rec)} fields, expected {len(header)} ({','.join(rec)!r})"); continue
-        name, code, ss = get(rec, "FileName"), get(rec, "EmoClass").upper(), get(rec, "Split_Set")
-        if code not in MSP_PODCAST_CODES:
-            problems("unknown label code", f"{lf}:{ln}: unknown EmoClass {code!r} for {name}; known: {' '.join(MSP_PODCAST_CODES)}"); continue
-        if ss.lower() not in MSP_PODCAST_SPLITS:
-            problems("unknown split", f"{lf}:{ln}: unknown Split_Set {ss!r} for {name}; expected Train, Validation, "
-                     "Development, Test1, Test2 or Test3"); continue
-        if MSP_PODCAST_CODES[code] is None: continue
-        f = audio / (name if name.lower().endswith(".wav") else name + ".wav")
-        if not f.is_file(): problems("missing audio", f"{lf}:{ln}: audio {f} not found"); continue
-        def num(k):
-            try: return float(get(rec, k))
-            except ValueError: return float("nan")
-        rows.append(dict(corpus="msp_podcast", utt_id=f.stem, path=str(f.absolute()), speaker=get(rec, "SpkrID") or "Unknown",
-                         language=CORPUS_LANGUAGE["msp_podcast"], label=MSP_PODCAST_CODES[code], split=MSP_PODCAST_SPLITS[ss.lower()],
-                         gender=get(rec, "Gender") or None, split_set=ss, code=code,
-                         arousal=num("EmoAct"), valence=num("EmoVal"), dominance=num("EmoDom")))
-    return rows
+        yield f"{lf}:{ln}", {h: x.strip() for h, x in zip(header, rec)}
+
+def _json_key_lines(text: str) -> dict[str, int]:
+    "Line number of each key that opens an object or a list (`\"key\": {`), in one pass."
+    lines, line, pos = {}, 1, 0
+    for m in re.finditer(r'"((?:[^"\\]|\\.)*)"\s*:\s*[{\[]', text):
+        line += text.count("\n", pos, m.start()); pos = m.start()
+        lines.setdefault(json.loads(f'"{m.group(1)}"'), line)
+    return lines
+
+def _json_records(lf: Path, problems: LoadProblems):
+    text = lf.read_text(encoding="utf-8-sig", errors="replace")
+    try: data = json.loads(text)
+    except json.JSONDecodeError as e: raise UserError(f"msp_podcast: {lf}:{e.lineno}: not valid JSON ({e.msg})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"msp_podcast: {lf}: expected a JSON object keyed by file name, found a {type(data).__name__}")
+    lines = _json_key_lines(text)
+    for name, rec in data.items():
+        where = f"{lf}:{lines.get(name, '?')}"
+        if not isinstance(rec, dict): problems("unparsable label line", f"{where}: entry {name!r} is not an object"); continue
+        if (missing := [k for k in _PODCAST_FIELDS[1:] if k not in rec]):
+            problems("unparsable label line", f"{where}: entry {name!r} lacks {', '.join(missing)}"); continue
+        yield where, {"FileName": name} | {k: "" if v is None else str(v).strip() for k, v in rec.items()}
+
+def podcast_label_records(lf: Path, # a labels_consensus.csv / .json file
+                          problems: LoadProblems, # where bad entries go
+                         ):
+    "`(file:line, {field: text})` for each record of an MSP-PODCAST consensus label file, CSV or JSON, in file order."
+    return (_json_records if lf.suffix.lower() == ".json" else _csv_records)(lf, problems)
+
+# %% ../nbs/02_corpora.ipynb #aae53a51
+def _podcast_row(where: str, rec: dict, audio: Path, problems: LoadProblems) -> dict | None:
+    "One table row from a label record (None when it is dropped or bad)."
+    name, code, ss = rec.get("FileName", ""), rec.get("EmoClass", "").upper(), rec.get("Split_Set", "")
+    if code not in MSP_PODCAST_CODES:
+        problems("unknown label code", f"{where}: unknown EmoClass {code!r} for {name}; known: {' '.join(MSP_PODCAST_CODES)}"); return None
+    if ss.lower() not in MSP_PODCAST_SPLITS:
+        problems("unknown split", f"{where}: unknown Split_Set {ss!r} for {name}; expected Train, Validation, "
+                 "Development, Test1, Test2 or Test3"); return None
+    if MSP_PODCAST_CODES[code] is None: return None
+    f = audio / (name if name.lower().endswith(".wav") else name + ".wav")
+    if not f.is_file(): problems("missing audio", f"{where}: audio {f} not found"); return None
+    def num(k):
+        try: return float(rec.get(k, ""))
+        except ValueError: return float("nan")
+    return dict(corpus="msp_podcast", utt_id=f.stem, path=str(f.absolute()), speaker=rec.get("SpkrID") or "Unknown",
+                language=CORPUS_LANGUAGE["msp_podcast"], label=MSP_PODCAST_CODES[code], split=MSP_PODCAST_SPLITS[ss.lower()],
+                gender=rec.get("Gender") or None, split_set=ss, code=code,
+                arousal=num("EmoAct"), valence=num("EmoVal"), dominance=num("EmoDom"))
+
+def msp_podcast_rows(root: Path, # the folder holding Audios/ (or Audio/) and Labels/ (or label/), or a folder above it
+                     problems: LoadProblems, # where bad entries go
+                    ) -> list[dict]:
+    "Rows of the MSP-PODCAST table (see `load_corpus`)."
+    base = find_corpus_root(root, "msp_podcast", lambda p: bool(_subs(p, "audios?")) and bool(_subs(p, "labels?")),
+                            "Audios/ (or Audio/) and Labels/ (or label/) folders",
+                            near=lambda p: bool(_subs(p, "audios?|labels?")))
+    audio, lf = _subs(base, "audios?")[0], msp_podcast_label_file(base)
+    rows = (_podcast_row(where, rec, audio, problems) for where, rec in podcast_label_records(lf, problems))
+    return [r for r in rows if r is not None]
 
 # %% ../nbs/02_corpora.ipynb #d4111ad9
 MASC_EMOTIONS = {"neutral": "neutral", "anger": "angry", "elation": "elation", "panic": "panic", "sadness": "sad"}
@@ -392,8 +459,9 @@ def mandarin_as_rows(root: Path, # the LDC package folder, man_aff_spch/, its da
     "Rows of the Mandarin Affective Speech table (see `load_corpus`)."
     _check_split(split, "mandarin_as")
     if not isinstance(include_utterance, bool): raise UserError(f"mandarin_as: include_utterance={include_utterance!r}: expected true or false")
-    base = find_root(root, lambda p: any(_MASC_SPK.match(c.name) for c in _dirs(p)), depth=4)
-    if base is None: raise UserError(f"mandarin_as: no data/<001..068> speaker folders under {root}")
+    base = find_corpus_root(root, "mandarin_as", lambda p: any(_subs(s, "|".join(MASC_EMOTIONS)) for s in _subs(p, r"\d{3}")),
+                            "data/<001..068> speaker folders (holding anger/elation/neutral/panic/sadness)",
+                            near=lambda p: bool(_subs(p, r"\d{3}")), depth=4)
     kinds = ("phrase", "utterance") if include_utterance else ("phrase",)
     rows = []
     for spk in (d for d in _dirs(base) if _MASC_SPK.match(d.name)):
