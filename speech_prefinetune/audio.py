@@ -18,8 +18,8 @@ try: import fcntl
 except ImportError: fcntl = None  # Windows: no advisory locks (single-writer use only)
 
 # %% auto #0
-__all__ = ['AudioError', 'load_audio', 'AudioInfo', 'audio_info', 'AudioCache', 'cache_root', 'open_audio_cache',
-           'build_audio_cache']
+__all__ = ['AudioError', 'load_audio', 'AudioInfo', 'audio_info', 'to_int16', 'from_int16', 'AudioCache', 'cache_root',
+           'open_audio_cache', 'build_audio_cache']
 
 # %% ../nbs/01_audio.ipynb #9597d2b2
 class AudioError(UserError):
@@ -62,9 +62,37 @@ def audio_info(path) -> AudioInfo:
     except Exception as e: raise _open_error(path, e) from None
     return AudioInfo(i.samplerate, i.frames, i.channels, i.frames / i.samplerate)
 
+# %% ../nbs/01_audio.ipynb #a5d0c3ac
+_MIN_EXP = -100  # keeps 2**(15 - e) and 2**(e - 15) normal float32 numbers
+
+def to_int16(x, # float samples, 1-D
+            ) -> tuple[np.ndarray, int]: # (q, e): int16 samples and the clip's exponent, x ~ q * 2**(e - 15)
+    "Quantise `x` to int16 with one power-of-two scale per clip, the finest that holds its peak (no clipping)."
+    x = np.asarray(x, np.float32)
+    if x.size == 0: return np.zeros(0, np.int16), 0
+    lo, hi = float(x.min()), float(x.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)): raise ValueError("non-finite samples cannot be stored as int16")
+    peak = max(-lo, hi)
+    if peak == 0: return np.zeros(x.size, np.int16), 0
+    e = max(int(np.frexp(peak)[1]) - 1, _MIN_EXP)  # 2**e <= peak: fits only a peak of exactly -2**e
+    while np.rint(hi * 2.0 ** (15 - e)) > 32767 or np.rint(lo * 2.0 ** (15 - e)) < -32768: e += 1
+    return np.rint(x * np.float32(2.0 ** (15 - e))).astype(np.int16), e
+
+def from_int16(q, # int16 samples
+               e:int, # the clip's exponent from `to_int16`
+              ) -> np.ndarray: # float32 samples
+    "float32 samples `q * 2**(e - 15)` (exact)."
+    return np.multiply(q, np.float32(2.0 ** (e - 15)), dtype=np.float32)
+
 # %% ../nbs/01_audio.ipynb #379d255a
-_INDEX_FORMAT, _INDEX_VERSION = "spft-audio-cache", 1
-_COLUMNS = ("shard", "offset", "samples", "size", "mtime_ns")  # per clip; `shard` indexes `shard_files`
+_INDEX_FORMAT, _INDEX_VERSION = "spft-audio-cache", 2
+_COLUMNS = ("shard", "offset", "samples", "size", "mtime_ns", "exp")  # per clip; `shard` indexes `shard_files`
+_STORES = {"int16": ("<i2", ".i16"), "float32": ("<f4", ".f32")}  # dtype -> (on-disk dtype, shard suffix)
+_RANK = {"<i2": 0, "<f4": 1}  # precision of an on-disk dtype
+
+class _Entry(NamedTuple):
+    "Where one clip lives, and the source stamp it was decoded from."
+    shard: str; dtype: str; offset: int; samples: int; size: int; mtime_ns: int; exp: int
 
 def _stamp(st) -> tuple[int, int]: return st.st_size, st.st_mtime_ns
 
@@ -80,38 +108,44 @@ class _Lock:
         self.f.close()
 
 # %% ../nbs/01_audio.ipynb #24ebb7df
-def _read_index(path: Path, sr: int) -> tuple[list, list, np.ndarray]:
-    "(keys, shard file names, int64 table [n, 5] of `_COLUMNS`) of the index at `path`; empty if there is none."
+def _read_index(path: Path, sr: int) -> tuple[list, list, list, np.ndarray]:
+    "(keys, shard file names, their dtypes, int64 table [n, 6] of `_COLUMNS`) of the index at `path`; empty if none."
     try: text = path.read_text(encoding="utf-8")
-    except FileNotFoundError: return [], [], np.zeros((0, len(_COLUMNS)), np.int64)
+    except FileNotFoundError: return [], [], [], np.zeros((0, len(_COLUMNS)), np.int64)
     try: d = json.loads(text)
     except json.JSONDecodeError as e: raise UserError(f"{path}: audio cache index is not valid JSON ({e})") from None
-    if d.get("format") != _INDEX_FORMAT or d.get("version") != _INDEX_VERSION or d.get("sr") != sr:
-        raise UserError(f"{path}: not a version-{_INDEX_VERSION} audio cache index for sr={sr}")
+    if d.get("format") != _INDEX_FORMAT or d.get("version") not in (1, _INDEX_VERSION) or d.get("sr") != sr:
+        raise UserError(f"{path}: not a version-{_INDEX_VERSION} (or 1) audio cache index for sr={sr}")
+    if d["version"] == 1: d.update(exp=[0] * len(d["keys"]), shard_dtypes=["<f4"] * len(d["shard_files"]))  # float32 only
+    if not set(d["shard_dtypes"]) <= set(_RANK): raise UserError(f"{path}: unknown shard dtypes {set(d['shard_dtypes']) - set(_RANK)}")
     table = np.array([d[c] for c in _COLUMNS], dtype=np.int64).T.reshape(len(d["keys"]), len(_COLUMNS))
-    return d["keys"], d["shard_files"], np.ascontiguousarray(table)
+    return d["keys"], d["shard_files"], d["shard_dtypes"], np.ascontiguousarray(table)
 
-def _index_entries(keys, files, table) -> dict:
-    "The index as `{key: (shard file, offset, samples, size, mtime_ns)}` (for writers)."
+def _index_entries(keys, files, dtypes, table) -> dict:
+    "The index as `{key: (shard file, offset, samples, size, mtime_ns, exp)}` (for writers)."
     return {k: (files[r[0]], *r[1:]) for k, r in zip(keys, table.tolist())}
 
 def _write_index(path: Path, sr: int, entries: dict):
-    "Atomically write `{key: (shard file, offset, samples, size, mtime_ns)}` as a columnar JSON index."
+    "Atomically write `{key: (shard file, offset, samples, size, mtime_ns, exp)}` as a columnar JSON index."
     files = sorted({e[0] for e in entries.values()}); pos = {f: i for i, f in enumerate(files)}
+    dtypes = [next(d for d, sfx in _STORES.values() if f.endswith(sfx)) for f in files]
     vals = list(entries.values())
     cols = {c: [e[i] for e in vals] for i, c in enumerate(_COLUMNS)}
     cols["shard"] = [pos[f] for f in cols["shard"]]
-    atomic_write_text(path, json.dumps({"format": _INDEX_FORMAT, "version": _INDEX_VERSION, "sr": sr, "dtype": "<f4",
-                                        "shard_files": files, "keys": list(entries), **cols}, separators=(",", ":")), fsync=True)
+    atomic_write_text(path, json.dumps({"format": _INDEX_FORMAT, "version": _INDEX_VERSION, "sr": sr, "shard_files": files,
+                                        "shard_dtypes": dtypes, "keys": list(entries), **cols}, separators=(",", ":")), fsync=True)
 
 # %% ../nbs/01_audio.ipynb #6c12167b
 class AudioCache:
     "Decoded, resampled audio on disk, memory-mapped; keyed by absolute path, file size, mtime and target rate."
-    def __init__(self, cache_dir, # root folder of the cache (created if missing); one sub-folder per rate
+    def __init__(self, cache_dir, # folder of the store (created if missing); one sub-folder per rate
                  sr:int=16000, # target sample rate of this store
-                 verify:bool=True, # on read, check the source file's size and mtime (False: trust the cache)
-                 shard_bytes:int=2**30): # commit a shard every this many bytes during add()
+                 verify:bool=True, # on read, check the source's size and mtime and the clip's precision (False: trust the cache)
+                 shard_bytes:int=2**30, # commit a shard every this many bytes during add()
+                 dtype:str="int16"): # precision to store (and require of clips): "int16" or "float32"; reads return float32
         self.sr, self.verify, self.shard_bytes = _check_rate(sr), verify, int(shard_bytes)
+        self.dtype = np.dtype(dtype).name
+        if self.dtype not in _STORES: raise ValueError(f"dtype must be 'int16' or 'float32', got {dtype!r}")
         self.dir = Path(cache_dir).expanduser().resolve() / f"sr{self.sr}"
         (self.dir / "shards").mkdir(parents=True, exist_ok=True)
         self.index_path, self.lock_path = self.dir / "index.json", self.dir / "lock"
@@ -120,14 +154,15 @@ class AudioCache:
 
     def _forget(self):
         "Drop the in-memory index and memory maps (they are re-read on use)."
-        self._rows, self._files, self._table, self._sig, self._maps = {}, [], np.zeros((0, len(_COLUMNS)), np.int64), None, {}
+        self._rows, self._files, self._dtypes, self._sig, self._maps = {}, [], [], None, {}
+        self._table = np.zeros((0, len(_COLUMNS)), np.int64)
 
     def _refresh(self, force=False) -> bool:
         "Reload the index if it changed on disk since we read it; True if it did."
         try: st = os.stat(self.index_path); sig = (st.st_ino, st.st_size, st.st_mtime_ns)
         except FileNotFoundError: sig = None
         if sig == self._sig and not force: return False
-        keys, self._files, self._table = _read_index(self.index_path, self.sr)
+        keys, self._files, self._dtypes, self._table = _read_index(self.index_path, self.sr)
         self._rows, self._sig = dict(zip(keys, range(len(keys)))), sig
         return True
 
@@ -135,17 +170,20 @@ class AudioCache:
         p = os.fspath(path)
         return p if p in self._rows else str(Path(p).resolve())
 
-    def _entry(self, key):
-        "(shard file, offset, samples, size, mtime_ns) of `key` in the index as last read, or None."
+    def _entry(self, key) -> _Entry | None:
+        "Where `key` lives according to the index as last read, or None."
         r = self._rows.get(key)
         if r is None: return None
         s, *rest = self._table[r].tolist()
-        return (self._files[s], *rest)
+        return _Entry(self._files[s], self._dtypes[s], *rest)
 
-    def _current(self, key, entry, check=False) -> bool:
-        "Whether `entry` still describes the file `key` (always, with `verify=False`, unless `check`)."
+    def _precise(self, e) -> bool: return _RANK[e.dtype] >= _RANK[_STORES[self.dtype][0]]
+
+    def _current(self, key, e, check=False) -> bool:
+        "Whether `e` still describes the file `key` at our precision (always, with `verify=False`, unless `check`)."
         if not (self.verify or check): return True
-        try: return _stamp(os.stat(key)) == tuple(entry[3:5])
+        if not self._precise(e): return False
+        try: return _stamp(os.stat(key)) == (e.size, e.mtime_ns)
         except OSError: return False
 
     def _lookup(self, path):
@@ -158,41 +196,63 @@ class AudioCache:
             if e is not None and self._current(key, e): return key, e
         return key, None
 
-    def _shard(self, name) -> np.ndarray:
+    def _shard(self, name, dtype) -> np.ndarray:
         m = self._maps.get(name)
         if m is None:
-            m = self._maps[name] = np.memmap(self.dir / "shards" / name, dtype="<f4", mode="r").view(np.ndarray)
+            m = self._maps[name] = np.memmap(self.dir / "shards" / name, dtype=dtype, mode="r").view(np.ndarray)
         return m
 
-    def __getitem__(self, path) -> np.ndarray:
-        "Samples of `path` at the cache's rate: a read-only float32 view of the memory-mapped shard."
-        key, e = self._lookup(path)
-        if e is None:
-            why = "changed since it was cached (size or mtime differ) or is gone" if key in self._rows else "not cached"
-            raise KeyError(f"{key}: {why} in audio cache {self.dir}; call add() first")
-        if not e[2]: return np.zeros(0, np.float32)
-        try: m = self._shard(e[0])
-        except FileNotFoundError:  # our index may be older than a clean() that dropped a superseded shard
-            self._refresh(force=True); key, e = self._lookup(path)
-            if e is None: raise KeyError(f"{key}: not cached in audio cache {self.dir}; call add() first") from None
-            try: m = self._shard(e[0])
-            except FileNotFoundError: raise UserError(f"{self.dir/'shards'/e[0]}: shard file missing from the audio cache (holds {key}); delete {self.index_path} and rebuild") from None
-        return m[e[1]:e[1] + e[2]]
+# %% ../nbs/01_audio.ipynb #a6d1e7a9
+@patch
+def _missing(self: AudioCache, key) -> KeyError:
+    "Why `key` cannot be read, as a KeyError naming it."
+    e = self._entry(key)
+    if e is None: why = "not cached"
+    elif not self._precise(e): why = f"cached as {np.dtype(e.dtype).name}, but this cache reads {self.dtype}"
+    else: why = "changed since it was cached (size or mtime differ) or is gone"
+    return KeyError(f"{key}: {why} in audio cache {self.dir}; call add() first")
 
-    def __contains__(self, path) -> bool:
-        "Whether `path` is cached and (with `verify`) unchanged since."
-        return self._lookup(path)[1] is not None
-    def num_samples(self, path) -> int:
-        "Number of samples of `path` at the cache's rate (from the index, no read)."
-        key, e = self._lookup(path)
-        if e is None: raise KeyError(f"{key}: not cached (or stale) in audio cache {self.dir}")
-        return e[2]
-    def __getstate__(self):  # pickles small (e.g. to DataLoader workers): index and maps are re-read on use
-        state = dict(self.__dict__); state.update(_rows={}, _files=[], _table=self._table[:0], _sig=None, _maps={})
-        return state
-    def __len__(self) -> int: self._refresh(); return len(self._rows)
-    def __iter__(self): self._refresh(); return iter(list(self._rows))
-    def __repr__(self): return f"AudioCache({str(self.dir)!r}, sr={self.sr}, {len(self)} clips)"
+@patch
+def __getitem__(self: AudioCache, path) -> np.ndarray:
+    "Samples of `path` at the cache's rate: a read-only float32 array (a view of the shard if stored as float32)."
+    key, e = self._lookup(path)
+    if e is None: raise self._missing(key)
+    if not e.samples: return np.zeros(0, np.float32)
+    try: m = self._shard(e.shard, e.dtype)
+    except FileNotFoundError:  # our index may be older than a clean() that dropped a superseded shard
+        self._refresh(force=True); key, e = self._lookup(path)
+        if e is None: raise self._missing(key) from None
+        try: m = self._shard(e.shard, e.dtype)
+        except FileNotFoundError: raise UserError(f"{self.dir/'shards'/e.shard}: shard file missing from the audio cache (holds {key}); delete {self.index_path} and rebuild") from None
+    x = m[e.offset:e.offset + e.samples]
+    if e.dtype == "<f4": return x
+    x = from_int16(x, e.exp); x.flags.writeable = False
+    return x
+
+# %% ../nbs/01_audio.ipynb #635b1d47
+@patch
+def __contains__(self: AudioCache, path) -> bool:
+    "Whether `path` is cached at this cache's precision and (with `verify`) unchanged since."
+    return self._lookup(path)[1] is not None
+
+@patch
+def num_samples(self: AudioCache, path) -> int:
+    "Number of samples of `path` at the cache's rate (from the index, no read)."
+    key, e = self._lookup(path)
+    if e is None: raise self._missing(key)
+    return e.samples
+
+@patch
+def __getstate__(self: AudioCache):  # pickles small (e.g. to DataLoader workers): index and maps are re-read on use
+    state = dict(self.__dict__); state.update(_rows={}, _files=[], _dtypes=[], _table=self._table[:0], _sig=None, _maps={})
+    return state
+
+@patch
+def __len__(self: AudioCache) -> int: self._refresh(); return len(self._rows)
+@patch
+def __iter__(self: AudioCache): self._refresh(); return iter(list(self._rows))
+@patch
+def __repr__(self: AudioCache): return f"AudioCache({str(self.dir)!r}, sr={self.sr}, dtype={self.dtype!r}, {len(self)} clips)"
 
 # %% ../nbs/01_audio.ipynb #6c399ab2
 @patch
@@ -200,7 +260,7 @@ def _commit(self: AudioCache, f, tmp: Path, new: dict):
     "Seal the shard being written to `f` (a temporary file) and merge its `new` entries into the index."
     f.flush(); os.fsync(f.fileno()); f.close()
     if not new: tmp.unlink(missing_ok=True); return
-    shard = f"{uuid.uuid4().hex}.f32"
+    shard = uuid.uuid4().hex + _STORES[self.dtype][1]
     os.replace(tmp, self.dir / "shards" / shard)
     with _Lock(self.lock_path):  # merge into the index as it is now, not as we last read it
         entries = _index_entries(*_read_index(self.index_path, self.sr))
@@ -209,12 +269,22 @@ def _commit(self: AudioCache, f, tmp: Path, new: dict):
     self._refresh()
 
 @patch
+def _decode(self: AudioCache, key) -> tuple[np.ndarray, int, tuple]:
+    "(samples as stored, exponent, source stamp) of the file `key`."
+    st = os.stat(key)  # stamp before reading: a file changed during decoding will look stale later
+    x = load_audio(key, self.sr)
+    if self.dtype == "float32": return x.astype("<f4", copy=False), 0, _stamp(st)
+    try: q, e = to_int16(x)
+    except ValueError as err: raise AudioError(f"{key}: {err}") from None
+    return q.astype("<i2", copy=False), e, _stamp(st)
+
+@patch
 def add(self: AudioCache, paths, # audio files (any path-likes)
         progress:bool=True, # show a tqdm bar
         errors:str="raise", # "raise": stop at the first bad file; "skip": skip bad files, one warning counting them
         tqdm_class=None, # progress bar class (default `tqdm.auto.tqdm`), e.g. a `widgets.widget_tqdm_class(...)`
        ) -> AudioCache:
-    "Decode and resample every file of `paths` that is missing or stale, streaming into new shards."
+    "Decode and resample every file of `paths` that is missing, stale or stored less precisely, streaming into new shards."
     if errors not in ("raise", "skip"): raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
     if isinstance(paths, (str, os.PathLike)): paths = [paths]
     self._refresh()
@@ -228,19 +298,17 @@ def add(self: AudioCache, paths, # audio files (any path-likes)
     bad, f = [], None
     try:
         for key in (tqdm_class or tqdm)(todo, desc=f"caching audio at {self.sr} Hz", disable=not progress, unit="file"):
-            try:
-                st = os.stat(key)  # stamp before reading: a file changed during decoding will look stale later
-                x = load_audio(key, self.sr)
+            try: x, exp, stamp = self._decode(key)
             except (AudioError, OSError) as err:
                 if errors == "raise": raise _open_error(key, err) if not isinstance(err, AudioError) else err
                 bad.append(str(err)); continue
             if f is None:
                 tmp = self.dir / "shards" / f".{uuid.uuid4().hex}.tmp"
                 f, new, off = open(tmp, "wb"), {}, 0
-            f.write(memoryview(x.astype("<f4", copy=False)))
-            new[key] = [off, len(x), *_stamp(st)]
+            f.write(memoryview(x))
+            new[key] = [off, len(x), *stamp, exp]
             off += len(x)
-            if off * 4 >= self.shard_bytes: g, f = f, None; self._commit(g, tmp, new)
+            if off * x.itemsize >= self.shard_bytes: g, f = f, None; self._commit(g, tmp, new)
     finally:
         if f is not None: g, f = f, None; self._commit(g, tmp, new)
     if bad: warnings.warn(f"audio cache {self.dir}: skipped {len(bad)} of {len(todo)} files that could not be decoded; first: {bad[0]}", stacklevel=2)
@@ -252,7 +320,7 @@ def clean(self: AudioCache, min_age:float=3600) -> int:
     "Delete unreferenced shard and temporary files older than `min_age` seconds; return the bytes freed."
     freed, now = 0, time.time()
     with _Lock(self.lock_path):
-        _, files, table = _read_index(self.index_path, self.sr)
+        _, files, _, table = _read_index(self.index_path, self.sr)
         used = {files[i] for i in np.unique(table[:, 0])}
         for p in (self.dir / "shards").iterdir():
             st = p.stat()
@@ -269,7 +337,7 @@ def cache_root(cache_dir=None, # the root folder; None: env SPFT_CACHE_DIR, else
 
 def open_audio_cache(cache_dir=None, # the cache root (see `cache_root`); the store is `<root>/audio/sr{sr}`
                      sr:int=16000, # target sample rate
-                     **kwargs, # more `AudioCache` arguments (`verify`, `shard_bytes`, ...)
+                     **kwargs, # more `AudioCache` arguments (`dtype`, `verify`, `shard_bytes`)
                     ) -> AudioCache:
     "The decoded-audio store for `sr` under the shared cache root."
     return AudioCache(cache_root(cache_dir) / "audio", sr, **kwargs)
@@ -281,6 +349,7 @@ def build_audio_cache(paths, # audio files to decode (those already cached and u
                       progress:bool=True, # show a tqdm bar
                       errors:str="raise", # or "skip": leave bad files out, with one warning counting them
                       tqdm_class=None, # progress bar class (default `tqdm.auto.tqdm`)
+                      dtype:str="int16", # storage precision: "int16" or "float32"
                      ) -> AudioCache:
     "Open (or create) the store for `sr` under the cache root and add `paths` to it."
-    return open_audio_cache(cache_dir, sr).add(paths, progress=progress, errors=errors, tqdm_class=tqdm_class)
+    return open_audio_cache(cache_dir, sr, dtype=dtype).add(paths, progress=progress, errors=errors, tqdm_class=tqdm_class)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import speech_prefinetune.audio as audio
-from speech_prefinetune.audio import AudioCache, AudioError, AudioInfo, audio_info, build_audio_cache, cache_root, load_audio, open_audio_cache
+from speech_prefinetune.audio import (AudioCache, AudioError, AudioInfo, audio_info, build_audio_cache, cache_root, from_int16,
+                                      load_audio, open_audio_cache, to_int16)
 from speech_prefinetune.core import UserError
 
 CTX = mp.get_context("fork")
@@ -13,6 +14,10 @@ CTX = mp.get_context("fork")
 def tone(sr, seconds=2.0, hz=440.0, amp=0.5, extra=0):
     n = int(sr * seconds) + extra
     return (amp * np.sin(2 * np.pi * hz * np.arange(n) / sr)).astype(np.float32)
+
+def stored(p, sr=16000):
+    "What an int16 cache holds for the file `p`: its decoded samples rounded by `to_int16`."
+    return from_int16(*to_int16(load_audio(p, sr)))
 
 def write_corpus(d, n=12, sr=22050, seed=0):
     "n short noisy tones of different lengths at `sr`; returns their paths."
@@ -98,22 +103,25 @@ def test_audio_info_header_only(tmp_path):
 
 # ---------------------------------------------------------------- AudioCache
 
-def test_cache_equals_load_audio_across_shards(tmp_path):
+@pytest.mark.parametrize("dtype", ["int16", "float32"])
+def test_cache_equals_load_audio_across_shards(tmp_path, dtype):
     paths = write_corpus(tmp_path / "c", n=10)
-    cache = open_audio_cache(tmp_path / "cache", shard_bytes=20000).add(paths, progress=False)  # ~ one shard per 1-2 clips
-    assert len(list((cache.dir / "shards").glob("*.f32"))) > 3
+    want = stored if dtype == "int16" else load_audio
+    cache = open_audio_cache(tmp_path / "cache", shard_bytes=10000 * np.dtype(dtype).itemsize, dtype=dtype).add(paths, progress=False)
+    assert len(list((cache.dir / "shards").glob("*." + dtype[0] + dtype[-2:]))) > 3  # ~ one shard per 1-2 clips
     assert len(cache) == 10 and sorted(cache) == sorted(str(p.resolve()) for p in paths)
     for p in paths:
         x = cache[p]
-        np.testing.assert_array_equal(x, load_audio(p))
+        np.testing.assert_array_equal(x, want(p))
+        assert (x.base is not None) == (dtype == "float32")  # float32: a view of the shard; int16: converted
         assert x.dtype == np.float32 and not x.flags.writeable and cache.num_samples(p) == len(x)
         with pytest.raises(ValueError): x[0] = 1.0
     # a fresh reader (another process would do the same) sees the same data; relative and symlinked paths resolve
-    other = open_audio_cache(tmp_path / "cache")
+    other = open_audio_cache(tmp_path / "cache", dtype=dtype)
     os.symlink(paths[3], tmp_path / "link.wav")
-    np.testing.assert_array_equal(other[tmp_path / "link.wav"], load_audio(paths[3]))
+    np.testing.assert_array_equal(other[tmp_path / "link.wav"], want(paths[3]))
     cwd = os.getcwd(); os.chdir(tmp_path)
-    try: np.testing.assert_array_equal(other["c/utt004.wav"], load_audio(paths[4]))
+    try: np.testing.assert_array_equal(other["c/utt004.wav"], want(paths[4]))
     finally: os.chdir(cwd)
     with pytest.raises(KeyError, match="nothere.wav"): other[tmp_path / "nothere.wav"]
     with pytest.raises(KeyError, match="nothere.wav"): other.num_samples(tmp_path / "nothere.wav")
@@ -137,8 +145,8 @@ def test_incremental_and_stale(tmp_path, monkeypatch):
     with pytest.raises(KeyError, match="changed"): cache[p]
     calls.clear(); cache.add(paths, progress=False)
     assert calls == ["utt001.wav"]
-    np.testing.assert_array_equal(cache[p], real(p, 16000))
-    assert open_audio_cache(tmp_path / "cache")[p][100] == real(p, 16000)[100]
+    np.testing.assert_array_equal(cache[p], stored(p))
+    assert open_audio_cache(tmp_path / "cache")[p][100] == stored(p)[100]
     calls.clear(); cache.add(paths, progress=False); assert calls == []
 
 def test_other_rate_is_a_separate_store(tmp_path):
@@ -148,14 +156,14 @@ def test_other_rate_is_a_separate_store(tmp_path):
     assert len(c8) == 0 and paths[0] not in c8 and c8.dir != c16.dir
     c8.add(paths, progress=False)
     for p in paths:
-        np.testing.assert_array_equal(c8[p], load_audio(p, 8000))
-        np.testing.assert_array_equal(c16[p], load_audio(p, 16000))
+        np.testing.assert_array_equal(c8[p], stored(p, 8000))
+        np.testing.assert_array_equal(c16[p], stored(p, 16000))
         assert c8.num_samples(p) * 2 in (c16.num_samples(p) - 1, c16.num_samples(p), c16.num_samples(p) + 1)
 
 def test_verify_false_reads_without_sources(tmp_path):
     paths = write_corpus(tmp_path / "c", n=2)
     build_audio_cache(paths, tmp_path / "cache", progress=False)
-    want = load_audio(paths[0]); paths[0].unlink()
+    want = stored(paths[0]); paths[0].unlink()
     assert paths[0] not in open_audio_cache(tmp_path / "cache")
     np.testing.assert_array_equal(open_audio_cache(tmp_path / "cache", verify=False)[paths[0]], want)
 
@@ -224,7 +232,7 @@ def test_progress_goes_through_the_given_tqdm_class(tmp_path, monkeypatch):
 
 def test_concurrent_writers_and_reader(tmp_path):
     paths = write_corpus(tmp_path / "c", n=16)
-    want = {str(p.resolve()): load_audio(p) for p in paths}
+    want = {str(p.resolve()): stored(p) for p in paths}
     lengths = {k: len(v) for k, v in want.items()}
     barrier, q = CTX.Barrier(3), CTX.Queue()
     procs = [CTX.Process(target=_writer, args=(tmp_path / "cache", paths[:10], barrier)),
@@ -240,9 +248,9 @@ def test_concurrent_writers_and_reader(tmp_path):
     for k, v in want.items(): np.testing.assert_array_equal(cache[k], v)
     index = json.loads(cache.index_path.read_text())
     shards = {p.name for p in (cache.dir / "shards").iterdir()}
-    assert len(index["keys"]) == len(set(index["keys"])) == 16 and all(len(index[c]) == 16 for c in ("shard", "offset", "samples", "size", "mtime_ns"))
+    assert len(index["keys"]) == len(set(index["keys"])) == 16 and all(len(index[c]) == 16 for c in ("shard", "offset", "samples", "size", "mtime_ns", "exp"))
     assert {index["shard_files"][i] for i in index["shard"]} <= shards
-    assert not [s for s in shards if not s.endswith(".f32")]  # no temporary shard left behind
+    assert not [s for s in shards if not s.endswith(".i16")]  # no temporary shard left behind
     assert not list(cache.dir.glob(".*.tmp"))
 
 def _dies_after(cache_dir, paths, n):
@@ -252,7 +260,7 @@ def _dies_after(cache_dir, paths, n):
         if len(calls) == n: os._exit(3)  # like kill -9: no cleanup, no finally
         calls.append(p); return real(p, sr)
     audio.load_audio = dying
-    open_audio_cache(cache_dir, shard_bytes=50000).add(paths, progress=False)  # 3 clips a shard
+    open_audio_cache(cache_dir, shard_bytes=25000).add(paths, progress=False)  # 3 int16 clips a shard
 
 def test_killed_writer_leaves_a_consistent_resumable_cache(tmp_path, monkeypatch):
     paths = write_corpus(tmp_path / "c", n=8)
@@ -262,13 +270,13 @@ def test_killed_writer_leaves_a_consistent_resumable_cache(tmp_path, monkeypatch
     done = [q for q in paths if q in cache]
     assert done == paths[:3]  # the first shard was committed; the 4th clip died with its unfinished shard
     assert len(list((cache.dir / "shards").glob(".*.tmp"))) == 1  # the torn shard, never referenced
-    for q in done: np.testing.assert_array_equal(cache[q], load_audio(q))
+    for q in done: np.testing.assert_array_equal(cache[q], stored(q))
     calls = []
     real = audio.load_audio
     monkeypatch.setattr(audio, "load_audio", lambda q, sr: calls.append(q) or real(q, sr))
     cache.add(paths, progress=False)
     assert len(calls) == 8 - len(done) and len(cache) == 8
-    for q in paths: np.testing.assert_array_equal(cache[q], real(q, 16000))
+    for q in paths: np.testing.assert_array_equal(cache[q], stored(q))
 
 def test_clean_removes_only_unreferenced_old_files(tmp_path):
     paths = write_corpus(tmp_path / "c", n=8)
@@ -279,14 +287,14 @@ def test_clean_removes_only_unreferenced_old_files(tmp_path):
     assert cache.clean() == 0  # everything is younger than an hour
     torn = next(shards.glob(".*.tmp")); size = torn.stat().st_size
     assert cache.clean(min_age=0) == size and not torn.exists()
-    for q in paths[:4]: np.testing.assert_array_equal(cache[q], load_audio(q))
+    for q in paths[:4]: np.testing.assert_array_equal(cache[q], stored(q))
     x = cache[paths[0]]  # mapped before its shard is superseded and deleted: stays readable
     for q in paths[:3]:
         st = os.stat(q); os.utime(q, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     cache.add(paths[:4], progress=False)
     assert cache.clean(min_age=0) > 0 and len(list(shards.iterdir())) == 2
-    np.testing.assert_array_equal(x, load_audio(paths[0]))
-    for q in paths[:4]: np.testing.assert_array_equal(open_audio_cache(tmp_path / "cache")[q], load_audio(q))
+    np.testing.assert_array_equal(x, stored(paths[0]))
+    for q in paths[:4]: np.testing.assert_array_equal(open_audio_cache(tmp_path / "cache")[q], stored(q))
 
 def test_reader_with_an_old_index_survives_clean(tmp_path):
     paths = write_corpus(tmp_path / "c", n=2)
@@ -296,7 +304,7 @@ def test_reader_with_an_old_index_survives_clean(tmp_path):
     os.remove(writer.index_path); writer._refresh()  # another writer re-decodes both (same stamps) into a new shard
     writer.add(paths, progress=False)
     assert writer.clean(min_age=0) > 0
-    for p in paths: np.testing.assert_array_equal(reader[p], load_audio(p))  # its entries point at the deleted shard
+    for p in paths: np.testing.assert_array_equal(reader[p], stored(p))  # its entries point at the deleted shard
     for name in os.listdir(reader.dir / "shards"): os.remove(reader.dir / "shards" / name)
     with pytest.raises(UserError, match="shard file missing"): open_audio_cache(tmp_path / "cache")[paths[0]]
 
@@ -348,8 +356,105 @@ def test_separate_runs_share_the_default_cache(tmp_path, monkeypatch):
     assert [p.exitcode for p in procs] == [0, 0]
     cache = open_audio_cache()
     assert cache.dir == (tmp_path / "shared" / "audio" / "sr16000").resolve() and len(cache) == 8
-    for p in paths: np.testing.assert_array_equal(cache[p], load_audio(p))
+    for p in paths: np.testing.assert_array_equal(cache[p], stored(p))
     # a fresh interpreter (another `spft` command) finds the same clips through the environment alone
     code = f"from speech_prefinetune.audio import open_audio_cache as o; c = o(); print(len(c), c[{str(paths[0])!r}].sum())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == [str(8), str(cache[paths[0]].sum())]
+
+# ---------------------------------------------------------------- int16 storage
+
+@pytest.mark.parametrize("fmt,level", [("WAV", 1.0), ("WAV", 1 / 300), ("FLAC", 1.0)])
+def test_int16_is_lossless_for_16_bit_sources_at_their_rate(tmp_path, fmt, level):
+    rng = np.random.default_rng(7)
+    pcm = (rng.integers(-32768, 32768, 24000) * level).astype(np.int16)
+    pcm[:2] = [-32768, 32767] if level == 1 else pcm[:2]  # both ends of the range
+    p = tmp_path / f"a.{fmt.lower()}"; sf.write(p, pcm, 16000, format=fmt, subtype="PCM_16")
+    cache = open_audio_cache(tmp_path / "cache").add(p, progress=False)
+    ref = sf.read(p, dtype="float32")[0]  # soundfile's own int16 -> float32 (k / 32768)
+    np.testing.assert_array_equal(cache[p], ref)
+    np.testing.assert_array_equal(open_audio_cache(tmp_path / "cache")[p], ref)  # a fresh reader too
+    shard = next((cache.dir / "shards").glob("*.i16"))
+    assert shard.stat().st_size == 2 * len(ref)  # two bytes a sample
+    q = np.fromfile(shard, "<i2"); e = json.loads(cache.index_path.read_text())["exp"][0]
+    assert e <= 0 and np.array_equal(q.astype(np.int64), pcm.astype(np.int64) * 2 ** -e)
+
+def test_levels_beyond_full_scale_are_scaled_not_wrapped(tmp_path):
+    t = np.arange(44100) / 44100
+    loud = (2.5 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)  # a float WAV may hold any level
+    sf.write(tmp_path / "loud.wav", loud, 16000, subtype="FLOAT")
+    square = np.sign(np.sin(2 * np.pi * 150 * t)) * (32767 / 32768)  # full-scale square at 44.1 kHz: resampling overshoots
+    sf.write(tmp_path / "square.wav", square, 44100, subtype="PCM_16")
+    paths = [tmp_path / "loud.wav", tmp_path / "square.wav"]
+    cache = open_audio_cache(tmp_path / "cache").add(paths, progress=False)
+    exps = dict(zip(json.loads(cache.index_path.read_text())["keys"], json.loads(cache.index_path.read_text())["exp"]))
+    for p in paths:
+        ref, x = load_audio(p), cache[p]
+        e = exps[str(p.resolve())]
+        assert np.abs(ref).max() > 1 and e >= 1  # beyond [-1, 1)
+        assert np.abs(x - ref).max() <= 2.0 ** (e - 15) / 2  # half a step: no wrap, no clipping
+        np.testing.assert_array_equal(np.sign(x[np.abs(ref) > 0.5]), np.sign(ref[np.abs(ref) > 0.5]))
+
+def test_non_finite_samples_are_a_bad_file_for_int16(tmp_path):
+    x = np.full(1600, 0.1, np.float32); x[800] = np.inf
+    sf.write(tmp_path / "inf.wav", x, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="inf.wav.*non-finite"): open_audio_cache(tmp_path / "c").add(tmp_path / "inf.wav", progress=False)
+    with pytest.warns(UserWarning, match="skipped 1 of 1"): open_audio_cache(tmp_path / "c").add(tmp_path / "inf.wav", progress=False, errors="skip")
+    assert np.isinf(open_audio_cache(tmp_path / "c", dtype="float32").add(tmp_path / "inf.wav", progress=False)[tmp_path / "inf.wav"][800])
+    with pytest.raises(ValueError, match="int16"): open_audio_cache(tmp_path / "c", dtype="float64")
+
+def test_one_store_holds_both_dtypes(tmp_path, monkeypatch):
+    paths = write_corpus(tmp_path / "c", n=4)
+    calls = []
+    real = audio.load_audio
+    monkeypatch.setattr(audio, "load_audio", lambda p, sr: calls.append(Path(p).name) or real(p, sr))
+    c16 = open_audio_cache(tmp_path / "cache").add(paths[:2], progress=False)
+    c32 = open_audio_cache(tmp_path / "cache", dtype="float32")
+    assert paths[0] not in c32 and len(c32) == 2  # cached, but less precisely than it asks
+    with pytest.raises(KeyError, match="utt000.wav: cached as int16, but this cache reads float32"): c32[paths[0]]
+    with pytest.raises(KeyError, match="cached as int16"): c32.num_samples(paths[0])
+    np.testing.assert_array_equal(open_audio_cache(tmp_path / "cache", dtype="float32", verify=False)[paths[0]], stored(paths[0]))
+    calls.clear(); c32.add(paths[1:], progress=False)
+    assert calls == ["utt001.wav", "utt002.wav", "utt003.wav"]  # the int16 clip is upgraded
+    for p in paths[1:]: np.testing.assert_array_equal(c32[p], real(p, 16000))
+    calls.clear(); c16 = open_audio_cache(tmp_path / "cache").add(paths, progress=False)
+    assert calls == []  # an int16 cache takes float32 clips as they are, never re-decodes them down
+    np.testing.assert_array_equal(c16[paths[0]], stored(paths[0]))
+    for p in paths[1:]: np.testing.assert_array_equal(c16[p], real(p, 16000))
+    index = json.loads(c16.index_path.read_text())
+    assert index["version"] == 2 and sorted(set(index["shard_dtypes"])) == ["<f4", "<i2"]
+    assert [Path(f).suffix for f in index["shard_files"]] == [{"<i2": ".i16", "<f4": ".f32"}[d] for d in index["shard_dtypes"]]
+
+def test_version_1_index_is_read_and_upgraded(tmp_path):
+    paths = write_corpus(tmp_path / "c", n=3)
+    d = tmp_path / "cache" / "audio" / "sr16000"; (d / "shards").mkdir(parents=True)
+    xs = [load_audio(p) for p in paths[:2]]  # a cache as version 1 wrote it: float32 shards, five columns
+    np.concatenate(xs).astype("<f4").tofile(d / "shards" / "old.f32")
+    stamps = [os.stat(p) for p in paths[:2]]
+    (d / "index.json").write_text(json.dumps({"format": "spft-audio-cache", "version": 1, "sr": 16000, "dtype": "<f4",
+        "shard_files": ["old.f32"], "keys": [str(p.resolve()) for p in paths[:2]], "shard": [0, 0], "offset": [0, len(xs[0])],
+        "samples": [len(x) for x in xs], "size": [s.st_size for s in stamps], "mtime_ns": [s.st_mtime_ns for s in stamps]}))
+    cache = open_audio_cache(tmp_path / "cache")
+    for p, x in zip(paths, xs): np.testing.assert_array_equal(cache[p], x)
+    cache.add(paths, progress=False)
+    index = json.loads((d / "index.json").read_text())
+    assert index["version"] == 2 and index["exp"][:2] == [0, 0] and index["shard_dtypes"][index["shard_files"].index("old.f32")] == "<f4"
+    for p, x in zip(paths, xs): np.testing.assert_array_equal(open_audio_cache(tmp_path / "cache")[p], x)
+    np.testing.assert_array_equal(cache[paths[2]], stored(paths[2]))
+    index["version"] = 3; (d / "index.json").write_text(json.dumps(index))
+    with pytest.raises(UserError, match="index.json: not a version-2"): open_audio_cache(tmp_path / "cache")
+
+@pytest.mark.parametrize("umask,file_mode,dir_mode", [(0o002, 0o664, 0o775), (0o077, 0o600, 0o700)])
+def test_files_and_folders_honour_the_umask(tmp_path, umask, file_mode, dir_mode):
+    paths = write_corpus(tmp_path / "c", n=3)
+    old = os.umask(umask)
+    try:
+        cache = open_audio_cache(tmp_path / "root", shard_bytes=1).add(paths, progress=False)
+        cache.add(paths[:1], progress=False)
+    finally: os.umask(old)
+    root = tmp_path / "root"
+    made = [root, root / "audio", cache.dir, cache.dir / "shards"]
+    files = [cache.index_path, cache.lock_path, *(cache.dir / "shards").iterdir()]
+    assert len(files) == 5
+    for p in made: assert p.stat().st_mode & 0o777 == dir_mode, (p, oct(p.stat().st_mode))
+    for p in files: assert p.stat().st_mode & 0o777 == file_mode, (p, oct(p.stat().st_mode))
