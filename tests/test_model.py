@@ -112,3 +112,46 @@ def test_errors_name_the_culprit(tmp_path):
     m = MultiTaskClassifier.from_encoder("tiny-wav2vec2", {"t": ("x", "y")})
     with pytest.raises(ValueError, match="receptive field"): m(*m.prepare([np.ones(100, np.float32), np.ones(4000, np.float32)]))
     with pytest.raises(ValueError, match="2 distinct labels"): m.replace_heads({"t": ("x",)})
+
+
+
+@pytest.fixture
+def hf_log():
+    "Every record transformers logs (its library logger does not propagate to the root, so caplog cannot see them)."
+    import logging
+    records = []
+    handler = logging.Handler(); handler.emit = lambda r: records.append(r.getMessage())
+    log = logging.getLogger("transformers"); log.addHandler(handler)
+    yield records
+    log.removeHandler(handler)
+
+
+def _pretraining_checkpoint(path):
+    "A folder saved like facebook/wav2vec2-base: from Wav2Vec2ForPreTraining (quantizer, project_q, project_hid)."
+    from transformers import Wav2Vec2ForPreTraining
+    Wav2Vec2ForPreTraining(tiny_config("tiny-wav2vec2")).save_pretrained(path)
+    return path
+
+
+def test_pretraining_checkpoint_loads_without_the_load_report(tmp_path, hf_log):
+    folder = _pretraining_checkpoint(tmp_path / "pretrain")
+    AutoModel.from_pretrained(folder)   # transformers alone logs its report of unexpected keys...
+    assert any("LOAD REPORT" in r and "UNEXPECTED" in r for r in hf_log)
+    hf_log.clear()
+    enc = load_encoder(folder)          # ...we do not
+    m = MultiTaskClassifier.from_encoder(str(folder), {"t": ("a", "b")})
+    m.save_pretrained(tmp_path / "run"); MultiTaskClassifier.from_pretrained(tmp_path / "run")
+    assert not any("LOAD REPORT" in r for r in hf_log), hf_log
+    assert type(enc).__name__ == "Wav2Vec2Model"
+
+
+def test_a_genuine_load_warning_still_shows(tmp_path, hf_log):
+    "Weights missing from the checkpoint (the encoder would run partly random): the report stays, as do other warnings."
+    from safetensors.torch import load_file, save_file
+    folder = _pretraining_checkpoint(tmp_path / "pretrain")
+    weights = load_file(folder / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if ".layers.1." not in k}, folder / "model.safetensors", metadata={"format": "pt"})
+    load_encoder(folder)
+    assert any("LOAD REPORT" in r and "MISSING" in r and "layers.1" in r for r in hf_log), hf_log
+    transformers.utils.logging.get_logger("transformers.modeling_utils").warning("a real warning")
+    assert hf_log[-1] == "a real warning"   # the filter is gone after loading, and never drops other records
