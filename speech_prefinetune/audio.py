@@ -280,6 +280,7 @@ def _decode(self: AudioCache, key) -> tuple[np.ndarray, int, tuple]:
     except ValueError as err: raise AudioError(f"{key}: {err}") from None
     return q.astype("<i2", copy=False), e, _stamp(st)
 
+# %% ../nbs/01_audio.ipynb #1260c013
 @patch
 def add(self: AudioCache, paths, # audio files (any path-likes)
         progress:bool=True, # show a tqdm bar
