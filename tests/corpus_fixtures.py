@@ -1,6 +1,6 @@
 "Tiny corpus trees in each corpus's real on-disk layout, for tests (0.1 s noise WAV files written with soundfile)."
 from __future__ import annotations
-import random, zlib
+import json, random, zlib
 from pathlib import Path
 import numpy as np
 import soundfile as sf
@@ -49,10 +49,18 @@ def make_esd(root, speakers=("0001", "0011"), offsets=(1, 2, 21, 22, 51, 52), fl
     return base
 
 
+ZH_EMOTION_WORDS = ("中立", "生气", "快乐", "伤心", "惊喜")   # Neutral Angry Happy Sad Surprise, as in the Mandarin transcripts
+
+
 def esd_transcript_lines(spk):
-    zh = int(spk) <= 10
-    if zh: return [(f"{spk}_000001", "打远一看，它们的确很美。", "中立"), (f"{spk}_000351", "今天天气很好", "生气")]
-    return [(f"{spk}_000001", "Café au lait, please.", "Neutral"), (f"{spk}_000351", "I said no", "Angry")]
+    "One line per emotion block (ids 1, 351, 701, 1051, 1401): `(utt_id, text, emotion word)`."
+    ids = [f"{spk}_{350 * e + 1:06d}" for e in range(5)]
+    if int(spk) <= 10:
+        texts = ("打远一看，它们的确很美。", "今天的天气真好，我们去公园散步吧。", "我真的很快乐，谢谢你们的礼物。",   # sentence
+                 "他走了以后，这里就再也没有人来过。", "哇，原来是你呀，好久不见了！")   # lengths as in the release: ASCII < 1/4 of UTF-16 bytes
+        return list(zip(ids, texts, ZH_EMOTION_WORDS))
+    texts = ("Café au lait, please.", "I said no", "What a naïve idea", "She left", "Oh, it is you")
+    return list(zip(ids, texts, ESD_EMOTIONS))
 
 
 def write_esd_transcript(path, spk, encoding="utf-8", sep="\t", newline="\n"):
@@ -100,8 +108,9 @@ MSP_IMPROV_DEFAULT = ["S01A-F01-P-FM01", "S01A-M01-R-FM01", "S02H-F01-S-FM01", "
                       "S01A-F06-P-FM06", "S02H-M06-S-FM06", "S05N-M02-R-MF02"]
 
 
-def make_msp_improv(root, stems=None, evaluation=None, audio_folder=None, shuffle_seed=None) -> Path:
-    """MSP-IMPROV tree; `evaluation` is the text of `<root>/Evaluation.txt` (None: not written).
+def make_msp_improv(root, stems=None, evaluation=None, audio_folder=None, shuffle_seed=None,
+                    evaluation_name="Evaluation.txt") -> Path:
+    """MSP-IMPROV tree; `evaluation` is the text of `<root>/<evaluation_name>` (None: not written).
     `audio_folder` puts the session folders under `<root>/<audio_folder>/`."""
     root = Path(root); top = root / audio_folder if audio_folder else root
     for stem in _order(stems or MSP_IMPROV_DEFAULT, shuffle_seed):
@@ -111,7 +120,7 @@ def make_msp_improv(root, stems=None, evaluation=None, audio_folder=None, shuffl
         (d / f"MSP-IMPROV-{stem}.avi").write_bytes(b"RIFF....AVI ")
         (d / f"._MSP-IMPROV-{stem}.wav").write_bytes(b"\x00\x05junk")
     if evaluation is not None:
-        root.mkdir(parents=True, exist_ok=True); (root / "Evaluation.txt").write_text(evaluation)
+        root.mkdir(parents=True, exist_ok=True); (root / evaluation_name).write_text(evaluation)
     return root
 
 
@@ -128,17 +137,27 @@ PODCAST_DEFAULT = [("MSP-PODCAST_0001_0008.wav", "N", "30", "Male", "Test1"),
                    ("MSP-PODCAST_0009_0001.wav", "O", "9", "Female", "Train")]
 
 
+def _json_id(s):
+    "SpkrID as the JSON release writes it: a number where it is one (and has no leading zero), else a string."
+    return int(s) if s.isdigit() and not s.startswith("0") else s
+
+
 def make_msp_podcast(root, records=None, audio="Audios", labels="labels_consensus.csv", extra_lines=(),
-                     skip_audio=(), stereo=()) -> Path:
-    "MSP-PODCAST tree with `<root>/<audio>/` and `<root>/Labels/<labels>`."
-    root = Path(root); (root / "Labels").mkdir(parents=True, exist_ok=True)
-    lines = [PODCAST_HEADER]
+                     skip_audio=(), stereo=(), label_folder="Labels", extra_json=None) -> Path:
+    """MSP-PODCAST tree with `<root>/<audio>/` and `<root>/<label_folder>/<labels>`. A `.json` label file is the
+    release's object keyed by file name (numbers as numbers); `extra_json` adds raw entries to it, `extra_lines`
+    raw lines to a CSV."""
+    root = Path(root); (root / label_folder).mkdir(parents=True, exist_ok=True)
+    lines, obj = [PODCAST_HEADER], {}
     for f, c, s, g, ss in records or PODCAST_DEFAULT:
         if f not in skip_audio:
             wav(root / audio / f, sr=44100 if f in stereo else 16000, channels=2 if f in stereo else 1)
         lines.append(f"{f},{c},2.2,4.0,2.6,{s},{g},{ss}")
+        obj[f] = {"EmoClass": c, "EmoAct": 2.2, "EmoVal": 4.0, "EmoDom": 2.6, "SpkrID": _json_id(s), "Gender": g, "Split_Set": ss}
     lines += list(extra_lines)
-    (root / "Labels" / labels).write_text("\n".join(lines) + "\n")
+    if labels.endswith(".json"):
+        (root / label_folder / labels).write_text(json.dumps(obj | dict(extra_json or {}), indent=4))
+    else: (root / label_folder / labels).write_text("\n".join(lines) + "\n")
     return root
 
 

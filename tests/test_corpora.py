@@ -8,8 +8,9 @@ import soundfile as sf
 from speech_prefinetune.core import LABELS, SPLITS, UserError
 from speech_prefinetune.corpora import (COLUMNS, CorpusWarning, add_inspect_command, corpus_summary, esd_offset_split,
                                         hash_split, load_corpus, parse_option)
-from corpus_fixtures import (IEMOCAP_DEFAULT, PODCAST_DEFAULT, PODCAST_HEADER, esd_transcript_lines, make_esd, make_iemocap, make_masc,
-                             make_msp_improv, make_msp_podcast, wav, write_esd_transcript)
+from speech_prefinetune.corpora import decode_text
+from corpus_fixtures import (IEMOCAP_DEFAULT, PODCAST_DEFAULT, PODCAST_HEADER, ZH_EMOTION_WORDS, esd_transcript_lines, make_esd,
+                             make_iemocap, make_masc, make_msp_improv, make_msp_podcast, wav, write_esd_transcript)
 
 
 def load_quiet(*a, **k):
@@ -91,7 +92,9 @@ def test_esd_no_speakers_is_user_error(tmp_path):
 
 
 @pytest.mark.parametrize("encoding,sep,newline", [("gb2312", "\t", "\n"), ("utf-16", "\t", "\r\n"), ("utf-8", "\t", "\n"),
-                                                  ("utf-8-sig", " ", "\n"), ("gb2312", " ", "\r\n"), ("utf-16", " ", "\n")])
+                                                  ("utf-8-sig", " ", "\n"), ("gb2312", " ", "\r\n"), ("utf-16", " ", "\n"),
+                                                  ("utf-16-le", "\t", "\r\n"), ("utf-16-be", "\t", "\n"),
+                                                  ("utf-16-le", " ", "\n"), ("utf-16-be", " ", "\r\n")])
 def test_esd_transcripts_in_any_encoding(tmp_path, encoding, sep, newline):
     base = make_esd(tmp_path, speakers=("0003", "0013"), transcripts=None)
     write_esd_transcript(base / "0003" / "0003.txt", "0003", encoding, sep, newline)
@@ -101,7 +104,25 @@ def test_esd_transcripts_in_any_encoding(tmp_path, encoding, sep, newline):
     for spk in ("0003", "0013"):
         for utt, text, _ in esd_transcript_lines(spk):
             assert t.loc[utt, "transcript"] == text, (encoding, utt, t.loc[utt, "transcript"])
-    assert t.transcript.isna().sum() == len(t) - 4
+    assert t.transcript.isna().sum() == len(t) - 10
+    if encoding.startswith("utf-16-"): assert not (base / "0003" / "0003.txt").read_bytes().startswith((b"\xff\xfe", b"\xfe\xff"))
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-16", "gb2312", "utf-8", "utf-8-sig"])
+@pytest.mark.parametrize("sep", ["\t", " "])
+def test_esd_mandarin_emotion_words_in_every_encoding(tmp_path, encoding, sep):
+    "The five Chinese emotion words survive every encoding of CORPORA.md, BOM-less UTF-16 included (Python's codecs as the oracle)."
+    path = tmp_path / "0006.txt"
+    write_esd_transcript(path, "0006", encoding, sep, "\r\n")
+    lines = esd_transcript_lines("0006")
+    data = path.read_bytes()
+    if encoding.startswith("utf-16"): assert data.count(0) < len(data) // 4        # too few NULs for a "mostly ASCII" rule
+    text = decode_text(data)
+    assert text == "".join(sep.join(l) + "\r\n" for l in lines)
+    assert [l.split(sep)[-1] for l in text.splitlines()] == list(ZH_EMOTION_WORDS)
+    en = tmp_path / "0016.txt"                                   # an English speaker in Latin-1 (the release's 0016/0017)
+    write_esd_transcript(en, "0016", "latin-1" if encoding in ("gb2312",) else encoding, sep)
+    assert "naïve" in decode_text(en.read_bytes(), prefer_chinese=False)
 
 
 def test_esd_missing_or_garbage_transcripts_never_break_loading(tmp_path):
@@ -487,3 +508,147 @@ def test_parse_option():
     assert parse_option("valid_fraction=0.2") == ("valid_fraction", 0.2)
     assert parse_option("keep_codes=neu,ang") == ("keep_codes", "neu,ang")
     assert parse_option(" split = speaker ") == ("split", "speaker")
+
+
+# ------------------------------------------------------------------------------------------------- real copies
+def side_by_side(data, reverse=False):
+    """The paper's data/ folder: every corpus side by side, roots as real copies name them. `reverse` puts MSP-IMPROV
+    first and shallower than IEMOCAP (so a generic `session\d+` search would pick it for IEMOCAP)."""
+    data = Path(data)
+    roots = {"iemocap": make_iemocap(data / ("corpora/IEMOCAP_full_release" if reverse else "IEMOCAP_full_release")),
+             "msp_improv": make_msp_improv(data / ("0_MSP-IMPROV" if reverse else "MSP-IMPROV"), evaluation=EVALUATION),
+             "esd": make_esd(data, dataset_folder="Emotional Speech Dataset (ESD)"),
+             "msp_podcast": make_msp_podcast(data / "MSP-PODCAST"),
+             "mandarin_as": make_masc(data)}
+    return roots
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_every_corpus_found_by_its_own_marks_side_by_side(tmp_path, reverse):
+    roots = side_by_side(tmp_path / "data", reverse)
+    for corpus, root in roots.items():
+        own = load_quiet(corpus, root)
+        pd.testing.assert_frame_equal(load_quiet(corpus, tmp_path / "data"), own)
+        pd.testing.assert_frame_equal(load_quiet(corpus, tmp_path), own)          # one level higher still
+        assert own.path.str.startswith(str(root.absolute())).all()
+    t, msg = load_warned("msp_improv", tmp_path / "data", label_source="consensus", split="speaker")
+    assert len(t) == 5 and t.path.str.contains("MSP-IMPROV").all() and "1 wav files without an Evaluation.txt entry" in msg
+
+
+def test_case_of_session_folders_does_not_decide(tmp_path):
+    "IEMOCAP with lower-case session folders and MSP-IMPROV with capitalised ones are still told apart by their contents."
+    a = make_iemocap(tmp_path / "data" / "IEMOCAP")
+    for s in (1, 2, 5): (a / f"Session{s}").rename(a / f"session{s}")
+    b = make_msp_improv(tmp_path / "data" / "MSP-IMPROV")
+    for s in sorted(b.iterdir()): s.rename(b / s.name.capitalize())
+    n = sum(c not in ("xxx", "dis") for turns in IEMOCAP_DEFAULT.values() for _, c in turns)
+    assert len(load_quiet("iemocap", tmp_path)) == n == 10 and len(load_quiet("msp_improv", tmp_path)) == 8
+
+
+def test_several_copies_are_named(tmp_path):
+    make_esd(tmp_path / "a"); make_esd(tmp_path / "b" / "old", dataset_folder="ESD")
+    with pytest.raises(UserError, match=r"esd: 2 folders under .* hold speaker folders .*: a/Emotion Speech Dataset, b/old/ESD; pass"):
+        load_corpus("esd", tmp_path, errors="skip")
+    assert len(load_quiet("esd", tmp_path / "b")) == 60                              # one copy below b: fine
+    make_iemocap(tmp_path / "IEMOCAP_full_release"); make_iemocap(tmp_path / "x" / "IEMOCAP_full_release")
+    with pytest.raises(UserError, match="iemocap: 2 folders .*: IEMOCAP_full_release, x/IEMOCAP_full_release"):
+        load_corpus("iemocap", tmp_path)
+    make_msp_podcast(tmp_path / "p1"); make_msp_podcast(tmp_path / "p2", label_folder="label", labels="labels_consensus.json")
+    with pytest.raises(UserError, match="msp_podcast: 2 folders .*: p1, p2"): load_corpus("msp_podcast", tmp_path)
+    make_masc(tmp_path / "m1"); make_masc(tmp_path / "m2", package=None)
+    with pytest.raises(UserError, match="mandarin_as: 2 folders .*: m2/man_aff_spch/data, m1/LDC2007S09/man_aff_spch/data"):
+        load_corpus("mandarin_as", tmp_path)
+
+
+def test_no_match_names_near_misses_or_sub_folders(tmp_path):
+    make_iemocap(tmp_path / "data" / "IEMOCAP_full_release")
+    with pytest.raises(UserError, match=r"msp_improv: no session1..session6 folders .*searched 3 levels down.*"
+                                        r"look similar but lack these marks: data/IEMOCAP_full_release$"):
+        load_corpus("msp_improv", tmp_path)
+    make_msp_improv(tmp_path / "other" / "MSP-IMPROV")
+    with pytest.raises(UserError, match=r"iemocap: no Session1..Session5 .*lack these marks: MSP-IMPROV$"):
+        load_corpus("iemocap", tmp_path / "other")
+    (tmp_path / "empty" / "x").mkdir(parents=True); (tmp_path / "empty" / "y").mkdir()
+    with pytest.raises(UserError, match=r"esd: no speaker folders .*its sub-folders: x, y$"): load_corpus("esd", tmp_path / "empty")
+    (tmp_path / "masc" / "001" / "boredom").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"mandarin_as: no data/<001..068> .*lack these marks: masc$"): load_corpus("mandarin_as", tmp_path)
+    (tmp_path / "deep" / "a" / "b" / "c").mkdir(parents=True)
+    make_iemocap(tmp_path / "deep" / "a" / "b" / "c" / "IEMOCAP")                 # 4 levels down: too deep
+    with pytest.raises(UserError, match="no Session1..Session5"): load_corpus("iemocap", tmp_path / "deep")
+
+
+def test_esd_root_named_like_the_release(tmp_path):
+    base = make_esd(tmp_path / "downloads", speakers=("0003", "0013"), dataset_folder="Emotional Speech Dataset (ESD)",
+                    transcripts="utf-16-le")
+    t = load_quiet("esd", tmp_path)
+    assert len(t) == 60 and t.path.str.contains(r"/Emotional Speech Dataset \(ESD\)/0003/").any()
+    assert t.set_index("utt_id").loc["0003_000701", "transcript"] == "我真的很快乐，谢谢你们的礼物。"
+    assert base.name == "Emotional Speech Dataset (ESD)"
+
+
+def test_msp_improv_audio_level_evalution_spelling_from_above(tmp_path):
+    root = make_msp_improv(tmp_path / "data" / "MSP-IMPROV", audio_folder="Audio", evaluation=EVALUATION,
+                           evaluation_name="Evalution.txt")
+    make_iemocap(tmp_path / "data" / "IEMOCAP_full_release")
+    plain = make_msp_improv(tmp_path / "plain", evaluation=EVALUATION)
+    for arg in (tmp_path / "data", root, root / "Audio"):
+        got = load_warned("msp_improv", arg, label_source="consensus")[0]
+        pd.testing.assert_frame_equal(got.drop(columns="path"), load_warned("msp_improv", plain, label_source="consensus")[0].drop(columns="path"))
+        assert got.path.str.contains("/MSP-IMPROV/Audio/session").all()
+
+
+@pytest.mark.parametrize("folder,labels", [("Labels", "labels_consensus.json"), ("label", "labels_concensus.json"),
+                                           ("label", "labels_consensus.csv"), ("Labels", "labels_concensus.json")])
+def test_msp_podcast_json_and_label_folder_read_like_the_csv(tmp_path, folder, labels):
+    csv_t = load_quiet("msp_podcast", make_msp_podcast(tmp_path / "csv"))
+    other = make_msp_podcast(tmp_path / "other" / "MSP-PODCAST", label_folder=folder, labels=labels, audio="Audio")
+    assert not (other / folder / "labels_consensus.csv").exists() or labels.endswith(".csv")
+    t = load_quiet("msp_podcast", tmp_path / "other")
+    pd.testing.assert_frame_equal(t.drop(columns="path"), csv_t.drop(columns="path"))
+    assert t.set_index("utt_id").loc["MSP-PODCAST_0003_0001", "speaker"] == "0012"   # a string id stays as written
+    assert t.set_index("utt_id").loc["MSP-PODCAST_0004_0001", "speaker"] == "7"      # a JSON number becomes its text
+
+
+def test_msp_podcast_json_structure_matches_public_loaders(tmp_path):
+    "The JSON we read is what public loaders read: json.load(f) -> {file name: {EmoClass, EmoAct, ..., Split_Set}}."
+    import json
+    root = make_msp_podcast(tmp_path, labels="labels_consensus.json")
+    data = json.loads((root / "Labels" / "labels_consensus.json").read_text())
+    t = load_quiet("msp_podcast", root).set_index("utt_id")
+    kept = {f: a for f, a in data.items() if a["EmoClass"] != "X"}
+    assert sorted(Path(f).stem for f in kept) == t.index.tolist()
+    for f, a in kept.items():
+        r = t.loc[Path(f).stem]
+        assert (r.code, r.split_set, r.speaker, r.gender, r.arousal) == (a["EmoClass"], a["Split_Set"], str(a["SpkrID"]), a["Gender"], a["EmoAct"])
+
+
+def test_msp_podcast_json_bad_input(tmp_path):
+    root = make_msp_podcast(tmp_path, labels="labels_consensus.json", extra_json={
+        "MSP-PODCAST_0100_0001.wav": {"EmoClass": "Z", "EmoAct": 1, "EmoVal": 1, "EmoDom": 1, "SpkrID": 3, "Gender": "Male", "Split_Set": "Train"},
+        "MSP-PODCAST_0100_0002.wav": {"EmoClass": "N", "SpkrID": 3},
+        "MSP-PODCAST_0100_0003.wav": ["N", 3, "Train"],
+        "MSP-PODCAST_0100_0004.wav": {"EmoClass": "N", "SpkrID": 3, "Split_Set": "Holdout"},
+        "MSP-PODCAST_0100_0005.wav": {"EmoClass": "N", "SpkrID": 3, "Split_Set": "Train"}})
+    lf = root / "Labels" / "labels_consensus.json"
+    key_line = {m.group(1): i for i, l in enumerate(lf.read_text().splitlines(), 1) if (m := re.match(r'^    "([^"]+)": ', l))}
+    assert len(key_line) == len(PODCAST_DEFAULT) + 5
+    with pytest.raises(UserError, match=rf"labels_consensus\.json:{key_line['MSP-PODCAST_0100_0001.wav']}: unknown EmoClass 'Z'"):
+        load_corpus("msp_podcast", root)
+    t, msg = load_warned("msp_podcast", root, errors="skip")
+    assert len(t) == 9 and "skipped 5 entries" in msg and "2 unparsable label line" in msg and "1 unknown split" in msg
+    assert f"labels_consensus.json:{key_line['MSP-PODCAST_0100_0002.wav']}: entry 'MSP-PODCAST_0100_0002.wav' lacks Split_Set" in msg
+    assert "1 missing audio" in msg and "1 unknown label code" in msg
+    text = lf.read_text()
+    lf.write_text(text[:200] + "\n,,\n" + text[200:])
+    bad_line = text[:200].count("\n") + 2
+    with pytest.raises(UserError, match=rf"labels_consensus\.json:{bad_line}: not valid JSON"): load_corpus("msp_podcast", root, errors="skip")
+    lf.write_text('[{"FileName": "MSP-PODCAST_0001_0008.wav"}]')
+    with pytest.raises(UserError, match=r"labels_consensus\.json: expected a JSON object keyed by file name, found a list"):
+        load_corpus("msp_podcast", root)
+    lf.write_text(text)
+    (root / "Labels" / "labels_concensus.csv").write_text(PODCAST_HEADER + "\n" + "\n".join(
+        f"{f},{c},2.2,4.0,2.6,{s},{g},{ss}" for f, c, s, g, ss in PODCAST_DEFAULT) + "\n")
+    assert len(load_quiet("msp_podcast", root)) == 9                                  # a CSV is read first when both exist
+    lf.unlink(); (root / "Labels" / "labels_concensus.csv").unlink()
+    with pytest.raises(UserError, match=r"labels_consensus\.csv \(or labels_concensus\.csv\) not found, nor labels_consensus\.json"):
+        load_corpus("msp_podcast", root)
