@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
 from speech_prefinetune.audio import AudioCache  # noqa: E402
-from speech_prefinetune.model import MultiTaskClassifier, load_encoder, pad_batch, tiny_config  # noqa: E402
+from speech_prefinetune.model import MultiTaskClassifier, load_encoder, tiny_config  # noqa: E402
 from speech_prefinetune.prefinetune import PrefinetuneConfig, prefinetune_tables  # noqa: E402
 
 SR = 16000
@@ -54,7 +54,7 @@ def synth_clips(dir, n, seed=0):
 
 def ours(table, out, args):
     cfg = PrefinetuneConfig(max_epochs=args.epochs, patience=10**6, lr=1e-4, warmup_epochs=0, batch_size=args.batch_size,
-                            max_clip_seconds=None, device="cpu", projector_dim=256, seed=0, cache_dir=str(out / "cache"))
+                            max_seconds=None, device="cpu", projector_dim=256, seed=0, cache_dir=str(out / "cache"))
     run = prefinetune_tables({"msp_improv": table}, "tiny-wav2vec2", out / "run", cfg, progress=False)
     m = pd.read_csv(run / "metrics.csv")
     return m.audio_seconds.sum() / m.train_seconds.sum(), m.audio_seconds.sum() / m.train_cpu_seconds.sum()
@@ -120,8 +120,8 @@ def mfu(args, smoke=False):
     model = MultiTaskClassifier(load_encoder(tiny_config("tiny-wav2vec2") if smoke else Wav2Vec2Config(), seed=0), {"t": LABELS}).to(acc.device).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, fused=not smoke)
     sched = get_linear_schedule_with_warmup(opt, 0, 10**6)
+    x, mask = model.prepare([np.random.default_rng(i).normal(size=SR * 10).astype(np.float32) for i in range(args.mfu_batch)])
     model, opt = acc.prepare(model, opt)
-    x, mask = pad_batch([np.random.default_rng(i).normal(size=SR * 10).astype(np.float32) for i in range(args.mfu_batch)])
     batch = dict(task="t", input_values=x.to(acc.device), attention_mask=mask.to(acc.device),
                  labels=torch.arange(args.mfu_batch, device=acc.device) % len(LABELS))
     with FlopCounterMode(display=False) as fc:
