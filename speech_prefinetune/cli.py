@@ -20,6 +20,7 @@ SUBCOMMANDS = (  # (module, function registering the subcommand), in the order `
     ("speech_prefinetune.prefinetune", "add_prefinetune_command"),
     ("speech_prefinetune.grid", "add_fewshot_command"),
     ("speech_prefinetune.analysis", "add_report_command"),
+    ("speech_prefinetune.reproduce", "add_reproduce_command"),
     ("speech_prefinetune.cli", "add_demo_command"),
 )
 
