@@ -458,3 +458,26 @@ def test_files_and_folders_honour_the_umask(tmp_path, umask, file_mode, dir_mode
     assert len(files) == 5
     for p in made: assert p.stat().st_mode & 0o777 == dir_mode, (p, oct(p.stat().st_mode))
     for p in files: assert p.stat().st_mode & 0o777 == file_mode, (p, oct(p.stat().st_mode))
+
+def _dtype_writer(cache_dir, paths, dtype, barrier):
+    barrier.wait()
+    c = open_audio_cache(cache_dir, shard_bytes=1, dtype=dtype)  # a commit per clip
+    for p in paths: c.add([p], progress=False)
+
+def test_concurrent_writers_of_both_dtypes(tmp_path):
+    paths = write_corpus(tmp_path / "c", n=12)
+    barrier = CTX.Barrier(2)
+    procs = [CTX.Process(target=_dtype_writer, args=(tmp_path / "cache", paths[:8], "int16", barrier)),
+             CTX.Process(target=_dtype_writer, args=(tmp_path / "cache", paths[4:][::-1], "float32", barrier))]
+    for p in procs: p.start()
+    for p in procs: p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    c16, c32 = open_audio_cache(tmp_path / "cache"), open_audio_cache(tmp_path / "cache", dtype="float32")
+    assert len(c16) == 12 and all(p in c16 for p in paths)  # no lost update
+    assert all(p in c32 for p in paths[8:]) and not any(p in c32 for p in paths[:4])
+    for p in paths:  # each clip is either int16-rounded or exact, whichever writer committed it last
+        x = c16[p]
+        assert np.array_equal(x, stored(p)) or np.array_equal(x, load_audio(p))
+    for p in paths[8:]: np.testing.assert_array_equal(c32[p], load_audio(p))
+    c32.add(paths, progress=False)
+    for p in paths: np.testing.assert_array_equal(open_audio_cache(tmp_path / "cache")[p], load_audio(p))
