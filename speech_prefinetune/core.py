@@ -102,7 +102,7 @@ def current_umask() -> int:
 
 def apply_umask(path, # a file or folder we created
                ) -> Path:
-    "Give `path` (and, for a folder, everything in it) the mode plain `open`/`mkdir` would: `0o666`/`0o777` minus the umask."
+    "Give `path` (a folder: and all in it) the mode plain `open`/`mkdir` would: `0o666`/`0o777` minus the umask."
     path, mask = Path(path), current_umask()
     def fix(p: Path):
         if p.is_symlink(): return

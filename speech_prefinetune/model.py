@@ -127,7 +127,7 @@ def load_preprocessor(spec=None, # feature extractor | kwargs dict | tiny name |
 def prepare_batch(waves, # 1-D float waves (mono), already at `preprocessor.sampling_rate`
                   preprocessor, # the encoder's feature extractor (`load_preprocessor`, `model.preprocessor`)
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    "`(input_values float32 [B,T], attention_mask long [B,T])`: the preprocessor's normalisation and padding, valid-sample mask."
+    "`(input_values float32 [B,T], attention_mask long [B,T])`: the preprocessor's normalisation, valid-sample mask."
     if len(waves) == 0: raise ValueError("prepare_batch: empty list of waves")
     waves = [np.asarray(w, dtype=np.float32) for w in waves]
     for i, w in enumerate(waves):
