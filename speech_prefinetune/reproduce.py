@@ -52,7 +52,8 @@ def check_roots(roots, # corpora.toml path, or a dict corpus -> root folder
         where = "the roots"
     else:
         where = str(roots)
-        try: roots = read_roots(roots)
+        try: roots = read_roots(roots)   # its own errors name the file
+        except UserError: raise
         except ValueError as e: raise UserError(f"{where}: {e}") from None
     if missing := [c for c in corpora if c not in roots]:
         raise UserError(f"{where}: no root for {', '.join(missing)} (it has: {', '.join(roots) or 'nothing'})")

@@ -1,0 +1,143 @@
+"""`spft reproduce` end to end on synthetic corpora with the tiny encoder and a reduced grid (2 sets, 1 speaker, k=4,
+1 trial, 2 epochs): the dry run trains nothing and its counts match the run; a second run changes nothing and rewrites
+the same report; a run killed with SIGKILL after its first model resumes to the same results; bad roots exit 2."""
+import contextlib, hashlib, io, json, os, re, signal, subprocess, sys, time
+from pathlib import Path
+
+import pytest
+
+from speech_prefinetune.cli import main
+from speech_prefinetune.grid import load_results
+from speech_prefinetune.reproduce import model_status
+from speech_prefinetune.synth import synth_corpora
+
+ROOT = Path(__file__).resolve().parents[1]
+SETS = ("iemocap", "mandarin_as")
+GRID = ["--encoder", "tiny-wav2vec2", "--subsets", *SETS, "--speakers", "0001", "--k", "4", "--trials", "1",
+        "--max-epochs", "2", "--trial-max-epochs", "2", "--device", "cpu", "--quiet"]
+DRY = ["--dry-run", "--calibration-steps", "1", "--calibration-seconds", "2"]
+N_TRIALS = 3 * 1 * 5 * 1 * 1  # (base + 2 sets) x 1 speaker x 5 emotions x 1 k x 1 trial
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpora")
+    synth_corpora(d, size="tiny", corpora=(*SETS, "esd"))
+    return d / "corpora.toml"
+
+
+def spft(*args, cache, popen=False):
+    "Run `python -m speech_prefinetune.cli ARGS` with its own cache folder."
+    env = {**os.environ, "SPFT_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "speech_prefinetune.cli", "reproduce", *map(str, args)]
+    if popen: return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
+def counts(text):
+    "(models finished, partial, todo), (trials total, done, todo) from a dry run's output."
+    m = re.search(r"pre-finetuning: \d+ models \(finished (\d+), partial (\d+), todo (\d+)\)", text)
+    t = re.search(r"= (\d+) trials \(done (\d+), todo (\d+)\)", text)
+    assert m and t, text
+    return tuple(map(int, m.groups())), tuple(map(int, t.groups()))
+
+
+def snapshot(out):
+    "md5 of every file the run wrote under OUT (models, results, report), caches left out."
+    return {str(p.relative_to(out)): hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(Path(out).rglob("*"))
+            if p.is_file() and "audio_cache" not in p.parts and ".submitit" not in p.parts}
+
+
+def scores(out):
+    r = load_results(Path(out) / "results")
+    return {(m, s, e, int(k), int(t)): (f, ids) for m, s, e, k, t, f, ids in
+            zip(r.model, r.speaker, r.emotion, r.k, r.trial, r.macro_f1, map(tuple, r.train_ids))}
+
+
+@pytest.fixture(scope="module")
+def full_run(roots, tmp_path_factory):
+    "A dry run, then the run, on a fresh folder: (out, cache, dry-run output, run output)."
+    base = tmp_path_factory.mktemp("full")
+    out, cache = base / "out", base / "cache"
+    dry = spft("--roots", roots, "--out", out, *GRID, *DRY, cache=cache)
+    assert dry.returncode == 0, dry.stderr
+    written = [p for d in (out, cache) if d.exists() for p in d.rglob("*") if p.is_file()]
+    run = spft("--roots", roots, "--out", out, *GRID, cache=cache)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return out, cache, dry.stdout, run.stdout, written
+
+
+def test_dry_run_trains_nothing_and_its_counts_match_the_run(full_run):
+    out, cache, dry, run, written = full_run
+    assert written == [], f"the dry run wrote {written}"
+    (fin, part, todo), (total, done, trials_todo) = counts(dry)
+    assert (fin, part, todo) == (0, 0, len(SETS)) and (total, done, trials_todo) == (N_TRIALS, 0, N_TRIALS)
+    for line in ("audio cache (int16, 16000 Hz)", "checkpoint.pt", "calibration on cpu", "projected device-hours", "assumptions:"):
+        assert line in dry, line
+    # what the run did is what the plan said
+    assert [model_status(out / "models" / s)[0] for s in SETS] == ["finished"] * len(SETS)
+    r = load_results(out / "results")
+    assert len(r) == trials_todo and set(r.model) == {"base", *SETS} and set(r.corpora) == {"base", *SETS}
+    assert set(r.k) == {4} and set(r.speaker) == {"0001"} and (r.max_epochs == 2).all()
+    for f in ("report.html", "table1.csv", "fig2.csv", "fig3.csv", "fig4.csv"): assert (out / "report" / f).is_file(), f
+    assert "[3/3] report from 15 trials" in run
+
+
+def test_second_run_is_a_noop_that_rewrites_the_same_report(full_run, roots):
+    out, cache, *_ = full_run
+    before = snapshot(out)
+    report = out / "report" / "report.html"
+    report.unlink()                               # it is rewritten, not left alone
+    again = spft("--roots", roots, "--out", out, *GRID, cache=cache)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "(finished 2, partial 0, todo 0)" in again.stdout
+    assert snapshot(out) == before                # same models, same results, byte-identical report
+    dry = spft("--roots", roots, "--out", out, *GRID, *DRY, cache=cache)
+    assert counts(dry.stdout) == ((2, 0, 0), (N_TRIALS, N_TRIALS, 0))
+
+
+def test_a_killed_run_resumes(full_run, roots, tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    p = spft("--roots", roots, "--out", out, *GRID, cache=cache, popen=True)
+    try:
+        deadline = time.time() + 600
+        while model_status(out / "models" / SETS[0])[0] != "finished":   # kill -9 once the first model is saved
+            assert p.poll() is None, p.communicate()[1][-3000:]
+            assert time.time() < deadline, "first model not finished in 10 min"
+            time.sleep(0.1)
+        p.send_signal(signal.SIGKILL)
+    finally:
+        p.kill(); p.communicate()
+    dry = spft("--roots", roots, "--out", out, *GRID, *DRY, cache=cache)
+    (fin, part, todo), (total, done, trials_todo) = counts(dry.stdout)
+    assert fin >= 1 and (fin < 2 or trials_todo > 0), dry.stdout   # killed part-way
+    again = spft("--roots", roots, "--out", out, *GRID, cache=cache)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [model_status(out / "models" / s)[0] for s in SETS] == ["finished"] * len(SETS)
+    assert scores(out) == scores(full_run[0])     # the same trials with the same samples and the same scores
+
+
+def _error(argv):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err): status = main(argv)
+    return status, err.getvalue().strip()
+
+
+@pytest.mark.parametrize("dry", [[], DRY], ids=["run", "dry-run"])
+def test_bad_roots_exit_2_with_one_line(roots, tmp_path, dry):
+    out = tmp_path / "out"
+    no_esd = tmp_path / "no_esd.toml"
+    no_esd.write_text("".join(l + "\n" for l in roots.read_text().splitlines() if not l.startswith("esd")))
+    gone = tmp_path / "gone.toml"
+    gone.write_text(f'iemocap = "{roots.parent}/nowhere"\nmandarin_as = "{roots.parent}"\nesd = "{roots.parent}"\n')
+    for path, says in ((tmp_path / "missing.toml", "missing.toml: roots file not found"),
+                       (no_esd, "no root for esd"), (gone, "root of iemocap is not a folder")):
+        status, err = _error(["reproduce", "--roots", str(path), "--out", str(out), *GRID, *dry])
+        assert status == 2 and len(err.splitlines()) == 1 and says in err and str(path) in err, err
+    assert not out.exists()
+
+
+def test_bad_grid_fails_before_training(roots, tmp_path):
+    status, err = _error(["reproduce", "--roots", str(roots), "--out", str(tmp_path / "out"), *GRID, "--k", "64"])
+    assert status == 2 and "k=64 needs 32" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out" / "models").exists()
