@@ -36,6 +36,7 @@ wav2vec2-base-sized random model and projects the paper's 33,600-trial grid.
 """
 from __future__ import annotations
 import argparse, math, os, shutil, sys, tempfile, time, warnings
+from functools import partial
 from pathlib import Path
 import numpy as np
 import soundfile as sf
@@ -45,7 +46,7 @@ import torch.nn.functional as F
 from speech_prefinetune.core import derive_seed
 from speech_prefinetune.corpora import load_corpus
 from speech_prefinetune.audio import load_audio
-from speech_prefinetune.model import MultiTaskClassifier, pad_batch
+from speech_prefinetune.model import MultiTaskClassifier, load_preprocessor, prepare_batch
 from speech_prefinetune.fewshot import TrialConfig, TrialRunner, binary_metrics, sample_fewshot, stack_cells
 from torch.utils import flop_counter
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -81,8 +82,9 @@ class HFWrapper(torch.nn.Module):
         return out
 
 
-def collate(items):
-    x, m = pad_batch([it["wave"] for it in items])
+def collate(items, preprocessor):
+    "A `Trainer` batch through the encoder's own preprocessing (`model.prepare_batch`), as ours."
+    x, m = prepare_batch([it["wave"] for it in items], preprocessor)
     return {"input_values": x, "attention_mask": m, "labels": torch.tensor([it["label"] for it in items])}
 
 
@@ -91,9 +93,9 @@ def trainer_trial(protocol, encoder, table, waves, speaker, emotion, k, trial, c
     from transformers.trainer_callback import PrinterCallback
     t0 = time.perf_counter()
     paper = protocol == "trainer_paper"
-    if paper: waves = {u: load_audio(p) for u, p in zip(table.utt_id, table.path)}   # re-read for every trial
     s = derive_seed("trial", speaker, emotion, k, trial, 0)
     model = MultiTaskClassifier.from_encoder(encoder, {"init": ("a", "b")}, seed=0)
+    if paper: waves = {u: load_audio(p, sr=model.sampling_rate) for u, p in zip(table.utt_id, table.path)}   # re-read every trial
     model.replace_heads({emotion: (f"not_{emotion}", emotion)}, seed=s)
     rows = table[table.speaker == speaker].set_index("utt_id")
     ds = lambda ids: [dict(wave=waves[u], label=int(rows.label[u] == emotion)) for u in ids]
@@ -108,7 +110,8 @@ def trainer_trial(protocol, encoder, table, waves, speaker, emotion, k, trial, c
         logging_steps=3 if paper else 500, report_to="none", use_cpu=not torch.cuda.is_available(), seed=s % 2**31,
         disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0)
     metrics = lambda p: {"macro_f1": binary_metrics(p.label_ids, np.argmax(p.predictions, -1))["macro_f1"]}
-    tr = Trainer(HFWrapper(model, emotion), args, train_dataset=train, eval_dataset=valid, data_collator=collate,
+    tr = Trainer(HFWrapper(model, emotion), args, train_dataset=train, eval_dataset=valid,
+                 data_collator=partial(collate, preprocessor=model.preprocessor),
                  compute_metrics=metrics, callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)])
     tr.remove_callback(PrinterCallback)
     tr.train()
@@ -216,7 +219,8 @@ def project_grid(root, args, device="cuda", encoder_config=None):
     from transformers import Wav2Vec2Config
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     table = load_corpus("esd", write_speaker(root / "esd_proj", "0012", n_train=40, seed=1))
-    cfg = TrialConfig(max_epochs=args.gpu_epochs, patience=args.gpu_epochs, lr=args.lr, eval_batch_size=128)
+    cfg = TrialConfig(max_epochs=args.gpu_epochs, patience=args.gpu_epochs, lr=args.lr, eval_batch_size=128,
+                      eval_batch_seconds=512.0)   # 128 clips of 2-4 s per validation batch
     enc = encoder_config or Wav2Vec2Config()   # default: the wav2vec2-base architecture (94M parameters), random weights
     model = MultiTaskClassifier.from_encoder(enc, {"init": ("a", "b")})
     t0 = time.perf_counter(); runner = TrialRunner(model, table, "0012", cfg, device=device); sync()
@@ -285,7 +289,8 @@ def main(argv=None):
         print(f"speaker {speaker}: {len(table)} clips ({(table.split == 'valid').sum()} valid, {(table.split == 'test').sum()} test), "
               f"encoder {enc}, k={k}, budget {args.max_epochs} epochs, patience {args.patience}, lr {args.lr}, "
               f"{torch.get_num_threads()} thread(s), {'cuda' if torch.cuda.is_available() else 'cpu'}", flush=True)
-        waves = {u: load_audio(pth) for u, pth in zip(table.utt_id, table.path)}
+        sr = load_preprocessor(enc).sampling_rate
+        waves = {u: load_audio(pth, sr=sr) for u, pth in zip(table.utt_id, table.path)}
         # interleaved (paper, tuned, ours) trial by trial, so that load changes on a shared machine hit all three alike
         t0 = time.perf_counter(); runner = TrialRunner(enc, table, speaker, cfg); setup = time.perf_counter() - t0
         res = {p: [] for p in ("trainer_paper", "trainer_tuned", "ours")}

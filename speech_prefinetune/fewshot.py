@@ -4,26 +4,28 @@
 
 # %% ../nbs/06_fewshot.ipynb #1149f4ae
 from __future__ import annotations
-import json, math, time, warnings
+import hashlib, json, math, time, warnings
 from collections import OrderedDict
 from dataclasses import dataclass, asdict
+from functools import partial
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from fastcore.basics import patch
+from safetensors.torch import load as load_safetensors, save_file
 from transformers.activations import ACT2FN
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from .core import LABELS, BASE_MODEL, UserError, atomic_write, corpus_set_name, derive_seed, seed_everything
-from .audio import load_audio
-from .model import MultiTaskClassifier, pad_batch
+from .audio import cache_root, load_audio, open_audio_cache
+from .model import MultiTaskClassifier
 
 # %% auto #0
-__all__ = ['ESD_EMOTIONS', 'STACKABLE', 'check_emotion', 'check_k', 'sample_fewshot', 'binary_metrics', 'macro_f1', 'TrialConfig',
-           'is_model_dir', 'load_trial_model', 'model_corpora', 'FeatureCache', 'pad_features', 'default_device',
-           'TrialRunner', 'run_trial', 'stack_support', 'stack_cells', 'stack_weights', 'StackedForward',
-           'stacked_adamw_', 'clip_rows_']
+__all__ = ['ESD_EMOTIONS', 'EVAL_BATCH_SECONDS', 'STACKABLE', 'check_emotion', 'check_k', 'sample_fewshot', 'binary_metrics',
+           'macro_f1', 'TrialConfig', 'is_model_dir', 'load_trial_model', 'model_corpora', 'FeatureCache',
+           'pad_features', 'eval_batches', 'default_device', 'TrialRunner', 'run_trial', 'stack_support', 'stack_cells',
+           'stack_weights', 'StackedForward', 'stacked_adamw_', 'clip_rows_']
 
 # %% ../nbs/06_fewshot.ipynb #dd4260c2
 ESD_EMOTIONS = LABELS["esd"]
@@ -77,6 +79,8 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float((f(tp1, np.sum(y_true == 1), np.sum(y_pred == 1)) + f(tp0, np.sum(y_true == 0), np.sum(y_pred == 0))) / 2)
 
 # %% ../nbs/06_fewshot.ipynb #2ad9777c
+EVAL_BATCH_SECONDS = 200.0   # default padded seconds per evaluation batch: about 64 ESD clips of ~3 s
+
 @dataclass
 class TrialConfig:
     "Every knob of one few-shot trial."
@@ -89,9 +93,14 @@ class TrialConfig:
     weight_decay: float = 0.0          # AdamW weight decay
     max_grad_norm: float = 1.0         # gradient clipping (as `Trainer`)
     batch_size: int = 4                # clips per optimizer step (paper code: batch 1 x 4 accumulation)
-    eval_batch_size: int = 64          # clips per validation / test batch (length-sorted)
+    eval_batch_size: int = 64          # clips per validation / test batch at most (length-sorted)
+    eval_batch_seconds: float = EVAL_BATCH_SECONDS # padded audio-seconds (clips x longest) per validation / test batch at most
     bf16: bool = True                  # bf16 autocast on CUDA (ignored on CPU)
     stack: int = 1                     # trials fine-tuned at once by `run_stack` (wav2vec2 / HuBERT); 1: one at a time
+
+    def __post_init__(self):
+        if not self.eval_batch_seconds > 0: raise UserError(f"eval_batch_seconds={self.eval_batch_seconds!r}: expected > 0")
+        if int(self.eval_batch_size) < 1: raise UserError(f"eval_batch_size={self.eval_batch_size!r}: expected >= 1")
 
     def limits(self, k: int) -> tuple[int, int]:
         "(max_epochs, patience) for `k` training clips."
@@ -109,6 +118,7 @@ class TrialConfig:
         "Short hash of the settings: results of different settings must not be mixed."
         d = asdict(self)
         if d["stack"] == 1: del d["stack"]    # one at a time: the hash of the settings before stacks existed
+        if d["eval_batch_seconds"] == EVAL_BATCH_SECONDS: del d["eval_batch_seconds"]   # likewise (stores written before it)
         return f"{derive_seed(json.dumps(d, sort_keys=True)):016x}"[:12]
 
 # %% ../nbs/06_fewshot.ipynb #fd6203c9
@@ -132,62 +142,105 @@ def model_corpora(metadata: dict | None) -> str:
 
 # %% ../nbs/06_fewshot.ipynb #c5a564f4
 class FeatureCache:
-    "CNN outputs per clip, keyed by CNN fingerprint: in memory (a few groups), optionally on disk."
-    def __init__(self, cache_dir=None, # folder for `<fingerprint>/<group>.pt` files; None: memory only
+    "CNN outputs per clip, keyed by CNN fingerprint: in memory (a few groups), optionally on disk in append-only chunks."
+    def __init__(self, cache_dir=None, # features folder: `<dir>/<fingerprint>/<group>/<chunk>.safetensors`; None: memory only
                  max_groups: int = 4,  # (fingerprint, group) entries kept in memory
-                 audio=None):          # an `audio.AudioCache` to decode into and read from; None: `load_audio`
-        self.dir, self.max_groups, self.audio = (Path(cache_dir) if cache_dir else None), max_groups, audio
-        self._mem: OrderedDict = OrderedDict()
+                 audio=None):          # decoded audio: an `audio.AudioCache`, or `sr -> AudioCache`; None: `load_audio`
+        self.dir, self.max_groups = (Path(cache_dir) if cache_dir else None), max_groups
+        self._audio, self._audios = audio, {}
+        self._mem: OrderedDict = OrderedDict()   # (fingerprint, group) -> ({utt_id: features}, names of the chunks read)
 
-    def _wave(self, path):
-        if self.audio is not None and path in self.audio: return np.asarray(self.audio[path], dtype=np.float32)
-        return load_audio(path)
+    @classmethod
+    def at(cls, cache_dir=None, # the cache root (`audio.cache_root`); None: the shared one
+           max_groups: int = 4) -> "FeatureCache":
+        "The store under the cache root: features in `<root>/features`, audio decoded into `audio.open_audio_cache(root, sr)`."
+        root = cache_root(cache_dir)
+        return cls(root / "features", max_groups, audio=partial(open_audio_cache, root))
 
-    def _decode(self, paths):
+    def _audio_at(self, sr: int):
+        "The decoded-audio store at `sr`, or None (then clips are decoded from their files)."
+        a = self._audio
+        if a is None or hasattr(a, "sr"): return a if a is not None and a.sr == sr else None
+        if sr not in self._audios: self._audios[sr] = a(sr=sr)
+        return self._audios[sr]
+
+    def _wave(self, path, sr: int) -> np.ndarray:
+        a = self._audio_at(sr)
+        if a is not None and path in a: return np.asarray(a[path], dtype=np.float32)
+        return load_audio(path, sr=sr)
+
+    def _decode(self, paths, sr: int):
         "Decode `paths` into the audio cache (if any) first: later runs with other CNNs read them from there."
-        if self.audio is not None and hasattr(self.audio, "add"): self.audio.add(paths, progress=False)
+        a = self._audio_at(sr)
+        if a is not None and hasattr(a, "add"): a.add(paths, progress=False)
 
-    def features(self, model, rows: pd.DataFrame, group: str = "all", progress: bool = False) -> dict[str, torch.Tensor]:
-        "`{utt_id: float32 CPU tensor [frames, channels]}` for `rows` (utt_id, path), computing only what is missing."
-        fp = model.cnn_fingerprint()
-        key = (fp, str(group))
-        store = self._mem.pop(key, None)
-        if store is None: store = self._load(fp, group)
-        self._mem[key] = store
-        while len(self._mem) > self.max_groups: self._mem.popitem(last=False)
-        missing = [(u, p) for u, p in zip(rows["utt_id"].astype(str), rows["path"]) if u not in store]
-        if missing:
-            store.update(self._compute(model, missing, progress))
-            self._save(fp, group, store)
-        return {u: store[u] for u in rows["utt_id"].astype(str)}
+# %% ../nbs/06_fewshot.ipynb #8dc2805e
+@patch
+def features(self: FeatureCache, model,        # a `MultiTaskClassifier`
+             rows: pd.DataFrame,                # clips: utt_id, path
+             group: str = "all",                # the set of clips they belong to (the grid: the speaker)
+             progress: bool = False) -> dict[str, torch.Tensor]:
+    "`{utt_id: float32 CPU tensor [frames, channels]}` for `rows`, computing only what neither memory nor disk holds."
+    fp, ids = model.cnn_fingerprint(), rows["utt_id"].astype(str).tolist()
+    key = (fp, str(group))
+    store, seen = self._mem.pop(key, None) or ({}, set())
+    self._mem[key] = (store, seen)
+    while len(self._mem) > self.max_groups: self._mem.popitem(last=False)
+    if any(u not in store for u in ids): self._read_chunks(fp, str(group), store, seen)   # others may have added them
+    missing = [(u, p) for u, p in zip(ids, rows["path"]) if u not in store]
+    if missing:
+        new = self._compute(model, missing, progress)
+        store.update(new)
+        self._write_chunk(fp, str(group), new)
+    return {u: store[u] for u in ids}
 
-    @torch.inference_mode()
-    def _compute(self, model, items, progress):
-        from tqdm.auto import tqdm
-        dev, out, was_training = next(model.parameters()).device, {}, model.training
-        self._decode([p for _, p in items])
-        model.eval()
+@patch
+def _compute(self: FeatureCache, model, items, progress):
+    "CNN features of each clip alone (unpadded), decoded at the model's rate and prepared by its own preprocessor."
+    from tqdm.auto import tqdm
+    sr, dev, was_training, out = model.sampling_rate, next(model.parameters()).device, model.training, {}
+    self._decode([p for _, p in items], sr)
+    model.eval()
+    try:
         for u, p in tqdm(items, desc="CNN features", disable=not progress, leave=False):
-            wave = self._wave(str(p))
+            wave = self._wave(str(p), sr)
             if wave.size == 0: raise UserError(f"{p}: empty audio")
-            x, m = pad_batch([wave])
-            try: f, fm = model.feature_encoder_outputs(x.to(dev), m.to(dev))
+            x, m = model.prepare([wave])
+            try:
+                with torch.inference_mode():
+                    f, fm = model.feature_encoder_outputs(x.to(dev), m.to(dev))
+                    out[u] = f[0][fm[0].bool()].float().cpu().contiguous()
             except ValueError as e: raise UserError(f"{p}: {e}") from None
-            out[u] = f[0][fm[0].bool()].float().cpu().contiguous()
-        model.train(was_training)
-        return out
+    finally: model.train(was_training)
+    return out
 
-    def _file(self, fp, group): return self.dir / fp / f"{group}.pt"
+# %% ../nbs/06_fewshot.ipynb #e115108f
+@patch
+def _read_chunks(self: FeatureCache, fp: str, group: str, store: dict, seen: set):
+    "Add the clips of the chunk files not read yet to `store`; an unreadable chunk is skipped (its clips get recomputed)."
+    folder = None if self.dir is None else self.dir / fp / group
+    if folder is None or not folder.is_dir(): return
+    for f in sorted(folder.glob("*.safetensors")):
+        if f.name in seen: continue
+        seen.add(f.name)
+        try: chunk = load_safetensors(f.read_bytes())   # tensors only (nothing unpickled), in memory (no mmap of a file)
+        except FileNotFoundError: continue
+        except Exception as e:
+            warnings.warn(f"{f}: unreadable CNN-feature chunk ignored ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+            continue
+        for u, t in chunk.items():
+            if t.dtype == torch.float32 and t.dim() == 2: store.setdefault(u, t)
 
-    def _load(self, fp, group) -> dict:
-        if self.dir is None or not self._file(fp, group).is_file(): return {}
-        try: return torch.load(self._file(fp, group), map_location="cpu", weights_only=True)
-        except Exception: return {}  # a cache: unreadable means recompute
-
-    def _save(self, fp, group, store):
-        if self.dir is None: return
-        f = self._file(fp, group); f.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(f, lambda tmp: torch.save(dict(store), tmp))
+@patch
+def _write_chunk(self: FeatureCache, fp: str, group: str, new: dict):
+    "One new immutable chunk file holding the clips `new` (named by their ids), written atomically."
+    if self.dir is None or not new: return
+    folder = self.dir / fp / group
+    name = hashlib.sha256("\n".join(sorted(new)).encode()).hexdigest()[:20]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / f"{name}.safetensors", lambda tmp: save_file(new, str(tmp), metadata={"fingerprint": fp}))
+    except OSError as e: warnings.warn(f"{folder}: CNN features not cached ({e})")   # a cache: go on without it
 
 # %% ../nbs/06_fewshot.ipynb #2936ab88
 def pad_features(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -195,6 +248,17 @@ def pad_features(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]
     lens = torch.tensor([f.shape[0] for f in feats])
     x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
     return x, torch.arange(x.shape[1])[None] < lens[:, None]
+
+def eval_batches(lengths,          # frames per clip
+                 max_frames: float, # padded size budget of a batch: clips x longest clip
+                 max_clips: int,    # clips per batch at most
+                ) -> list[list[int]]:
+    "Clip indices in length-sorted batches (ties in index order) within both budgets; a longer clip is a batch alone."
+    out, cur = [], []
+    for i in sorted(range(len(lengths)), key=lambda i: (lengths[i], i)):   # the clip being added is the longest so far
+        if cur and (len(cur) >= max_clips or (len(cur) + 1) * lengths[i] > max_frames): out.append(cur); cur = []
+        cur.append(i)
+    return out + [cur] if cur else out
 
 def default_device() -> torch.device:
     "CUDA if available, else CPU."
@@ -214,6 +278,7 @@ class TrialRunner:
         self.device = torch.device(device) if device is not None else default_device()
         self.cache, self.progress = features or FeatureCache(), progress
         self.model = load_trial_model(model).to(self.device)
+        self.frame_rate = self.model.sampling_rate / math.prod(self.model.encoder.config.conv_stride)   # CNN frames per second
         self.metadata = dict(getattr(self.model, "metadata", None) or {})
         self.corpora = model_corpora(self.metadata)
         self.table = table[table["speaker"].astype(str) == self.speaker].sort_values("utt_id", kind="stable")
@@ -235,11 +300,10 @@ class TrialRunner:
             self._feats[u] = f.to(self.device)
 
     def _eval_batches(self, ids):
-        order = sorted(range(len(ids)), key=lambda i: (self._feats[ids[i]].shape[0], ids[i]))
-        bs = self.config.eval_batch_size
-        out = []
-        for i in range(0, len(order), bs):
-            idx = order[i:i + bs]
+        "Padded batches of `ids` within the config's `eval_batch_size` clips and `eval_batch_seconds` padded seconds."
+        cfg, out = self.config, []
+        lengths = [self._feats[u].shape[0] for u in ids]
+        for idx in eval_batches(lengths, cfg.eval_batch_seconds * self.frame_rate, cfg.eval_batch_size):
             x, m = pad_features([self._feats[ids[j]] for j in idx])
             out.append((x.to(self.device), m.to(self.device), torch.tensor(idx)))
         return out
@@ -264,14 +328,17 @@ class TrialRunner:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on)
 
     @torch.inference_mode()
-    def predict(self, split: str, task: str) -> np.ndarray:
-        "Predicted class (0/1) of every clip of `split` ('valid' or 'test'), in utt_id order."
+    def logits(self, split: str, task: str) -> torch.Tensor:
+        "Float32 logits `[clips, labels]` (CPU) of every clip of `split` ('valid' or 'test'), in utt_id order."
         self.model.eval()
-        pred = np.zeros(len(self._splits[split]), dtype=np.int64)
+        out = torch.zeros(len(self._splits[split]), len(self.model.tasks[task]))
         for x, m, idx in self._batches[split]:
-            with self._autocast(): logits = self.model.forward_from_features(x, m, task=task)
-            pred[idx.numpy()] = logits.float().argmax(-1).cpu().numpy()
-        return pred
+            with self._autocast(): out[idx] = self.model.forward_from_features(x, m, task=task).float().cpu()
+        return out
+
+    def predict(self, split: str, task: str) -> np.ndarray:
+        "Predicted class (0/1) of every clip of `split`, in utt_id order."
+        return self.logits(split, task).argmax(-1).numpy()
 
     def labels(self, split: str, emotion: str) -> np.ndarray:
         "1 where the clip of `split` has `emotion`, else 0 (utt_id order)."

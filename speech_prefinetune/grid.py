@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 import pandas as pd
 from .core import BASE_MODEL, UserError, esd_language
+from .audio import cache_root
 from .fewshot import (ESD_EMOTIONS, FeatureCache, TrialConfig, TrialRunner, check_emotion, check_k,
                                         is_model_dir, model_corpora, sample_fewshot, stack_cells)
 
@@ -83,7 +84,7 @@ def read_records(path) -> list[dict]:
 def open_shard(path) -> int:
     "An exclusive `O_APPEND` descriptor on a shard file, after cutting off a torn last line left by a crash."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)   # the umask decides who else may read it
     if fcntl is not None:   # advisory lock (released by the OS when the process dies, kill -9 included)
         try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -126,7 +127,7 @@ class ShardJob:
     results: str                      # results store folder
     seed: int = 0
     config: TrialConfig = field(default_factory=TrialConfig)
-    cache_dir: str | None = None      # on-disk CNN-feature cache (`<cache_dir>/features`)
+    cache_dir: str | None = None      # cache root (`audio.cache_root`): `<root>/features`, `<root>/audio`; None: the shared one
     device: str | None = None
     threads: int | None = None        # torch CPU threads in this worker
 
@@ -145,10 +146,8 @@ def done_cells(job: ShardJob) -> set:
     return out
 
 def shard_features(cache_dir=None) -> FeatureCache:
-    "The CNN-feature cache of a worker: in memory, or under `cache_dir` (features and decoded audio) if given."
-    if not cache_dir: return FeatureCache()
-    from speech_prefinetune.audio import AudioCache
-    return FeatureCache(Path(cache_dir) / "features", audio=AudioCache(Path(cache_dir) / "audio"))
+    "The CNN-feature cache of a worker: `<root>/features` and decoded audio under the cache root (default: the shared one)."
+    return FeatureCache.at(cache_dir)
 
 def run_shard(job: ShardJob, features: FeatureCache | None = None, on_trial=None) -> int:
     "Run the missing trials of `job`, appending each to its shard file; returns how many ran."
@@ -265,7 +264,7 @@ def run_grid(models,                       # model folders / encoder specs (list
              executor: str = "local",      # local | slurm | submitit-local
              workers: int = 1,             # local worker processes (1: in this process)
              threads: int | None = None,   # torch CPU threads per worker
-             cache_dir=None,               # on-disk CNN-feature cache shared by workers
+             cache_dir=None,               # cache root for CNN features and decoded audio (default: `audio.cache_root()`)
              device=None,                  # torch device (default: CUDA if available)
              slurm: dict | None = None,    # partition, time (minutes), gpus, mem (GB), cpus, array_parallelism
              table: pd.DataFrame | None = None, # the ESD utterance table (default: `load_corpus("esd", esd_root)`)
@@ -300,8 +299,9 @@ def run_grid(models,                       # model folders / encoder specs (list
     results = Path(results).resolve()
     if results.exists() and not results.is_dir(): raise UserError(f"{results}: results store must be a folder")
     results.mkdir(parents=True, exist_ok=True)
+    root = str(cache_root(cache_dir))      # resolved here, so that every worker (SLURM nodes too) uses this one
     jobs = [ShardJob(ref, s, cells, table[table["speaker"].astype(str) == s].reset_index(drop=True), str(results), seed,
-                     config, str(cache_dir) if cache_dir else None, None if device is None else str(device), threads)
+                     config, root, None if device is None else str(device), threads)
             for s in speakers for ref in refs]
     done = sum(len(done_cells(j) & set(cells)) for j in jobs)   # also checks the settings match
     prog = _Progress(jobs, len(jobs) * len(cells), done, progress)
@@ -309,7 +309,7 @@ def run_grid(models,                       # model folders / encoder specs (list
         if executor == "local" and int(workers) == 1:
             import torch
             if threads: torch.set_num_threads(threads)
-            feats = shard_features(cache_dir)
+            feats = shard_features(root)
             errors = []
             for j in jobs: run_shard(replace(j, threads=None), feats, on_trial=lambda r: prog.poll())
         elif executor == "local": errors = _run_local_pool(jobs, int(workers), threads, device, prog)
@@ -345,14 +345,18 @@ def add_fewshot_command(subparsers):
     p.add_argument("--paper-code-schedule", action="store_true", help="the paper code's 50 epochs / patience 5 for k > 8")
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="clips per optimizer step (default: %(default)s)")
-    p.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size, help="clips per validation batch (default: %(default)s)")
+    p.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size,
+                   help="clips per validation batch at most (default: %(default)s)")
+    p.add_argument("--eval-batch-seconds", type=float, default=d.eval_batch_seconds,
+                   help="padded audio-seconds per validation batch at most, per trial of a stack (default: %(default)s)")
     p.add_argument("--stack", type=int, default=d.stack, help="trials fine-tuned at once, in stacks of one k (wav2vec2 / "
                    "HuBERT encoders; for GPUs; default: %(default)s, one at a time)")
     p.add_argument("--seed", type=int, default=0, help="grid seed (default: %(default)s)")
     p.add_argument("--executor", choices=EXECUTORS, default="local", help="where shards run (default: %(default)s)")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default: %(default)s)")
     p.add_argument("--threads", type=int, help="torch CPU threads per worker (default: CPUs / workers)")
-    p.add_argument("--cache-dir", help="folder for the on-disk CNN-feature cache shared by workers")
+    p.add_argument("--cache-dir", help="cache root for decoded audio and CNN features, shared by runs and workers "
+                   "(default: $SPFT_CACHE_DIR, else the user cache directory)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--partition", help="SLURM partition")
     p.add_argument("--time", type=int, default=240, help="SLURM time limit per shard in minutes (default: %(default)s)")
@@ -363,6 +367,7 @@ def add_fewshot_command(subparsers):
     def run(args) -> int:
         cfg = TrialConfig(max_epochs=args.max_epochs, patience=args.patience, paper_code_schedule=args.paper_code_schedule,
                           lr=args.lr, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
+                          eval_batch_seconds=args.eval_batch_seconds,
                           stack=args.stack)
         df = run_grid(args.models, args.esd, args.results, speakers=args.speakers, emotions=args.emotions, k=args.k,
                       trials=args.trials, seed=args.seed, config=cfg, executor=args.executor, workers=args.workers,

@@ -9,8 +9,8 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from speech_prefinetune.core import LABELS, UserError
 from speech_prefinetune.corpora import load_corpus
-from speech_prefinetune.fewshot import (FeatureCache, TrialConfig, TrialRunner, binary_metrics, macro_f1, run_trial,
-                                        sample_fewshot)
+from speech_prefinetune.fewshot import (FeatureCache, TrialConfig, TrialRunner, binary_metrics, load_trial_model, macro_f1,
+                                        run_trial, sample_fewshot)
 from speech_prefinetune.model import MultiTaskClassifier
 from speech_prefinetune.synth import synth_corpora
 
@@ -135,22 +135,197 @@ def test_feature_cache_is_shared_by_models_with_the_same_cnn(esd, tmp_path):
     other = MultiTaskClassifier.from_encoder("tiny-wav2vec2", {"y": ("a", "b", "c")}, projector_dim=8)
     with torch.no_grad(): other.encoder.encoder.layers[0].feed_forward.output_dense.weight.add_(1.0)  # transformer differs
     TrialRunner(base, esd, "0012", TrialConfig(max_epochs=1), features=cache)
-    files = list((tmp_path / "feats").rglob("*.pt"))
-    assert [f.name for f in files] == ["0012.pt"]
-    assert [p.name for p in (tmp_path / "feats").rglob("*") if p.is_file()] == ["0012.pt"]  # no temporary file left
-    stamp = files[0].stat().st_mtime_ns
+    files = list((tmp_path / "feats").rglob("*"))
+    chunks = [f for f in files if f.is_file()]
+    assert len(chunks) == 1 and chunks[0].suffix == ".safetensors" and chunks[0].parent.name == "0012"  # no temp file left
+    stamp = chunks[0].stat().st_mtime_ns
     TrialRunner(other, esd, "0012", TrialConfig(max_epochs=1), features=FeatureCache(tmp_path / "feats"))
-    assert files[0].stat().st_mtime_ns == stamp                     # nothing recomputed: read from disk
+    assert sorted((tmp_path / "feats").rglob("*")) == sorted(files) and chunks[0].stat().st_mtime_ns == stamp  # read, not recomputed
     # the cached features are the CNN's: forward_from_features(cached) == forward(audio)
     from speech_prefinetune.audio import load_audio
-    from speech_prefinetune.model import pad_batch
     row = esd[(esd.speaker == "0012") & (esd.split == "test")].iloc[0]
     feats = cache.features(base, esd[esd.utt_id == row.utt_id], group="0012")[row.utt_id]
     base.eval()
     with torch.no_grad():
-        direct = base(*pad_batch([load_audio(row.path)]), task="x")
+        direct = base(*base.prepare([load_audio(row.path, sr=base.sampling_rate)]), task="x")
         cached = base.forward_from_features(feats[None], torch.ones(1, feats.shape[0], dtype=torch.bool), task="x")
     assert torch.allclose(direct, cached, atol=1e-6)
+
+
+# ---------------------------------------------------------------- preprocessing: the encoder's own feature extractor
+def encoder_folder(path, style, sr=16000):
+    "A small encoder saved with `save_pretrained` next to a real-layout `preprocessor_config.json`."
+    from transformers import AutoModel, HubertConfig, Wav2Vec2Config, Wav2Vec2FeatureExtractor
+    small = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, conv_dim=(16, 16, 16),
+                 conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2), num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2)
+    if style == "hubert":        # hubert-base-ls960 / wavlm-base-plus: group-norm CNN without bias, do_normalize false
+        cfg, fe = HubertConfig(feat_extract_norm="group", conv_bias=False, **small), dict(do_normalize=False, return_attention_mask=False)
+    elif style == "wav2vec2":    # wav2vec2-base: group-norm CNN, do_normalize true
+        cfg, fe = Wav2Vec2Config(feat_extract_norm="group", conv_bias=False, **small), dict(do_normalize=True, return_attention_mask=False)
+    else:                        # a layer-norm CNN with conv bias fed raw (the worst case of normalising by mistake), at 8 kHz
+        cfg, fe = Wav2Vec2Config(feat_extract_norm="layer", conv_bias=True, do_stable_layer_norm=True, **small), dict(do_normalize=False, return_attention_mask=True)
+    torch.manual_seed(0)
+    AutoModel.from_config(cfg).save_pretrained(path)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=sr, padding_value=0.0, **fe).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    "A normal-level and a quiet (std ~0.003) clip at 16 kHz, as an utterance table."
+    import soundfile as sf
+    d, rng, rows = tmp_path_factory.mktemp("clips"), np.random.default_rng(0), []
+    for name, level in (("normal", 0.1), ("quiet", 0.003)):
+        t = np.arange(9000) / 16000
+        w = level * (np.sin(2 * np.pi * 180 * t) + 0.5 * rng.normal(size=t.size)) + 0.3 * level
+        sf.write(d / f"{name}.wav", w.astype(np.float32), 16000, subtype="FLOAT")
+        rows.append(dict(utt_id=name, path=str(d / f"{name}.wav")))
+    return pd.DataFrame(rows)
+
+
+def hf_cnn(folder, path, do_normalize=None):
+    "What transformers computes: `AutoFeatureExtractor` output at its rate through `AutoModel`'s CNN."
+    from transformers import AutoFeatureExtractor, AutoModel
+    from speech_prefinetune.audio import load_audio
+    fe, enc = AutoFeatureExtractor.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    if do_normalize is not None: fe.do_normalize = do_normalize
+    x = fe(load_audio(path, sr=fe.sampling_rate), sampling_rate=fe.sampling_rate, return_tensors="pt").input_values
+    with torch.no_grad(): return enc.feature_extractor(x)[0].T
+
+
+@pytest.mark.parametrize("style, sr", [("hubert", 16000), ("wav2vec2", 16000), ("layer", 8000)])
+def test_cnn_features_are_autofeatureextractor_then_automodel(clips, tmp_path, style, sr):
+    folder = encoder_folder(tmp_path / style, style, sr)
+    model = load_trial_model(folder)
+    got = FeatureCache().features(model, clips)
+    for row in clips.itertuples():
+        ref = hf_cnn(folder, row.path)
+        assert got[row.utt_id].shape == ref.shape
+        assert torch.allclose(got[row.utt_id], ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
+    quiet = clips.path[clips.utt_id == "quiet"].iloc[0]
+    flipped = hf_cnn(folder, quiet, do_normalize=not model.preprocessor.do_normalize)   # the check can fail: the setting matters
+    assert not torch.allclose(got["quiet"], flipped, rtol=1e-3, atol=1e-3 * flipped.abs().max().item())
+
+
+def test_feature_store_key_follows_the_preprocessor(clips, tmp_path):
+    import shutil
+    raw = encoder_folder(tmp_path / "raw", "hubert")
+    normed = Path(shutil.copytree(raw, tmp_path / "normed"))             # the same weights...
+    cfg = json.loads((normed / "preprocessor_config.json").read_text())
+    (normed / "preprocessor_config.json").write_text(json.dumps({**cfg, "do_normalize": True}))   # ...normalised input
+    a, b = load_trial_model(raw), load_trial_model(normed)
+    assert a.cnn_fingerprint() != b.cnn_fingerprint()
+    cache = FeatureCache(tmp_path / "feats")
+    fa, fb = cache.features(a, clips), FeatureCache(tmp_path / "feats").features(b, clips)
+    for folder, f in ((raw, fa), (normed, fb)):
+        ref = hf_cnn(folder, clips.path[clips.utt_id == "quiet"].iloc[0])
+        assert torch.allclose(f["quiet"], ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())   # never the other's features
+    assert not torch.allclose(fa["quiet"], fb["quiet"], rtol=1e-3, atol=1e-3)
+    assert sorted(p.name for p in (tmp_path / "feats").iterdir()) == sorted([a.cnn_fingerprint(), b.cnn_fingerprint()])
+
+
+# ---------------------------------------------------------------- the on-disk store: append-only chunks
+def test_feature_store_appends_chunks_and_skips_corrupt_ones(esd, tmp_path, monkeypatch):
+    model = MultiTaskClassifier.from_encoder("tiny-wav2vec2", {"x": ("a", "b")})
+    rows = esd[esd.speaker == "0011"].sort_values("utt_id").reset_index(drop=True)
+    folder = tmp_path / "feats" / model.cnn_fingerprint() / "0011"
+    first = FeatureCache(tmp_path / "feats").features(model, rows[:4], group="0011")
+    (old,) = folder.iterdir()
+    old_bytes = old.read_bytes()
+    FeatureCache(tmp_path / "feats").features(model, rows[:7], group="0011")       # 3 new clips: one new chunk
+    chunks = sorted(folder.iterdir())
+    assert len(chunks) == 2 and old in chunks and old.read_bytes() == old_bytes
+    new = next(c for c in chunks if c != old)
+    from safetensors.torch import load_file
+    assert sorted(load_file(new)) == sorted(rows.utt_id[4:7])                          # only the new clips
+    def no_compute(*a, **kw): raise AssertionError("recomputed clips that are on disk")
+    with monkeypatch.context() as m:
+        m.setattr(FeatureCache, "_compute", no_compute)
+        again = FeatureCache(tmp_path / "feats").features(model, rows[:7], group="0011")
+    assert all(torch.equal(again[u], first[u]) for u in first)
+    # a torn chunk (the disk lost its tail) and a foreign file: ignored with a warning, their clips recomputed
+    new.write_bytes(new.read_bytes()[:200])
+    (folder / "zz.safetensors").write_bytes(b"\x00garbage")
+    with pytest.warns(UserWarning, match="unreadable CNN-feature chunk"):
+        fixed = FeatureCache(tmp_path / "feats").features(model, rows[:7], group="0011")
+    assert all(torch.allclose(fixed[u], again[u], atol=1e-6) for u in again)
+    assert len(load_file(new)) == 3                                                    # rewritten whole (same clips, same name)
+    assert old.read_bytes() == old_bytes
+
+
+def test_feature_store_never_unpickles(esd, tmp_path):
+    "A pickle planted as a chunk (or as the old `.pt` file) is never executed."
+    model = MultiTaskClassifier.from_encoder("tiny-wav2vec2", {"x": ("a", "b")})
+    folder = tmp_path / "feats" / model.cnn_fingerprint() / "0011"; folder.mkdir(parents=True)
+    marker = tmp_path / "pwned"
+    class Evil:
+        def __reduce__(self): return (os.system, (f"touch {marker}",))
+    import pickle
+    for f in (folder / "evil.safetensors", folder.parent / "0011.pt"): f.write_bytes(pickle.dumps({"x": Evil()}))
+    rows = esd[esd.speaker == "0011"][:2]
+    with pytest.warns(UserWarning, match="evil.safetensors"):
+        FeatureCache(tmp_path / "feats").features(model, rows, group="0011")
+    assert not marker.exists()
+
+
+WRITER = """
+import sys, pandas as pd, torch
+from speech_prefinetune.fewshot import FeatureCache
+from speech_prefinetune.model import MultiTaskClassifier
+torch.set_num_threads(1)
+rows = pd.read_pickle(sys.argv[1])
+FeatureCache(sys.argv[2]).features(MultiTaskClassifier.from_encoder("tiny-wav2vec2", {"x": ("a", "b")}), rows, group="0011")
+"""
+
+
+def test_two_workers_adding_different_clips_concurrently(esd, tmp_path, monkeypatch):
+    rows = esd[esd.speaker == "0011"].sort_values("utt_id").reset_index(drop=True)[:12]
+    files = [tmp_path / "a.pkl", tmp_path / "b.pkl"]
+    rows[:8].to_pickle(files[0]); rows[4:].to_pickle(files[1])                      # overlapping, different sets
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(f), str(tmp_path / "feats")], env=env, stderr=subprocess.PIPE,
+                              text=True) for f in files]
+    for p in procs: assert p.wait(timeout=300) == 0, p.stderr.read()
+    def no_compute(*a, **kw): raise AssertionError("a clip written by a worker is missing")
+    monkeypatch.setattr(FeatureCache, "_compute", no_compute)
+    model = MultiTaskClassifier.from_encoder("tiny-wav2vec2", {"x": ("a", "b")})
+    got = FeatureCache(tmp_path / "feats").features(model, rows, group="0011")
+    assert sorted(got) == sorted(rows.utt_id)
+    monkeypatch.undo()
+    ref = FeatureCache().features(model, rows, group="0011")
+    assert all(torch.equal(got[u], ref[u]) for u in ref)
+
+
+# ---------------------------------------------------------------- evaluation batches bounded by audio-seconds
+def test_eval_batches_bounded_by_seconds_and_predictions_do_not_depend_on_them(esd):
+    model = MultiTaskClassifier.from_encoder("tiny-wav2vec2", {"init": ("a", "b")}, seed=3).eval()
+    logits = {}
+    for secs in (0.01, 4.0, 15.0, 1000.0):
+        r = TrialRunner(model, esd, "0011", TrialConfig(eval_batch_seconds=secs, eval_batch_size=64))
+        budget = secs * r.frame_rate
+        assert r.frame_rate == 50.0
+        for split in ("valid", "test"):
+            sizes = [(x.shape[0], x.shape[1]) for x, _, _ in r._batches[split]]
+            assert all(b == 1 or b * L <= budget for b, L in sizes) and sum(b for b, _ in sizes) == len(r._splits[split])
+            logits[secs, split] = r.logits(split, "init")
+        if secs == 0.01: assert all(x.shape[0] == 1 for x, _, _ in r._batches["valid"])
+        if secs == 1000.0: assert len(r._batches["valid"]) == 1
+    ids = r._splits["test"].utt_id.tolist()                                          # one clip at a time, unpadded
+    with torch.no_grad():
+        alone = torch.cat([model.forward_from_features(r._feats[u][None], torch.ones(1, r._feats[u].shape[0], dtype=torch.bool),
+                                                       task="init") for u in ids])
+    for secs in (0.01, 4.0, 15.0, 1000.0):
+        assert torch.allclose(logits[secs, "test"], alone, atol=1e-5), secs
+        assert torch.allclose(logits[secs, "valid"], logits[0.01, "valid"], atol=1e-5), secs
+
+
+def test_eval_batch_seconds_keeps_the_config_id_of_existing_stores():
+    "Hashes of `TrialConfig()` and of a grid's settings as computed before `eval_batch_seconds` existed."
+    assert TrialConfig().config_id() == "7ca3908931d2"
+    assert TrialConfig(max_epochs=3, patience=2).config_id() == "18f25a6b8057"
+    assert TrialConfig(stack=4, lr=1e-3).config_id() == "49ee30f0f361"
+    assert TrialConfig(eval_batch_seconds=50.0).config_id() != TrialConfig().config_id()
+    with pytest.raises(UserError, match="eval_batch_seconds=0"): TrialConfig(eval_batch_seconds=0)
 
 
 def test_pretrained_model_folder_keeps_its_corpora(esd, tmp_path):

@@ -113,12 +113,14 @@ def test_local_workers_and_submitit_local_executor_match_in_process(esd_root, es
     kw = dict(speakers="0001,0012", emotions="happy,sad", k=2, trials=1, max_epochs=2, patience=2, threads=1, progress=False)
     ref = run_grid(["tiny-wav2vec2"], esd_root, tmp_path / "inproc", **kw)
     pool = run_grid(["tiny-wav2vec2"], esd_root, tmp_path / "pool", workers=2, **kw)
-    sub = run_grid(["tiny-wav2vec2"], esd_root, tmp_path / "submitit", executor="submitit-local", **kw)
+    sub = run_grid(["tiny-wav2vec2"], esd_root, tmp_path / "submitit", executor="submitit-local", cache_dir=tmp_path / "c", **kw)
     assert len(ref) == 4
     pd.testing.assert_frame_equal(comparable(pool), comparable(ref))
     pd.testing.assert_frame_equal(comparable(sub), comparable(ref))
     assert (tmp_path / "submitit" / ".submitit").is_dir()                  # the jobs really went through submitit
     assert len(load_results(tmp_path / "submitit")) == 4                   # its logs are not mistaken for results
+    assert {p.parent.name for p in (tmp_path / "c" / "features").rglob("*.safetensors")} == {"0001", "0012"}  # its --cache-dir
+    assert (tmp_path / "c" / "audio" / "sr16000").is_dir()
 
 
 def test_pretrained_folder_names_and_corpora(esd, tmp_path):
@@ -149,8 +151,9 @@ def test_disk_cache_is_shared_by_models_with_one_cnn_and_changes_nothing(esd_roo
     kw = dict(speakers="0001", emotions="angry", k=2, trials=2, max_epochs=2, patience=2, threads=1, progress=False)
     plain = run_grid(["a=tiny-wav2vec2"], esd_root, tmp_path / "plain", **kw)
     cached = run_grid(["a=tiny-wav2vec2", "b=tiny-wav2vec2"], esd_root, tmp_path / "cached", cache_dir=tmp_path / "cache", **kw)
-    feats = list((tmp_path / "cache" / "features").rglob("*.pt"))
-    assert [f.name for f in feats] == ["0001.pt"]                          # one CNN fingerprint, one file
+    feats = list((tmp_path / "cache" / "features").rglob("*.safetensors"))
+    assert {(f.parent.parent.name, f.parent.name) for f in feats} == {(MultiTaskClassifier.from_encoder(
+        "tiny-wav2vec2", {"x": ("a", "b")}).cnn_fingerprint(), "0001")}   # one CNN fingerprint, one speaker folder
     assert (tmp_path / "cache" / "audio").is_dir()                         # decoded audio kept for other CNNs
     pd.testing.assert_frame_equal(comparable(cached[cached.model == "a"]), comparable(plain))
     assert cached[cached.model == "b"].macro_f1.tolist() == cached[cached.model == "a"].macro_f1.tolist()
@@ -174,3 +177,24 @@ def test_stacked_grid_resumes_whole_stacks_and_reproduces_an_uninterrupted_run(e
         run_grid("tiny-wav2vec2", esd_root, tmp_path / "whole", **{**kw, "config": TrialConfig(lr=1e-3)})
     with pytest.raises(UserError, match="stack=0"):
         run_grid("tiny-wav2vec2", esd_root, tmp_path / "x", **{**kw, "config": TrialConfig(stack=0)})
+
+
+def test_default_cache_is_the_shared_root(esd, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPFT_CACHE_DIR", str(tmp_path / "shared"))
+    run_grid(["tiny-wav2vec2"], table=esd, results=tmp_path / "r", speakers="0012", emotions="sad", k=2, trials=1,
+             max_epochs=1, threads=1, progress=False)
+    assert [p.parent.name for p in (tmp_path / "shared" / "features").rglob("*.safetensors")] == ["0012"] * 2  # valid+test, train
+    assert (tmp_path / "shared" / "audio" / "sr16000").is_dir()
+
+
+@pytest.mark.parametrize("mask", [0o002, 0o077])
+def test_every_file_and_folder_written_honours_the_umask(esd, tmp_path, mask):
+    old = os.umask(mask)
+    try: run_grid(["tiny-wav2vec2"], table=esd, results=tmp_path / "r", speakers="0011", emotions="sad", k=2, trials=1,
+                  max_epochs=1, threads=1, progress=False, cache_dir=tmp_path / "c")
+    finally: os.umask(old)
+    made = [p for top in ("r", "c") for p in [tmp_path / top, *(tmp_path / top).rglob("*")]]
+    kinds = {(p.is_dir(), p.suffix) for p in made}
+    assert {(False, ".jsonl"), (False, ".safetensors"), (True, "")} <= kinds      # shards, feature chunks, folders
+    for p in made:
+        assert p.stat().st_mode & 0o777 == (0o777 if p.is_dir() else 0o666) & ~mask, (p, oct(p.stat().st_mode))
