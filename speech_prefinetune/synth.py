@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_synth.ipynb #cb36a0ad
 from __future__ import annotations
-import math, shutil, time
+import json, math, shutil, time
 from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -15,15 +15,15 @@ from .core import CORPORA, LABELS, SPLITS, UserError, canonical_corpus, derive_s
 from .corpora import hash_split
 
 # %% auto #0
-__all__ = ['EMOTIONS', 'LABEL_PROSODY', 'CORPUS_INTENSITY', 'VOWELS', 'SIZES', 'ESD_EMOTIONS', 'ESD_SPLIT_OFFSETS',
-           'IEMOCAP_CODES', 'MSP_IMPROV_LETTERS', 'MSP_PODCAST_CODES', 'MSP_PODCAST_HEADER', 'MASC_FOLDERS',
-           'ROOT_NAMES', 'FEATURES', 'CHECK_SIZES', 'Voice', 'Prosody', 'blend', 'label_prosody', 'make_voice',
-           'utterance_prosody', 'Plan', 'make_plan', 'synth_utterance', 'pitch_track', 'write_wav', 'top_up_splits',
-           'esd_offsets', 'esd_gender', 'synth_esd', 'esd_count', 'iemocap_turns', 'iemocap_codes', 'synth_iemocap',
-           'iemocap_count', 'msp_improv_clips', 'synth_msp_improv', 'msp_improv_count', 'synth_msp_podcast',
-           'msp_podcast_count', 'mandarin_as_clips', 'synth_mandarin_as', 'mandarin_as_count', 'synth_corpora',
-           'acoustic_features', 'esd_feature_table', 'cross_speaker_accuracy', 'masc_feature_table',
-           'add_synth_command']
+__all__ = ['EMOTIONS', 'LABEL_PROSODY', 'CORPUS_INTENSITY', 'VOWELS', 'SIZES', 'QUIRKS', 'ESD_LONG_ROOT', 'ESD_EMOTIONS',
+           'ESD_SPLIT_OFFSETS', 'IEMOCAP_CODES', 'MSP_IMPROV_LETTERS', 'MSP_PODCAST_CODES', 'MSP_PODCAST_HEADER',
+           'MASC_FOLDERS', 'ROOT_NAMES', 'FEATURES', 'CHECK_SIZES', 'Voice', 'Prosody', 'blend', 'label_prosody',
+           'make_voice', 'utterance_prosody', 'Plan', 'make_plan', 'synth_utterance', 'pitch_track', 'write_wav',
+           'top_up_splits', 'check_quirks', 'esd_offsets', 'esd_gender', 'synth_esd', 'esd_count', 'iemocap_turns',
+           'iemocap_codes', 'synth_iemocap', 'iemocap_count', 'msp_improv_clips', 'synth_msp_improv',
+           'msp_improv_count', 'synth_msp_podcast', 'msp_podcast_count', 'mandarin_as_clips', 'synth_mandarin_as',
+           'mandarin_as_count', 'synth_corpora', 'acoustic_features', 'esd_feature_table', 'cross_speaker_accuracy',
+           'masc_feature_table', 'add_synth_command']
 
 # %% ../nbs/03_synth.ipynb #bf06bdd2
 @dataclass(frozen=True)
@@ -314,6 +314,25 @@ def top_up_splits(have, candidates, corpus: str, name, label, minimum: int = 2) 
     if need: raise ValueError(f"{corpus}: not enough candidates to fill {sorted(need)}")
     return added
 
+# %% ../nbs/03_synth.ipynb #28306004
+QUIRKS = {
+    "esd-long-root": "ESD root folder named `Emotional Speech Dataset (ESD)` instead of `Emotion Speech Dataset`",
+    "esd-utf16-nobom": "Mandarin ESD transcripts in UTF-16 without a byte-order mark (little- and big-endian by turns) instead of GB2312",
+    "improv-audio-dir": "MSP-IMPROV session folders under an extra `Audio/` level (`MSP-IMPROV/Audio/session1/...`)",
+    "improv-evalution": "MSP-IMPROV label file spelled `Evalution.txt`",
+    "podcast-json": "MSP-PODCAST labels only as JSON (`labels_consensus.json`, an object keyed by file name), no CSV",
+    "podcast-label-dir": "MSP-PODCAST label folder named `label/` instead of `Labels/`",
+    "podcast-concensus": "MSP-PODCAST label file spelled `labels_concensus` (older releases)",
+}
+ESD_LONG_ROOT = "Emotional Speech Dataset (ESD)"
+
+def check_quirks(quirks) -> frozenset:
+    "`quirks` (names, or one comma-separated string) as a set; a `UserError` names an unknown one."
+    if isinstance(quirks, str): quirks = quirks.split(",")
+    q = frozenset(x.strip() for x in quirks if x.strip())
+    if (bad := sorted(q - set(QUIRKS))): raise UserError(f"unknown quirk(s) {', '.join(bad)}; known: {', '.join(QUIRKS)}")
+    return q
+
 # %% ../nbs/03_synth.ipynb #0ac1d13e
 ESD_EMOTIONS = ("Neutral", "Angry", "Happy", "Sad", "Surprise")
 ESD_SPLIT_OFFSETS = {"evaluation": (1, 20), "test": (21, 50), "train": (51, 350)}
@@ -343,14 +362,15 @@ def _esd_text(offset, language, seed, seconds):
     else: text = " ".join(r.choice(_EN_WORDS, max(1, (n + 1) // 2))).capitalize() + "."
     return plan, text
 
-def synth_esd(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, layout: str = "official", progress=None) -> Path:
-    "Write a synthetic ESD under `out`; returns its root (`out/Emotion Speech Dataset`)."
+def synth_esd(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, layout: str = "official", progress=None, quirks=()) -> Path:
+    "Write a synthetic ESD under `out`; returns its root (`out/Emotion Speech Dataset`, or the `esd-long-root` name)."
     if layout not in ("official", "flat"): raise UserError(f"esd_layout must be 'official' or 'flat', got {layout!r}")
-    root = Path(out) / ROOT_NAMES["esd"]; root.mkdir(parents=True, exist_ok=True)
+    quirks = check_quirks(quirks)
+    root = Path(out) / (ESD_LONG_ROOT if "esd-long-root" in quirks else ROOT_NAMES["esd"]); root.mkdir(parents=True, exist_ok=True)
     (root / "ReadMe.txt").write_text("Emotional Speech Dataset (ESD) - synthetic stand-in written by speech_prefinetune.synth.\n"
                                      "20 speakers in the real release (0001-0010 Mandarin, 0011-0020 English); 5 emotions.\n")
     (root / "._0011").write_bytes(_APPLEDOUBLE)
-    english = [s for s in cfg["speakers"] if int(s) > 10]
+    english, mandarin = [s for s in cfg["speakers"] if int(s) > 10], [s for s in cfg["speakers"] if int(s) <= 10]
     for spk in cfg["speakers"]:
         lang = "zh" if int(spk) <= 10 else "en"
         voice = make_voice(f"esd/{spk}", esd_gender(spk), seed)
@@ -367,7 +387,8 @@ def synth_esd(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, layout: str = "
                     if progress is not None: progress.update(1)
         lines.sort()
         body = "".join((f"{u} {t} {w}\n" if i % 5 == 4 else f"{u}\t{t}\t{w}\n") for i, (u, t, w) in enumerate(lines))
-        enc = "gb2312" if lang == "zh" else {0: "utf-16", 1: "latin-1"}.get(english.index(spk), "utf-8")
+        if lang == "zh": enc = ("utf-16-le", "utf-16-be")[mandarin.index(spk) % 2] if "esd-utf16-nobom" in quirks else "gb2312"
+        else: enc = {0: "utf-16", 1: "latin-1"}.get(english.index(spk), "utf-8")
         (root / spk / f"{spk}.txt").write_bytes(body.encode(enc))
     first = cfg["speakers"][0]
     junk = root / first / "Angry" / ("train" if layout == "official" else "") / f"._{first}_000351.wav"
@@ -463,9 +484,11 @@ def _improv_name(c) -> str:
     k, g, j, letter, typ = c
     return f"MSP-IMPROV-S{j:02d}{letter}-{g}{k:02d}-{typ}-{'FM' if g == 'F' else 'MF'}{k:02d}"
 
-def synth_msp_improv(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, progress=None) -> Path:
+def synth_msp_improv(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, progress=None, quirks=()) -> Path:
     "Write a synthetic MSP-IMPROV under `out` (44.1 kHz); returns its root (`out/MSP-IMPROV`)."
+    quirks = check_quirks(quirks)
     root = Path(out) / ROOT_NAMES["msp_improv"]; root.mkdir(parents=True, exist_ok=True)
+    top = root / "Audio" if "improv-audio-dir" in quirks else root
     rng = np.random.default_rng(derive_seed("msp_improv", seed))
     evaluation, n_avi, plans = [], 0, {}
     for c in msp_improv_clips(cfg):
@@ -474,7 +497,7 @@ def synth_msp_improv(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, progress
         if j not in plans:
             r = np.random.default_rng(derive_seed("improv-text", seed, j))
             plans[j] = make_plan(_n_syllables(seconds, r), "en", r)
-        folder = root / f"session{k}" / f"S{j:02d}{letter}" / typ
+        folder = top / f"session{k}" / f"S{j:02d}{letter}" / typ
         _say(folder / f"{name}.wav", "msp_improv", make_voice(f"msp_improv/{g}{k:02d}", g, seed), MSP_IMPROV_LETTERS[letter],
              plans[j], 44100, seed, name, noise_db=-50, scale=_IMPROV_STRENGTH[typ])
         if n_avi < 3 and typ == cfg["types"][0] and letter == "H":
@@ -493,7 +516,7 @@ def synth_msp_improv(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, progress
             evaluation.append(f"{w}; {w if rng.random() < 0.5 else ''}; A:{ra:.6f}; V:{rv:.6f}; D:{rd:.6f};")
         evaluation.append("")
         if progress is not None: progress.update(1)
-    (root / "Evaluation.txt").write_text("\n".join(evaluation) + "\n")
+    (root / ("Evalution.txt" if "improv-evalution" in quirks else "Evaluation.txt")).write_text("\n".join(evaluation) + "\n")
     return root
 
 def msp_improv_count(cfg) -> int:
@@ -504,9 +527,11 @@ def msp_improv_count(cfg) -> int:
 MSP_PODCAST_CODES = {"N": "neutral", "H": "happy", "A": "angry", "S": "sad", "U": "surprise"}
 MSP_PODCAST_HEADER = "FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"
 
-def synth_msp_podcast(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, audio_dir: str = "Audios", progress=None) -> Path:
+def synth_msp_podcast(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, audio_dir: str = "Audios", progress=None,
+                      quirks=()) -> Path:
     "Write a synthetic MSP-PODCAST under `out`; returns its root (`out/MSP-PODCAST`)."
     if audio_dir not in ("Audios", "Audio"): raise UserError(f"podcast_audio_dir must be 'Audios' or 'Audio', got {audio_dir!r}")
+    quirks = check_quirks(quirks)
     root = Path(out) / ROOT_NAMES["msp_podcast"]
     rng = np.random.default_rng(derive_seed("msp_podcast", seed))
     n = cfg["speakers"]
@@ -522,7 +547,7 @@ def synth_msp_podcast(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, audio_d
     by_split = {s: [c for c in clips if c[3] == s] for s in unknown_splits}
     codes = {s: iter(_spread(tuple(MSP_PODCAST_CODES), len(v), rng, "X", max(1, len(v) // 15) if s == "Train" else 0))
              for s, v in by_split.items()}
-    voices, rows, seg = {}, [], {}
+    voices, rows, seg, records = {}, [], {}, {}
     for podcast, sid, gender, split in clips:
         seg[podcast] = seg.get(podcast, 0) + int(rng.integers(1, 40))
         name = f"MSP-PODCAST_{podcast:04d}_{seg[podcast]:04d}"
@@ -536,9 +561,13 @@ def synth_msp_podcast(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, audio_d
              44100 if stereo else 16000, seed, name, noise_db=-40, channels=2 if stereo else 1)
         act, val, dom = rng.uniform(1, 7, 3).round(1)
         rows.append(f"{name}.wav,{code},{act},{val},{dom},{sid},{gender},{split}")
+        records[f"{name}.wav"] = dict(EmoClass=code, EmoAct=float(act), EmoVal=float(val), EmoDom=float(dom),
+                                      SpkrID=int(sid) if sid.isdigit() else sid, Gender=gender, Split_Set=split)
         if progress is not None: progress.update(1)
-    (root / "Labels").mkdir(parents=True, exist_ok=True)
-    (root / "Labels" / "labels_consensus.csv").write_text("\n".join([MSP_PODCAST_HEADER] + sorted(rows)) + "\n")
+    labels = root / ("label" if "podcast-label-dir" in quirks else "Labels"); labels.mkdir(parents=True, exist_ok=True)
+    stem = "labels_concensus" if "podcast-concensus" in quirks else "labels_consensus"
+    if "podcast-json" in quirks: (labels / f"{stem}.json").write_text(json.dumps(dict(sorted(records.items())), indent=4) + "\n")
+    else: (labels / f"{stem}.csv").write_text("\n".join([MSP_PODCAST_HEADER] + sorted(rows)) + "\n")
     return root
 
 def msp_podcast_count(cfg) -> int:
@@ -577,6 +606,15 @@ def mandarin_as_count(cfg) -> int:
 ROOT_NAMES = {"iemocap": "IEMOCAP_full_release", "msp_improv": "MSP-IMPROV", "msp_podcast": "MSP-PODCAST",
               "mandarin_as": "man_aff_spch", "esd": "Emotion Speech Dataset"}  # each corpus's folder under `out`
 _MARKER = ".spft-synth"
+_MARKER_TEXT = "Written by speech_prefinetune.synth: `spft synth` replaces the corpus folders here.\n"
+_ROOT_ALIASES = {"esd": (ESD_LONG_ROOT,)}   # other root names a quirk may give a corpus
+
+def _ours(out: Path) -> set[str]:
+    "Corpus folders under `out` that an earlier `synth_corpora` wrote (listed in the marker file)."
+    m = out / _MARKER
+    if not m.is_file(): return set()
+    listed = {l[2:] for l in m.read_text().splitlines() if l.startswith("- ")}
+    return listed or set(ROOT_NAMES.values())                  # a marker written before folders were listed
 _WRITERS = {"iemocap": (synth_iemocap, iemocap_count), "msp_improv": (synth_msp_improv, msp_improv_count),
             "msp_podcast": (synth_msp_podcast, msp_podcast_count), "mandarin_as": (synth_mandarin_as, mandarin_as_count),
             "esd": (synth_esd, esd_count)}
@@ -589,27 +627,34 @@ def synth_corpora(out,                       # folder to write into (created)
                   podcast_audio_dir: str = "Audios", # MSP-PODCAST audio folder name: "Audios" or "Audio"
                   sizes: dict | None = None, # size table (default `SIZES`)
                   progress: bool = False,    # show a tqdm bar
+                  quirks=(),                 # quirks of real copies to reproduce (keys of `QUIRKS`); none by default
                  ) -> dict[str, Path]:
     "Write synthetic corpora in their real layouts under `out`, plus `out/corpora.toml`; returns `{corpus: root}`."
     sizes = SIZES if sizes is None else sizes
     if size not in sizes: raise UserError(f"unknown size {size!r}; known: {', '.join(sizes)}")
-    cfg = sizes[size]
+    cfg, quirks = sizes[size], check_quirks(quirks)
     try: corpora = tuple(dict.fromkeys(canonical_corpus(c) for c in corpora))   # the paper's spellings work too
     except ValueError as e: raise UserError(str(e)) from None
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    ours = _ours(out)
+    names = {c: ESD_LONG_ROOT if c == "esd" and "esd-long-root" in quirks else ROOT_NAMES[c] for c in corpora}
     for c in corpora:                                    # replace what an earlier run wrote, never anything else
-        r = out / ROOT_NAMES[c]
-        if r.exists() and (not r.is_dir() or any(r.iterdir())):
-            if not (out / _MARKER).is_file():
-                raise UserError(f"{r} already exists and was not written by spft synth; refusing to overwrite it (choose another folder)")
-            shutil.rmtree(r)
-    (out / _MARKER).write_text("Written by speech_prefinetune.synth: `spft synth` replaces the corpus folders here.\n")
+        r = out / names[c]
+        if r.exists() and (not r.is_dir() or any(r.iterdir())) and names[c] not in ours:
+            raise UserError(f"{r} already exists and was not written by spft synth; refusing to overwrite it (choose another folder)")
+    for c in corpora:
+        for n in (ROOT_NAMES[c], *_ROOT_ALIASES.get(c, ())):
+            if n in ours and (out / n).is_dir(): shutil.rmtree(out / n)
+    keep = {n for n in ours if (out / n).exists()} | set(names.values())
+    (out / _MARKER).write_text(_MARKER_TEXT + "".join(f"- {n}\n" for n in sorted(keep)))
     from tqdm.auto import tqdm
     bar = tqdm(total=sum(_WRITERS[c][1](cfg[c]) for c in corpora), desc=f"synth {size}", unit="clip", disable=not progress)
     roots = {}
     with bar:
         for c in corpora:
-            extra = {"layout": esd_layout} if c == "esd" else {"audio_dir": podcast_audio_dir} if c == "msp_podcast" else {}
+            extra = ({"layout": esd_layout, "quirks": quirks} if c == "esd" else
+                     {"audio_dir": podcast_audio_dir, "quirks": quirks} if c == "msp_podcast" else
+                     {"quirks": quirks} if c == "msp_improv" else {})
             roots[c] = _WRITERS[c][0](out, cfg[c], cfg["seconds"], seed, progress=bar, **extra)
     write_roots({c: r.relative_to(out) for c, r in roots.items()}, out / "corpora.toml")
     return {c: r.resolve() for c, r in roots.items()}
@@ -672,13 +717,13 @@ def _synth_main(args) -> int:
     corpora = tuple(c.strip() for c in args.corpora.split(",") if c.strip()) if args.corpora else CORPORA
     t0 = time.time()
     roots = synth_corpora(args.out, size=args.size, seed=args.seed, corpora=corpora, esd_layout=args.esd_layout,
-                          podcast_audio_dir=args.podcast_audio_dir, progress=not args.quiet)
+                          podcast_audio_dir=args.podcast_audio_dir, progress=not args.quiet, quirks=args.quirk or ())
     for c, r in roots.items(): print(f"{c}\t{r}")
     print(f"roots file\t{(Path(args.out) / 'corpora.toml').resolve()}  ({time.time() - t0:.1f} s)")
     return 0
 
 def add_synth_command(subparsers):
-    "Register `spft synth OUT [--size tiny|demo] [--seed N]`."
+    "Register `spft synth OUT [--size tiny|demo] [--seed N] [--quirk NAME ...]`."
     p = subparsers.add_parser("synth", help="write synthetic emotional speech corpora in their real layouts",
                               description="Write the five corpora (IEMOCAP, MSP-IMPROV, MSP-PODCAST, Mandarin Affective Speech, "
                               "ESD) as synthetic emotional speech in their real folder layouts and native sample rates, plus "
@@ -692,6 +737,8 @@ def add_synth_command(subparsers):
                    help="ESD with train/evaluation/test folders (official) or without (flat). Default: %(default)s")
     p.add_argument("--podcast-audio-dir", default="Audios", choices=("Audios", "Audio"),
                    help="name of MSP-PODCAST's audio folder, which differs between releases (default: %(default)s)")
+    p.add_argument("--quirk", action="append", choices=tuple(QUIRKS), metavar="NAME",
+                   help="write a quirk of real copies (repeatable): " + "; ".join(f"{k}: {v}" for k, v in QUIRKS.items()))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_synth_main)
     return p
