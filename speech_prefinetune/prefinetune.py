@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_prefinetune.ipynb #b1e32d97
 from __future__ import annotations
-import argparse, json, math, random, sys, time, warnings
+import argparse, json, math, os, pickle, random, sys, time, warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
@@ -19,14 +19,16 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 from .core import (LABELS, PREFINETUNE_CORPORA, UserError, atomic_write, atomic_write_text, canonical_corpus,
                                      corpus_set_name, derive_seed, read_roots, seed_everything)
-from .model import META_FILE, MultiTaskClassifier, pad_batch
+from fastcore.basics import patch
+from .model import META_FILE, MultiTaskClassifier, prepare_batch
 
 # %% auto #0
-__all__ = ['TASK_SAMPLING', 'CHECKPOINT', 'CORPORA_ORDER', 'scaled_loss', 'task_probabilities', 'bucket_batches', 'epoch_plan',
-           'ClipBatches', 'task_metrics', 'selection_metric', 'PrefinetuneConfig', 'training_step', 'make_accelerator',
-           'rng_states', 'set_rng_states', 'save_checkpoint', 'load_checkpoint', 'evaluate', 'prefinetune_tables',
-           'toy_tables', 'load_tables', 'prefinetune', 'all_subsets', 'prefinetune_all_subsets',
-           'add_prefinetune_arguments', 'config_from_args', 'prefinetune_command', 'add_prefinetune_command', 'main']
+__all__ = ['TASK_SAMPLING', 'MEMORY_MODEL', 'CHECKPOINT', 'CORPORA_ORDER', 'scaled_loss', 'task_probabilities', 'bucket_batches',
+           'epoch_plan', 'ClipBatches', 'task_metrics', 'selection_metric', 'PrefinetuneConfig', 'estimate_peak_memory',
+           'batch_stats', 'plan_text', 'training_step', 'make_accelerator', 'rng_states', 'set_rng_states',
+           'save_checkpoint', 'load_checkpoint', 'evaluate', 'prefinetune_tables', 'toy_tables', 'load_tables',
+           'prefinetune', 'all_subsets', 'prefinetune_all_subsets', 'add_prefinetune_arguments', 'config_from_args',
+           'prefinetune_command', 'add_prefinetune_command', 'main']
 
 # %% ../nbs/05_prefinetune.ipynb #0d392c76
 def scaled_loss(logits: torch.Tensor, # [B, n_classes]
@@ -101,25 +103,25 @@ def epoch_plan(make_batches, # callable(task, rng) -> list of batches (one shuff
 
 # %% ../nbs/05_prefinetune.ipynb #c0a65ad2
 class ClipBatches(torch.utils.data.Dataset):
-    "Padded batches `dict(task, input_values, attention_mask, labels, seconds)` for plan items `(task, rows, offsets)`."
+    "Model-ready batches `dict(task, input_values, attention_mask, labels, seconds)` for plan items `(task, rows, offsets)`."
     def __init__(self, items, # list of (task, row indices, crop offsets)
                  paths: dict, # task -> list of audio paths
                  labels: dict, # task -> int array of class indices
-                 audio, # `AudioCache` (or any mapping path -> samples)
+                 audio, # `AudioCache` at the preprocessor's rate (or any mapping path -> samples)
+                 preprocessor, # the encoder's feature extractor (`model.preprocessor`): normalisation and padding
                  max_len: int | None = None, # crop length in samples (None: whole clips)
-                 normalize: bool = True, # per-clip zero mean, unit variance
-                 sample_rate: int = 16000):
+                ):
         self.items, self.paths, self.labels, self.audio = items, paths, labels, audio
-        self.max_len, self.normalize, self.sr = max_len, normalize, sample_rate
+        self.preprocessor, self.max_len = preprocessor, max_len
     def __len__(self): return len(self.items)
     def __getitem__(self, i):
         task, rows, offsets = self.items[i]
         end = lambda o: None if self.max_len is None else o + self.max_len
         waves = [self.audio[self.paths[task][r]][o:end(o)] for r, o in zip(rows, offsets)]
-        x, mask = pad_batch(waves, normalize=self.normalize)
+        x, mask = prepare_batch(waves, self.preprocessor)
         return dict(task=task, input_values=x, attention_mask=mask,
                     labels=torch.as_tensor(self.labels[task][np.asarray(rows)], dtype=torch.long),
-                    seconds=float(mask.sum()) / self.sr)
+                    seconds=float(mask.sum()) / self.preprocessor.sampling_rate)
 
 # %% ../nbs/05_prefinetune.ipynb #552a352f
 def task_metrics(losses, # per-clip cross-entropy (natural log)
@@ -146,37 +148,100 @@ class PrefinetuneConfig:
     weight_decay: float = 0.01
     warmup_epochs: float = 1.0          # linear warm-up length; then linear decay to 0 at max_epochs
     grad_clip: float | None = 1.0       # max global gradient norm (None: no clipping)
-    batch_size: int = 8                 # clips per batch and process
-    batch_seconds: float | None = None  # instead: padded audio-seconds per batch and process
-    max_clip_seconds: float | None = 15.0  # training clips longer than this are randomly cropped
+    batch_seconds: float = 240.0        # padded audio-seconds per batch and process (default batching; sized for 24 GB, see below)
+    batch_size: int | None = None       # instead: clips per batch and process (when set, it wins over batch_seconds)
+    max_seconds: float | None = 15.0    # training clips longer than this are randomly cropped (the paper's downstream value: 5.0)
     max_eval_seconds: float | None = 30.0  # validation clips longer than this are centre-cropped
+    eval_batch_seconds: float = 240.0   # padded audio-seconds per validation batch (when batching by seconds)
+    eval_batch_size: int = 16           # clips per validation batch (when batching by `batch_size`)
+    gradient_checkpointing: bool = False  # recompute each transformer layer in the backward pass (~half the activation memory)
     task_sampling: str = "proportional" # "proportional" (to training clips) or "uniform"
     tasks_per_step: int = 1             # >1: heterogeneous steps, gradients of that many task batches per update
     max_steps_per_epoch: int | None = None  # cap on steps per epoch (validate more often on huge corpora)
-    eval_batch_size: int = 16           # clips per validation batch
     projector_dim: int | None = None    # `Wav2Vec2ForSequenceClassification`'s projector (the paper's layout: 256)
     freeze_feature_encoder: bool = True # keep the CNN frozen (standard recipe; shares CNN features downstream)
-    normalize: bool = True              # per-clip zero mean, unit variance (wav2vec2-base's feature extractor)
-    sample_rate: int = 16000            # the encoder's input rate; audio is resampled to it once, in the cache
     seed: int = 0                       # seeds the encoder init (tiny/config encoders), heads, sampler, dropout
     device: str = "auto"                # "auto" (CUDA when present), "cpu" or "cuda"; under `accelerate launch`, its choice
     bf16: bool = True                   # bf16 autocast on CUDA (ignored on CPU)
     num_workers: int = 0                # DataLoader worker processes reading the audio cache
-    cache_dir: str | None = None        # decoded-audio cache folder (default: <out>/audio_cache)
+    cache_dir: str | None = None        # cache root (`audio.cache_root`; default: $SPFT_CACHE_DIR, else the user cache dir)
     keep_checkpoint: bool = False       # keep checkpoint.pt once the run has finished
     errors: str = "raise"               # load_corpus / audio cache policy for bad entries: "raise" or "skip"
     corpus_options: dict = field(default_factory=dict)  # per corpus load_corpus options, e.g. {"msp_improv": {"label_source": "consensus"}}
 
-    def check(self) -> "PrefinetuneConfig":
-        "Raise `UserError` naming the first bad setting."
-        if self.select_on not in ("loss", "scaled_loss"): raise UserError(f"select_on={self.select_on!r}: expected 'loss' or 'scaled_loss'")
-        if self.task_sampling not in TASK_SAMPLING: raise UserError(f"task_sampling={self.task_sampling!r}: expected one of {', '.join(TASK_SAMPLING)}")
-        if self.device not in ("auto", "cpu", "cuda"): raise UserError(f"device={self.device!r}: expected auto, cpu or cuda")
-        for k in ("max_epochs", "batch_size", "tasks_per_step", "eval_batch_size"):
-            if getattr(self, k) < 1: raise UserError(f"{k}={getattr(self, k)}: must be >= 1")
-        if self.patience < 1: raise UserError(f"patience={self.patience}: must be >= 1")
-        if self.lr <= 0: raise UserError(f"lr={self.lr}: must be > 0")
-        return self
+# %% ../nbs/05_prefinetune.ipynb #cb000003
+@patch
+def check(self: PrefinetuneConfig) -> PrefinetuneConfig:
+    "Raise `UserError` naming the first bad setting."
+    if self.select_on not in ("loss", "scaled_loss"): raise UserError(f"select_on={self.select_on!r}: expected 'loss' or 'scaled_loss'")
+    if self.task_sampling not in TASK_SAMPLING: raise UserError(f"task_sampling={self.task_sampling!r}: expected one of {', '.join(TASK_SAMPLING)}")
+    if self.device not in ("auto", "cpu", "cuda"): raise UserError(f"device={self.device!r}: expected auto, cpu or cuda")
+    for k in ("max_epochs", "batch_size", "tasks_per_step", "eval_batch_size", "patience"):
+        if getattr(self, k) is not None and getattr(self, k) < 1: raise UserError(f"{k}={getattr(self, k)}: must be >= 1")
+    for k in ("lr", "batch_seconds", "eval_batch_seconds", "max_seconds", "max_eval_seconds"):
+        if getattr(self, k) is not None and getattr(self, k) <= 0: raise UserError(f"{k}={getattr(self, k)}: must be > 0")
+    if self.batch_size is None:   # a cropped clip must fit in a batch
+        for crop, budget in (("max_seconds", "batch_seconds"), ("max_eval_seconds", "eval_batch_seconds")):
+            if getattr(self, crop) is None or getattr(self, crop) > getattr(self, budget):
+                raise UserError(f"{crop}={getattr(self, crop)} must be set and <= {budget}={getattr(self, budget)} "
+                                f"(a cropped clip has to fit in one batch)")
+    return self
+
+# %% ../nbs/05_prefinetune.ipynb #cb000011
+MEMORY_MODEL = dict(  # measured with wav2vec2-base on CPU (fp32), see the table above
+    activation_bytes=5182.0,     # kept for backward, per padded audio-second, transformer layer and hidden unit
+    checkpointed_bytes=28943.0,  # with gradient checkpointing: per padded audio-second and hidden unit
+    attention_bytes=12.4,        # per attention-matrix element (SDPA's math path; 0 on CUDA)
+    bf16_factor=0.6,             # activations under bf16 autocast relative to fp32 (assumed)
+)
+
+def estimate_peak_memory(encoder_config, # the encoder's transformers config (hidden_size, layers, heads, conv strides)
+                         n_params: int, n_trainable: int, # parameters of the whole model / those AdamW updates
+                         clips: int, clip_seconds: float, # the batch: clips, each padded to `clip_seconds`
+                         sampling_rate: int = 16000, # the encoder's input rate
+                         gradient_checkpointing: bool = False,
+                         cuda: bool = False, bf16: bool = False, # device and autocast of the run
+                        ) -> dict:
+    "Estimated peak memory (bytes) of one training step, by part, after `MEMORY_MODEL`."
+    c, m = encoder_config, MEMORY_MODEL
+    frames = clip_seconds * sampling_rate / math.prod(c.conv_stride)   # transformer frames per clip
+    act = (m["checkpointed_bytes"] * c.hidden_size if gradient_checkpointing else
+           m["activation_bytes"] * c.hidden_size * c.num_hidden_layers) * clips * clip_seconds
+    att = 0.0 if cuda else m["attention_bytes"] * clips * c.num_attention_heads * frames ** 2 * (
+        1 if gradient_checkpointing else c.num_hidden_layers)
+    parts = dict(weights=4.0 * n_params + (2.0 * n_params if cuda and bf16 else 0.0), optimizer=12.0 * n_trainable,
+                 activations=act * (m["bf16_factor"] if cuda and bf16 else 1.0), attention=att)
+    return {**parts, "total": sum(parts.values())}
+
+# %% ../nbs/05_prefinetune.ipynb #cb000015
+def batch_stats(batches, # per batch: the (cropped) clip lengths in samples
+                sampling_rate: int) -> dict:
+    "Padded and real audio-seconds per batch (mean, max) and the largest batch's clips and padded clip length."
+    padded = np.array([len(b) * max(b) for b in batches], float) / sampling_rate
+    audio = np.array([sum(b) for b in batches], float) / sampling_rate
+    i = int(padded.argmax())
+    return dict(batches=len(batches), padded_mean=float(padded.mean()), padded_max=float(padded[i]),
+                audio_mean=float(audio.mean()), clips_at_max=len(batches[i]),
+                clip_seconds_at_max=float(max(batches[i])) / sampling_rate)
+
+def plan_text(stats: dict, # `batch_stats` of one pass over the training clips
+              steps_per_epoch: int, memory: dict, # `estimate_peak_memory` of the largest batch
+              batching: str, # e.g. "<= 240 padded audio-s" or "8 clips"
+              device: str = "cpu", precision: str = "fp32",
+              available: float | None = None, # bytes of memory on the device (None: no check)
+             ) -> str:
+    "The plan printed before training."
+    gb = lambda x: f"{x / 1e9:.2f}" if memory["total"] >= 1e8 else f"{x / 1e9:.4f}"
+    lines = [f"plan: {steps_per_epoch} steps/epoch, batches of {batching} per process",
+             f"  audio-s per batch: mean {stats['padded_mean']:.1f} padded ({stats['audio_mean']:.1f} of audio), "
+             f"max {stats['padded_max']:.1f} padded ({stats['clips_at_max']} clips of {stats['clip_seconds_at_max']:.1f} s)",
+             f"  estimated peak memory: {gb(memory['total'])} GB = {gb(memory['weights'])} weights + "
+             f"{gb(memory['optimizer'])} gradients+AdamW + {gb(memory['activations'])} activations + "
+             f"{gb(memory['attention'])} attention ({device}, {precision}; model in notebook 05)"]
+    if available and memory["total"] > available:
+        lines.append(f"  warning: more than the {gb(available)} GB of this {device}: lower --batch-seconds or add "
+                     f"--gradient-checkpointing")
+    return "\n".join(lines)
 
 # %% ../nbs/05_prefinetune.ipynb #7a1c50bd
 def training_step(accelerator, model, optimizer, scheduler, micro_batches: list, # dicts from `ClipBatches`
@@ -211,25 +276,44 @@ def make_accelerator(config: PrefinetuneConfig):
 CHECKPOINT = "checkpoint.pt"
 
 def rng_states() -> dict:
-    "The global RNG states of this process."
-    s = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
+    "The global RNG states of this process, as tensors and plain Python values."
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    s = dict(python=random.getstate(), torch=torch.get_rng_state(),
+             numpy=dict(keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos), has_gauss=int(has_gauss), gauss=float(gauss)))
     if torch.cuda.is_available(): s["cuda"] = torch.cuda.get_rng_state_all()
     return s
 
 def set_rng_states(s: dict):
     "Restore what `rng_states` returned."
-    random.setstate(s["python"]); np.random.set_state(s["numpy"]); torch.set_rng_state(s["torch"])
+    n = s["numpy"]
+    random.setstate(s["python"]); torch.set_rng_state(s["torch"])
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     if "cuda" in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
 
+# %% ../nbs/05_prefinetune.ipynb #cb000020
+def _plain(x):
+    "`x` with NumPy arrays as tensors and NumPy scalars as Python numbers (what `weights_only` loading reads)."
+    if isinstance(x, dict): return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return type(x)(_plain(v) for v in x)
+    if isinstance(x, np.ndarray): return torch.from_numpy(x)
+    if isinstance(x, np.generic): return x.item()
+    return x
+
 def save_checkpoint(path, **state):
-    "Atomically write `state` with `torch.save` (`core.atomic_write`: temporary file, fsync, rename)."
+    "Atomically write `state` (tensors, state dicts, plain values) with `torch.save` (`core.atomic_write`)."
+    state = _plain(state)
     def write(tmp):
         with open(tmp, "wb") as f: torch.save(state, f)
     atomic_write(path, write, fsync=True)
 
 def load_checkpoint(path) -> dict:
-    "Read a checkpoint written by `save_checkpoint` (our own file: full unpickling)."
-    try: return torch.load(path, map_location="cpu", weights_only=False)
+    "Read a checkpoint with `torch.load(weights_only=True)`: tensors and plain data, never arbitrary objects."
+    try: return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:   # torch's weights-only unpickler met a class or function to call
+        why = next((l.split("error:", 1)[1].split(" was not")[0].strip() for l in str(e).splitlines()
+                    if "WeightsUnpickler error:" in l), "not plain data")
+        raise UserError(f"{path}: refused to load: it holds an object that unpickling would build by running code ({why}); "
+                        f"our checkpoints hold only tensors and plain values. Delete it to start over") from None
     except Exception as e: raise UserError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e}); delete it to start over") from None
 
 # %% ../nbs/05_prefinetune.ipynb #b130b172
@@ -281,6 +365,42 @@ def evaluate(accelerator, model, valid: dict, # task -> ClipBatches of that task
     model.train()
     return out
 
+# %% ../nbs/05_prefinetune.ipynb #cb000030
+def _valid_items(task, n, config, sr) -> list:
+    "Validation plan items of a task: clips sorted by length, centre-cropped, in batches by seconds (or by count)."
+    eff = n if config.max_eval_seconds is None else np.minimum(n, int(config.max_eval_seconds * sr))
+    order = np.argsort(eff, kind="stable"); lens = eff[order]
+    if config.batch_size: groups = [np.arange(i, min(i + config.eval_batch_size, len(n))) for i in range(0, len(n), config.eval_batch_size)]
+    else:
+        budget, groups, start = config.eval_batch_seconds * sr, [], 0
+        for i in range(1, len(n) + 1):   # ascending lengths: clip i would be the longest of the batch
+            if i == len(n) or (i - start + 1) * lens[i] > budget: groups.append(np.arange(start, i)); start = i
+    return [(task, order[g], ((n - eff) // 2)[order[g]]) for g in groups]
+
+def _checkpoint_layers(encoder, spec):
+    "Gradient (activation) checkpointing of the transformer layers (transformers' `activation_checkpointing_enable`)."
+    try: encoder.activation_checkpointing_enable({"use_reentrant": False})   # 5.x name of `gradient_checkpointing_enable`
+    except ValueError as e: raise UserError(f"encoder {spec!r}: gradient checkpointing not available ({e})") from None
+
+def _device_memory(device) -> float | None:
+    "Bytes of memory of `device` (the GPU's, or the machine's RAM)."
+    if device.type == "cuda": return float(torch.cuda.get_device_properties(device).total_memory)
+    try: return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError): return None
+
+def _plan(model, acc, config, batches, steps_per_epoch, sr) -> tuple[dict, str]:
+    "The run's plan (for the metadata) and its printed lines."
+    stats = batch_stats(batches, sr)
+    cuda = acc.device.type == "cuda"; bf16 = cuda and acc.mixed_precision == "bf16"
+    n, n_train = sum(p.numel() for p in model.parameters()), sum(p.numel() for p in model.parameters() if p.requires_grad)
+    estimate = lambda clips, seconds: estimate_peak_memory(model.encoder.config, n, n_train, clips, seconds, sr,
+                                                           config.gradient_checkpointing, cuda, bf16)
+    memory = max((estimate(c, s) for c, s in {(len(b), max(b) / sr) for b in batches}), key=lambda m: m["total"])  # worst batch
+    batching = f"{config.batch_size} clips" if config.batch_size else f"<= {config.batch_seconds:g} padded audio-s"
+    text = plan_text(stats, steps_per_epoch, memory, batching, acc.device.type, "bf16" if bf16 else "fp32",
+                     _device_memory(acc.device))
+    return dict(steps_per_epoch=steps_per_epoch, **stats, estimated_peak_bytes=memory["total"]), text
+
 # %% ../nbs/05_prefinetune.ipynb #47bd22be
 def prefinetune_tables(tables: dict, # task name -> utterance table (`load_corpus` columns; splits train and valid)
                        encoder, # encoder spec: tiny name | hub id | folder | config
@@ -288,7 +408,7 @@ def prefinetune_tables(tables: dict, # task name -> utterance table (`load_corpu
                        config: PrefinetuneConfig | None = None,
                        progress: bool = True, # tqdm bars
                        corpora: list | None = None, # corpus names for the metadata (default: the tasks that are corpora)
-                       audio=None, # an opened `AudioCache` (default: one at config.cache_dir, filled here)
+                       audio=None, # an opened `AudioCache` at the encoder's rate (default: the shared one under config.cache_dir, filled here)
                        tqdm_class=None, # progress bar class, also for the per-epoch lines (default `tqdm.auto.tqdm`)
                       ) -> Path:
     "Pre-finetune one encoder on several tasks at once; returns the run folder. Resumes from its checkpoint."
@@ -301,40 +421,41 @@ def prefinetune_tables(tables: dict, # task name -> utterance table (`load_corpu
     n_classes = {t: len(l) for t, l in tasks.items()}
     corpora = list(corpora if corpora is not None else [t for t in tasks if t in PREFINETUNE_CORPORA])
 
-    # -- data: decode every clip once into the memory-mapped cache (main process first), then index it
+    # -- the model first: its feature extractor decides the sampling rate and the normalisation
+    model = MultiTaskClassifier.from_encoder(encoder, tasks, seed=config.seed, projector_dim=config.projector_dim,
+                                             freeze_feature_encoder=config.freeze_feature_encoder)
+    if config.gradient_checkpointing: _checkpoint_layers(model.encoder, encoder)
+    pre, sr = model.preprocessor, model.sampling_rate
+
+    # -- data: decode every clip once into the shared memory-mapped cache (main process first), then index it
     if audio is None:
-        from speech_prefinetune.audio import AudioCache
-        audio = AudioCache(config.cache_dir or out / "audio_cache", sr=config.sample_rate)
+        from speech_prefinetune.audio import open_audio_cache
+        audio = open_audio_cache(config.cache_dir, sr=sr)
         with acc.main_process_first():
             audio.add([p for t in tables.values() for p in t["path"]], progress=progress and main, errors=config.errors,
                       tqdm_class=tqdm_class)
-    model = MultiTaskClassifier.from_encoder(encoder, tasks, seed=config.seed, projector_dim=config.projector_dim,
-                                             freeze_feature_encoder=config.freeze_feature_encoder)
+    elif getattr(audio, "sr", sr) != sr: raise UserError(f"audio cache {audio} holds {audio.sr} Hz audio; {encoder} takes {sr} Hz")
     train_paths, train_labels, train_len = _clip_arrays(tables, audio, model.min_samples, "train")
     valid_paths, valid_labels, valid_len = _clip_arrays(tables, audio, model.min_samples, "valid")
-    sr = config.sample_rate
-    max_len = int(config.max_clip_seconds * sr) if config.max_clip_seconds else None
-    eval_len = int(config.max_eval_seconds * sr) if config.max_eval_seconds else None
-    max_batch = int(config.batch_seconds * sr) if config.batch_seconds else None
+    max_len = int(config.max_seconds * sr) if config.max_seconds else None
+    max_batch = None if config.batch_size else int(config.batch_seconds * sr)   # an explicit batch_size wins
+    crop = lambda task: train_len[task] if max_len is None else np.minimum(train_len[task], max_len)
 
     def make_batches(task, rng):   # one shuffled, bucketed pass over a task, with random crops
-        n = train_len[task]; eff = n if max_len is None else np.minimum(n, max_len)
+        n, eff = train_len[task], crop(task)
         offsets = rng.integers(0, n - eff + 1)
-        return [(b, offsets[b]) for b in bucket_batches(eff, rng, config.batch_size, max_batch)]
+        return [(b, offsets[b]) for b in bucket_batches(eff, rng, config.batch_size or 8, max_batch)]
 
-    valid = {}
-    for task, n in valid_len.items():   # validation: length-sorted, centre-cropped, fixed
-        eff = n if eval_len is None else np.minimum(n, eval_len)
-        order = np.argsort(eff, kind="stable")
-        items = [(task, order[i:i + config.eval_batch_size], ((n - eff) // 2)[order[i:i + config.eval_batch_size]])
-                 for i in range(0, len(order), config.eval_batch_size)]
-        valid[task] = ClipBatches(items, valid_paths, valid_labels, audio, eval_len, config.normalize, sr)
+    valid = {t: ClipBatches(_valid_items(t, n, config, sr), valid_paths, valid_labels, audio, pre,
+                            int(config.max_eval_seconds * sr) if config.max_eval_seconds else None) for t, n in valid_len.items()}
 
     # -- optimisation
     probs = task_probabilities({t: len(v) for t, v in train_len.items()}, config.task_sampling)
-    batches_per_pass = sum(len(make_batches(t, np.random.default_rng(derive_seed(config.seed, "estimate")))) for t in tasks)
-    steps_per_epoch = max(1, math.ceil(batches_per_pass / (config.tasks_per_step * world)))
+    one_pass = {t: make_batches(t, np.random.default_rng(derive_seed(config.seed, "estimate"))) for t in tasks}
+    steps_per_epoch = max(1, math.ceil(sum(map(len, one_pass.values())) / (config.tasks_per_step * world)))
     if config.max_steps_per_epoch: steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    summary, text = _plan(model, acc, config, [crop(t)[b] for t, bs in one_pass.items() for b, _ in bs], steps_per_epoch, sr)
+    if main and progress: tqdm_class.write(text)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_epochs * steps_per_epoch), config.max_epochs * steps_per_epoch)
     sampler_rng = np.random.default_rng(derive_seed(config.seed, "sampler"))
@@ -346,7 +467,8 @@ def prefinetune_tables(tables: dict, # task name -> utterance table (`load_corpu
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
         changed = {k: (ck["config"].get(k), v) for k, v in asdict(config).items()
-                   if k not in ("max_epochs", "patience", "device", "num_workers", "keep_checkpoint", "cache_dir", "bf16")
+                   if k not in ("max_epochs", "patience", "device", "num_workers", "keep_checkpoint", "cache_dir", "bf16",
+                                 "gradient_checkpointing")
                    and ck["config"].get(k) != v}
         if changed or ck["tasks"] != {t: list(l) for t, l in tasks.items()} or ck["encoder"] != str(encoder):
             raise UserError(f"{ckpt_path}: written by a run with other settings ({changed or 'tasks/encoder differ'}); "
@@ -357,7 +479,7 @@ def prefinetune_tables(tables: dict, # task name -> utterance table (`load_corpu
         state = ck["state"]
     model, optimizer = acc.prepare(model, optimizer)
     raw = acc.unwrap_model(model)
-    meta = dict(corpora=corpora, settings=asdict(config), encoder=str(encoder),
+    meta = dict(corpora=corpora, settings=asdict(config), encoder=str(encoder), plan=summary,
                 train_clips={t: len(v) for t, v in train_len.items()}, valid_clips={t: len(v) for t, v in valid_len.items()})
 
     # -- epochs
@@ -367,7 +489,7 @@ def prefinetune_tables(tables: dict, # task name -> utterance table (`load_corpu
         t0, cpu0, seconds, losses = time.perf_counter(), time.process_time(), 0.0, []
         plan = epoch_plan(make_batches, probs, steps_per_epoch, sampler_rng, config.tasks_per_step, world)
         items = [(t, *group[rank]) for step in plan for t, group in step]
-        loader = torch.utils.data.DataLoader(ClipBatches(items, train_paths, train_labels, audio, max_len, config.normalize, sr),
+        loader = torch.utils.data.DataLoader(ClipBatches(items, train_paths, train_labels, audio, pre, max_len),
                                              batch_size=None, num_workers=config.num_workers)
         batches = iter(loader)
         bar = tqdm_class(range(steps_per_epoch), desc=f"epoch {epoch}", disable=not (progress and main), leave=False)
@@ -475,13 +597,11 @@ def all_subsets(corpora=PREFINETUNE_CORPORA) -> list[tuple]:
 def prefinetune_all_subsets(roots, encoder, out, config: PrefinetuneConfig | None = None, progress: bool = True,
                             corpora=PREFINETUNE_CORPORA, tqdm_class=None) -> list[Path]:
     "One run per non-empty subset of `corpora` in `out/<corpus_set_name>`; finished runs are skipped."
-    config = config or PrefinetuneConfig()
-    shared = PrefinetuneConfig(**{**asdict(config), "cache_dir": config.cache_dir or str(Path(out) / "audio_cache")})
     runs = []
     for subset in all_subsets(tuple(corpora)):
         run = Path(out) / corpus_set_name(subset)
         if progress and not _finished(run): (tqdm_class or tqdm).write(f"pre-finetuning {run.name} -> {run}")
-        runs.append(prefinetune(subset, roots, encoder, run, shared, progress, tqdm_class))
+        runs.append(prefinetune(subset, roots, encoder, run, config, progress, tqdm_class))
     return runs
 
 # %% ../nbs/05_prefinetune.ipynb #44280799
@@ -502,11 +622,17 @@ def add_prefinetune_arguments(p: argparse.ArgumentParser):
     p.add_argument("--max-epochs", type=int, default=d.max_epochs, help="default: %(default)s")
     p.add_argument("--patience", type=int, default=d.patience, help="epochs without improvement before stopping (default: %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="clips per batch and process (default: %(default)s)")
-    p.add_argument("--batch-seconds", type=float, default=None, help="instead of --batch-size: padded audio-seconds per batch and process")
+    p.add_argument("--batch-seconds", type=float, default=d.batch_seconds, help="padded audio-seconds per batch and process "
+                   "(default: %(default)s, sized for a 24 GB GPU with wav2vec2-base in bf16)")
+    p.add_argument("--batch-size", type=int, default=None, help="instead: clips per batch and process (wins over --batch-seconds; "
+                   f"validation then takes {d.eval_batch_size} clips per batch)")
+    p.add_argument("--eval-batch-seconds", type=float, default=d.eval_batch_seconds, help="padded audio-seconds per validation batch (default: %(default)s)")
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default: %(default)s)")
     p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="default: %(default)s")
-    p.add_argument("--max-clip-seconds", type=float, default=d.max_clip_seconds, help="random crop of longer training clips (default: %(default)s)")
+    p.add_argument("--max-seconds", type=float, default=d.max_seconds, help="random crop of longer training clips "
+                   "(default: %(default)s; the paper's downstream value: 5)")
+    p.add_argument("--max-eval-seconds", type=float, default=d.max_eval_seconds, help="centre crop of longer validation clips (default: %(default)s)")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="recompute each transformer layer in the backward pass (less activation memory, one more forward pass)")
     p.add_argument("--task-sampling", choices=TASK_SAMPLING, default=d.task_sampling, help="default: %(default)s")
     p.add_argument("--tasks-per-step", type=int, default=d.tasks_per_step, help="task batches accumulated per update (Muppet's heterogeneous batches; default: %(default)s)")
     p.add_argument("--select-on", choices=("scaled_loss", "loss"), default=d.select_on, help="validation loss averaged over tasks for early stopping (default: %(default)s)")
@@ -516,7 +642,7 @@ def add_prefinetune_arguments(p: argparse.ArgumentParser):
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device, help="default: %(default)s")
     p.add_argument("--no-bf16", action="store_true", help="full precision on CUDA")
     p.add_argument("--num-workers", type=int, default=d.num_workers, help="DataLoader workers (default: %(default)s)")
-    p.add_argument("--cache-dir", default=None, help="decoded-audio cache (default: OUT/audio_cache)")
+    p.add_argument("--cache-dir", default=None, help="cache root shared by all runs (default: $SPFT_CACHE_DIR, else the user cache directory)")
     p.add_argument("--keep-checkpoint", action="store_true", help="keep checkpoint.pt after the run finishes")
     p.add_argument("--errors", choices=("raise", "skip"), default="raise", help="bad corpus entries / audio: stop, or skip with a counted warning")
     p.add_argument("--option", type=_option, action="append", default=[], metavar="CORPUS.KEY=VALUE", help="load_corpus option, e.g. msp_improv.label_source=consensus")
@@ -528,8 +654,9 @@ def config_from_args(args) -> PrefinetuneConfig:
     opts = {}
     for corpus, key, value in args.option: opts.setdefault(corpus, {})[key] = value
     return PrefinetuneConfig(max_epochs=args.max_epochs, patience=args.patience, seed=args.seed, batch_size=args.batch_size,
-                             batch_seconds=args.batch_seconds, lr=args.lr, warmup_epochs=args.warmup_epochs,
-                             max_clip_seconds=args.max_clip_seconds, task_sampling=args.task_sampling,
+                             batch_seconds=args.batch_seconds, eval_batch_seconds=args.eval_batch_seconds, lr=args.lr,
+                             warmup_epochs=args.warmup_epochs, max_seconds=args.max_seconds, max_eval_seconds=args.max_eval_seconds,
+                             gradient_checkpointing=args.gradient_checkpointing, task_sampling=args.task_sampling,
                              tasks_per_step=args.tasks_per_step, select_on=args.select_on,
                              max_steps_per_epoch=args.max_steps_per_epoch, projector_dim=args.projector_dim,
                              freeze_feature_encoder=not args.train_cnn, device=args.device, bf16=not args.no_bf16,

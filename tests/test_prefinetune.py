@@ -1,5 +1,6 @@
-"Pre-finetuning: the paper-defect guard, kill -9 resume with identical weights, validation metric, settings checks."
-import json, os, signal, subprocess, sys, time
+"""Pre-finetuning: the paper-defect guard, kill -9 resume with identical weights, safe checkpoints, validation metric,
+the encoder's preprocessor, batches by audio-seconds, gradient checkpointing, umask, settings checks."""
+import json, os, pickle, signal, stat, subprocess, sys, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -7,9 +8,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from speech_prefinetune.core import LABELS, UserError
-from speech_prefinetune.model import MultiTaskClassifier
+import speech_prefinetune.prefinetune as pf
+from speech_prefinetune.audio import open_audio_cache
+from speech_prefinetune.model import MultiTaskClassifier, load_preprocessor, prepare_batch
 from speech_prefinetune.prefinetune import (CHECKPOINT, ClipBatches, PrefinetuneConfig, load_checkpoint, make_accelerator,
-                                            prefinetune_tables, selection_metric, task_metrics, toy_tables, training_step)
+                                            prefinetune_tables, scaled_loss, selection_metric, task_metrics, toy_tables,
+                                            training_step)
 from transformers import get_linear_schedule_with_warmup
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +35,8 @@ def test_one_step_changes_exactly_the_heads_that_got_data(tables):
         audio = AudioCache(d).add([p for t in tables.values() for p in t.path], progress=False)
         paths = {t: list(tab.path) for t, tab in tables.items()}
         labels = {t: np.array([LABELS[t].index(l) for l in tab.label]) for t, tab in tables.items()}
-        data = ClipBatches([("iemocap", [0, 1, 2], [0, 0, 0]), ("mandarin_as", [3, 4], [0, 0])], paths, labels, audio)
+        data = ClipBatches([("iemocap", [0, 1, 2], [0, 0, 0]), ("mandarin_as", [3, 4], [0, 0])], paths, labels, audio,
+                           model.preprocessor)
         acc = make_accelerator(PrefinetuneConfig(device="cpu"))
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, weight_decay=0.1)
         sched = get_linear_schedule_with_warmup(opt, 0, 10)
@@ -56,7 +61,7 @@ def _run_code(out, wav, max_epochs):
             f"from speech_prefinetune.prefinetune import *\n"
             f"tables = toy_tables({str(wav)!r}, n_train=24, n_valid=6)\n"
             f"cfg = PrefinetuneConfig(max_epochs={max_epochs}, patience=100, lr=1e-3, batch_size=4, device='cpu', keep_checkpoint=True,"
-            f" max_clip_seconds=0.5, cache_dir={str(wav / 'cache')!r})\n"
+            f" max_seconds=0.5, cache_dir={str(wav / 'cache')!r})\n"
             f"prefinetune_tables(tables, 'tiny-wav2vec2', {str(out)!r}, cfg, progress=False)\n")
 
 
@@ -74,6 +79,8 @@ def test_kill_9_then_resume_gives_identical_weights(tmp_path):
     assert killed_at < 4, "the kill did not land mid-run"
     subprocess.run([sys.executable, "-c", _run_code(b, wav, 4)], env=env, check=True, timeout=600)
     ca, cb = load_checkpoint(a / CHECKPOINT), load_checkpoint(b / CHECKPOINT)
+    plain = torch.load(b / CHECKPOINT, map_location="cpu", weights_only=True)      # tensors and plain values only
+    assert plain["sampler"] == cb["sampler"] and isinstance(plain["rng"][0]["numpy"]["keys"], torch.Tensor)
     assert ca["state"]["epoch"] == cb["state"]["epoch"] == 4
     for k, v in ca["model"].items(): assert torch.equal(v, cb["model"][k]), k
     for k, v in ca["optimizer"]["state"].items():
@@ -117,13 +124,14 @@ def test_progress_and_epoch_lines_go_through_tqdm_class(tables, tmp_path, monkey
     prefinetune_tables(two, "tiny-wav2vec2", tmp_path / "run", cfg, tqdm_class=Recording)
     assert [b.desc for b in bars] == ["caching audio at 16000 Hz", "epoch 1", "epoch 2"]
     assert bars[0].n == 30 and [b.n for b in bars[1:]] == [2, 2] and not any(b.silenced for b in bars)
-    assert [l.split(":")[0] for l in lines] == ["epoch 1", "epoch 2"] and "valid" in lines[0]
+    assert [l.split(":")[0] for l in lines] == ["plan", "epoch 1", "epoch 2"] and "valid" in lines[1]
+    assert "2 steps/epoch, batches of 8 clips" in lines[0] and "estimated peak memory" in lines[0]
     bars.clear(); lines.clear()
     prefinetune_tables(two, "tiny-wav2vec2", tmp_path / "quiet", cfg, progress=False, tqdm_class=Recording)
     assert all(b.silenced for b in bars) and len(bars) == 3 and lines == []
 
 def test_heterogeneous_steps_and_uniform_sampling_train(tables, tmp_path):
-    cfg = PrefinetuneConfig(max_epochs=2, lr=1e-3, batch_seconds=2.0, tasks_per_step=3, task_sampling="uniform",
+    cfg = PrefinetuneConfig(max_epochs=2, lr=1e-3, batch_seconds=2.0, max_seconds=1.0, tasks_per_step=3, task_sampling="uniform",
                             device="cpu", projector_dim=8, num_workers=1, cache_dir=str(tmp_path / "cache"))
     run = prefinetune_tables(tables, "tiny-wav2vec2", tmp_path / "run", cfg, progress=False)
     hist = pd.read_csv(run / "metrics.csv")
@@ -201,7 +209,8 @@ def test_cli_all_subsets_then_skips_finished(synth, tmp_path):
     stamps = {n: (tmp_path / n / "heads.safetensors").stat().st_mtime_ns for n in names}
     assert spft(*args) == 0                                           # everything finished: nothing is retrained
     assert stamps == {n: (tmp_path / n / "heads.safetensors").stat().st_mtime_ns for n in names}
-    assert (tmp_path / "audio_cache").is_dir()                        # one cache shared by the 15 runs
+    assert not (tmp_path / "audio_cache").exists()                    # one cache shared by the 15 runs (and by other commands):
+    assert (Path(os.environ["SPFT_CACHE_DIR"]) / "audio" / "sr16000").is_dir()   # the cache root
 
 
 def test_cli_user_errors_name_the_culprit(synth, tmp_path):
@@ -213,3 +222,144 @@ def test_cli_user_errors_name_the_culprit(synth, tmp_path):
         spft("--corpora", "iemocap,mandarin_as", "--roots", roots, "--out", tmp_path / "x", *FAST)
     with pytest.raises(UserError, match="no-such-encoder"):
         spft("--corpora", "iemocap", "--roots", synth, "--out", tmp_path / "y", "--encoder", "/no-such-encoder", "--device", "cpu", "--quiet")
+
+
+# ---- safe resume: a planted pickle is refused, never run ----
+class _Planted:
+    "What an attacker could put in a checkpoint: unpickling it would create `marker`."
+    def __init__(self, marker): self.marker = str(marker)
+    def __reduce__(self): return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["torch.save-zip", "raw-pickle"])
+def test_resume_refuses_a_planted_pickle_and_runs_nothing(tables, tmp_path, raw):
+    run, marker = tmp_path / "run", tmp_path / "PWNED"
+    run.mkdir()
+    evil = dict(model={}, optimizer=_Planted(marker), state=dict(epoch=1))
+    if raw: (run / CHECKPOINT).write_bytes(pickle.dumps(evil))
+    else: torch.save(evil, run / CHECKPOINT)
+    assert not marker.exists()
+    two = {t: tables[t] for t in ("iemocap", "mandarin_as")}
+    with pytest.raises(UserError, match=CHECKPOINT) as e:
+        prefinetune_tables(two, "tiny-wav2vec2", run, PrefinetuneConfig(max_epochs=1, batch_size=8, device="cpu"), progress=False)
+    assert "refused" in str(e.value) and not marker.exists()
+    with pytest.raises(UserError, match="refused"): load_checkpoint(run / CHECKPOINT)
+    assert not marker.exists()
+    with pytest.raises(Exception): torch.load(run / CHECKPOINT, weights_only=True)   # the oracle: torch's safe loader refuses it too
+
+
+# ---- the encoder's own preprocessor decides rate and normalisation, and is saved with the model ----
+def _encoder_folder(path, do_normalize, sampling_rate):
+    from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
+    from speech_prefinetune.model import tiny_config
+    torch.manual_seed(0)
+    HubertModel(HubertConfig(**tiny_config("tiny-hubert").to_diff_dict())).save_pretrained(path)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=sampling_rate, padding_value=0.0, do_normalize=do_normalize,
+                             return_attention_mask=True).save_pretrained(path)
+    return path
+
+
+def test_the_encoder_preprocessor_sets_rate_normalisation_and_is_saved(tables, tmp_path):
+    from transformers import AutoFeatureExtractor, AutoModel
+    enc = _encoder_folder(tmp_path / "hubert-like", do_normalize=False, sampling_rate=8000)
+    cfg = PrefinetuneConfig(max_epochs=1, batch_size=8, device="cpu", cache_dir=str(tmp_path / "cache"))
+    two = {t: tables[t] for t in ("iemocap", "mandarin_as")}
+    run = prefinetune_tables(two, str(enc), tmp_path / "run", cfg, progress=False)
+    assert (tmp_path / "cache" / "audio" / "sr8000").is_dir() and not (tmp_path / "cache" / "audio" / "sr16000").exists()
+    fe = AutoFeatureExtractor.from_pretrained(run / "encoder")            # the saved model folder is plain transformers
+    assert fe.do_normalize is False and fe.sampling_rate == 8000
+    assert type(AutoModel.from_pretrained(run / "encoder")).__name__ == "HubertModel"
+    m = MultiTaskClassifier.from_pretrained(run)
+    assert m.sampling_rate == 8000 and m.preprocessor.do_normalize is False
+    # what the loop feeds equals the feature extractor's own output (no per-clip normalisation for this encoder)
+    audio = open_audio_cache(tmp_path / "cache", sr=8000)
+    paths = {"iemocap": list(two["iemocap"].path)}
+    b = ClipBatches([("iemocap", [0, 1], [0, 0])], paths, {"iemocap": np.array([0, 1])}, audio, m.preprocessor)[0]
+    ref = fe([audio[paths["iemocap"][0]], audio[paths["iemocap"][1]]], sampling_rate=8000, padding=True, return_tensors="pt")
+    torch.testing.assert_close(b["input_values"], ref["input_values"])
+    assert abs(float(b["input_values"][0][b["attention_mask"][0].bool()].std()) - 1.0) > 0.2   # not normalised
+
+
+# ---- batches bounded by audio-seconds (default) and the old count path ----
+def test_batches_by_seconds_by_default_and_exact_counts_on_request(tables, tmp_path):
+    two = {t: tables[t] for t in ("iemocap", "mandarin_as")}
+    cfg = PrefinetuneConfig(max_epochs=1, batch_seconds=2.0, max_seconds=0.8, eval_batch_seconds=1.5, max_eval_seconds=1.0,
+                            device="cpu", cache_dir=str(tmp_path / "cache"))
+    assert cfg.batch_size is None and PrefinetuneConfig().batch_size is None        # seconds are the default
+    run = prefinetune_tables(two, "tiny-wav2vec2", tmp_path / "sec", cfg, progress=False)
+    plan = json.loads((run / "spft_model.json").read_text())["plan"]
+    assert plan["padded_max"] <= 2.0 and plan["clips_at_max"] >= 2 and plan["clip_seconds_at_max"] <= 0.8
+    # validation batches are bounded too, each clip exactly once, centre-cropped at max_eval_seconds
+    audio = open_audio_cache(tmp_path / "cache", sr=16000)
+    n = np.array([audio.num_samples(p) for p in two["iemocap"].query("split == 'valid'").path])
+    items = pf._valid_items("iemocap", n, cfg, 16000)
+    assert sorted(np.concatenate([r for _, r, _ in items]).tolist()) == list(range(len(n)))
+    for _, rows, offs in items:
+        eff = np.minimum(n[rows], 16000)
+        assert len(rows) * eff.max() <= 1.5 * 16000 and (offs == (n[rows] - eff) // 2).all()
+    # an explicit batch_size gives the old batches: counts of clips, 16 per validation batch
+    old = PrefinetuneConfig(max_epochs=1, batch_size=4, batch_seconds=0.5, max_seconds=15.0, device="cpu",
+                            cache_dir=str(tmp_path / "cache"))
+    run = prefinetune_tables(two, "tiny-wav2vec2", tmp_path / "count", old, progress=False)
+    plan = json.loads((run / "spft_model.json").read_text())["plan"]
+    assert plan["batches"] == 2 * 3 and plan["clips_at_max"] == 4                  # 10 clips per task -> 4 + 4 + 2
+    assert [len(r) for _, r, _ in pf._valid_items("iemocap", np.arange(20) + 8000, old, 16000)] == [16, 4]
+
+
+# ---- gradient checkpointing changes memory, not gradients ----
+def test_gradient_checkpointing_gives_the_same_gradients():
+    tasks = {"a": ("x", "y", "z")}
+    rng = np.random.default_rng(0)
+    x, mask = prepare_batch([rng.normal(size=n).astype(np.float32) for n in (9000, 6000, 4000)], load_preprocessor("tiny-wav2vec2"))
+    y = torch.tensor([0, 1, 2])
+    grads = []
+    for ckpt in (False, True):
+        m = MultiTaskClassifier.from_encoder("tiny-wav2vec2", tasks, seed=0, projector_dim=8).train()   # dropout and LayerDrop on
+        if ckpt: pf._checkpoint_layers(m.encoder, "tiny-wav2vec2")
+        assert m.encoder.is_activation_checkpointing == ckpt
+        torch.manual_seed(1); np.random.seed(1)          # dropout and LayerDrop draw from torch, SpecAugment from NumPy
+        scaled_loss(m(x, mask, task="a"), y, 3).backward()
+        grads.append({k: p.grad.clone() for k, p in m.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    for k in grads[0]: torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-5, atol=1e-7, msg=k)
+
+
+def test_gradient_checkpointing_flag_reaches_the_encoder(tables, tmp_path, monkeypatch):
+    seen = []
+    orig = MultiTaskClassifier.forward
+    def spy(self, *a, **k):
+        seen.append(self.encoder.is_activation_checkpointing and self.training); return orig(self, *a, **k)
+    monkeypatch.setattr(MultiTaskClassifier, "forward", spy)
+    cfg = PrefinetuneConfig(max_epochs=1, batch_size=8, device="cpu", gradient_checkpointing=True, max_steps_per_epoch=1,
+                            cache_dir=str(tmp_path / "cache"))
+    prefinetune_tables({t: tables[t] for t in ("iemocap",)}, "tiny-wav2vec2", tmp_path / "run", cfg, progress=False)
+    assert seen[0] is True
+
+
+# ---- shared clusters: everything the run writes honours the umask ----
+@pytest.mark.parametrize("umask", [0o002, 0o027])
+def test_run_folder_honours_the_umask(tables, tmp_path, umask):
+    cfg = PrefinetuneConfig(max_epochs=1, batch_size=8, device="cpu", keep_checkpoint=True, cache_dir=str(tmp_path / "cache"))
+    old = os.umask(umask)
+    try: run = prefinetune_tables({t: tables[t] for t in ("iemocap",)}, "tiny-wav2vec2", tmp_path / "run", cfg, progress=False)
+    finally: os.umask(old)
+    written = [run, *run.rglob("*"), *(tmp_path / "cache").rglob("*")]
+    assert {p.name for p in run.rglob("*")} >= {"encoder", "preprocessor_config.json", "model.safetensors", "heads.safetensors",
+                                                 CHECKPOINT, "metrics.csv", "spft_model.json"}
+    for p in written:
+        if p.name.endswith(".lock"): continue
+        want = (0o777 if p.is_dir() else 0o666) & ~umask
+        assert stat.S_IMODE(p.stat().st_mode) == want, (p, oct(p.stat().st_mode), oct(want))
+
+
+def test_cli_batching_flags(tmp_path):
+    from speech_prefinetune.prefinetune import add_prefinetune_arguments, config_from_args
+    p = add_prefinetune_arguments(argparse.ArgumentParser())
+    base = ["--corpora", "iemocap", "--roots", "r.toml", "--out", "o"]
+    d = config_from_args(p.parse_args(base))
+    assert (d.batch_size, d.batch_seconds, d.max_seconds, d.gradient_checkpointing) == (None, 240.0, 15.0, False)
+    c = config_from_args(p.parse_args(base + ["--batch-seconds", "60", "--max-seconds", "5", "--gradient-checkpointing",
+                                              "--eval-batch-seconds", "90", "--max-eval-seconds", "20"]))
+    assert (c.batch_seconds, c.max_seconds, c.gradient_checkpointing, c.eval_batch_seconds, c.max_eval_seconds) == (60, 5, True, 90, 20)
+    assert config_from_args(p.parse_args(base + ["--batch-size", "8"])).batch_size == 8
+    with pytest.raises(UserError, match="max_seconds=30"): config_from_args(p.parse_args(base + ["--batch-seconds", "20", "--max-seconds", "30"]))
