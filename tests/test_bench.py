@@ -1,6 +1,6 @@
 """The benchmarks keep running (smoke sizes) and print the lines the README and the notebooks quote; the few-shot
 benchmark's FLOP counter agrees with hand-computed counts."""
-import importlib.util, math, re, subprocess, sys
+import importlib.util, json, math, re, subprocess, sys
 from pathlib import Path
 import pytest
 import torch
@@ -62,3 +62,21 @@ def test_audio_cache_bench_small():
 
 def test_prefinetune_bench_small():
     assert value(run_bench("prefinetune.py", "--clips", "16", "--epochs", "1", "--repeats", "1"), "speedup") > 0
+
+
+def test_realsize_bench_tiny(tmp_path):
+    out = run_bench("realsize.py", "--tiny", "--steps", "2", "--batch-seconds", "8", "--max-seconds", "8", "--json", str(tmp_path / "r.json"))
+    r = json.loads((tmp_path / "r.json").read_text())
+    res, s = r["results"], r["settings"]
+    assert set(res) == {"ours", "trainer", "trainer_group_by_length"}
+    for v in res.values():
+        assert v["steps"] == 2 and v["s_per_step"] > 0 and v["audio_s_per_s"] > 0 and v["flops_per_step"] > 0
+        assert 0 <= v["padded_fraction"] < 1 and v["peak_rss_mb"] >= v["peak_rss_timed_mb"] > 0
+    # the Trainer gets the same mean audio-seconds per step as ours (its batch size, rounded to whole clips)
+    assert abs(s["trainer_batch_size"] * s["mean_clip_seconds"] - s["ours_audio_seconds_per_batch"]) <= s["mean_clip_seconds"] / 2
+    # ours' batches stay within the audio budget over a whole epoch; the Trainer's fixed clip count does not
+    assert res["ours"]["epoch_max_padded_audio_s"] <= 8 < res["trainer"]["epoch_max_padded_audio_s"]
+    for v in ("ours", "trainer_group_by_length"): assert res[v]["epoch_padded_fraction"] < res["trainer"]["epoch_padded_fraction"]
+    assert r["ratios"]["ours"]["audio_s_per_s"] == pytest.approx(res["ours"]["audio_s_per_s"] / res["trainer"]["audio_s_per_s"])
+    assert value(out, "speedup_vs_trainer") > 0 and value(out, "peak_rss_ratio_vs_trainer") > 0
+    assert re.search(r"^goal_met: (yes|no)", out, re.M)

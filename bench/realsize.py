@@ -1,0 +1,378 @@
+"""Real-size pre-finetuning step: ours against transformers' `Trainer` + `Wav2Vec2ForSequenceClassification`, same audio per step.
+
+A local checkpoint folder built like `facebook/wav2vec2-base` (`Wav2Vec2Config()` defaults: the base geometry, 94M
+parameters, seeded random weights, `save_pretrained`) with the real checkpoint's `preprocessor_config.json` values
+(`do_normalize=True`, `return_attention_mask=False`, 16 kHz, padding value 0). IEMOCAP-like clip lengths: log-normal,
+median 3 s, clipped to [1, 30] s (seeded), speech-like synthetic waves held in memory; clips longer than
+`PrefinetuneConfig().max_seconds` are randomly cropped to it in every variant. Each variant runs in its own subprocess
+(so peak RSS, read with `resource.getrusage(RUSAGE_SELF).ru_maxrss`, is its own), trains `--steps` timed optimizer steps
+after one untimed warm-up step, frozen CNN, AdamW (lr 5e-5, weight decay 0.01, clipping 1.0, linear schedule):
+
+- `ours`: the package's pre-finetuning step: `MultiTaskClassifier.from_encoder(folder)` (it loads the folder's
+  preprocessor), one IEMOCAP head behind a 256-wide projector, batches from `bucket_batches(...,
+  max_batch_samples=--batch-seconds x 16000)` with random crops, `prepare_batch(waves, model.preprocessor)`, then
+  `training_step` (scaled loss) under `make_accelerator`'s Accelerator.
+- `trainer`: `Trainer` + `Wav2Vec2ForSequenceClassification.from_pretrained(folder)` (same 256-wide projector),
+  `freeze_feature_encoder()`, the clips normalised once by the feature extractor (as a `datasets.map` would) and
+  padded by the standard collator (`processing_class=feature_extractor`: `DataCollatorWithPadding`), default random
+  sampler, `per_device_train_batch_size` = ours' mean real audio-seconds per batch (over a whole epoch's plan) / the
+  mean clip length, rounded: the same mean audio-seconds per step.
+- `trainer_group_by_length`: the same with `train_sampling_strategy="group_by_length"` (its `LengthGroupedSampler`).
+
+Per variant: seconds per step, audio-s/s (real, unpadded audio-seconds trained per wall-second and per CPU-second of
+the process), padded fraction of the samples it computed on, peak RSS (and on CUDA peak GPU memory); then ratios
+against the default `Trainer` and whether the goal holds: >= 1.3x its audio-s/s with no higher peak memory. The
+padded fractions each sampler would have over a whole epoch are printed first (the cause of most of the difference);
+`s per padded audio-s` separates the padding from the per-sample cost of each training loop.
+
+On CUDA every variant also runs in bf16 (ours: the Accelerator's bf16 autocast; Trainer: `bf16=True`), and each
+variant's model FLOPs per step are counted with `bench/fewshot.py`'s `count_flops` (torch's FLOP counter, CPU
+attention kernels included) on the shapes of its timed steps, in eval mode (all layers, no LayerDrop): TFLOP/s and
+MFU against `--peak-tflops` (default: the dense bf16 peak of a known GPU).
+
+    PYTHONPATH=$PWD python bench/realsize.py                    # CPU: 6 steps of 16 audio-s, about 8 minutes on 2 cores
+    PYTHONPATH=$PWD python bench/realsize.py --device cuda      # GPU: 30 steps at the default --batch-seconds, fp32 and bf16
+    PYTHONPATH=$PWD python bench/realsize.py --tiny --steps 2   # smoke run (tiny encoder, FLOPs counted on CPU too)
+
+Last lines: `speedup_vs_trainer: <x>` (ours' audio-s/s over the default Trainer's), `peak_rss_ratio_vs_trainer: <x>`,
+`goal_met: yes|no`.
+"""
+from __future__ import annotations
+import argparse, importlib.util, json, os, resource, subprocess, sys, tempfile, time, warnings
+from pathlib import Path
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+warnings.filterwarnings("ignore")
+from speech_prefinetune.core import LABELS, derive_seed  # noqa: E402
+from speech_prefinetune.prefinetune import PrefinetuneConfig, bucket_batches  # noqa: E402
+
+SR = 16000
+TASK = "iemocap"
+# facebook/wav2vec2-base's preprocessor_config.json
+BASE_PREPROCESSOR = dict(feature_size=1, sampling_rate=SR, padding_value=0.0, do_normalize=True, return_attention_mask=False)
+# --tiny: the base layout (group-norm CNN, post-norm transformer) at toy widths
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(32, 32, 32),
+            conv_kernel=(10, 8, 8), conv_stride=(5, 8, 8), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+PEAK_BF16_TFLOPS = {"H100": 989, "H200": 989, "A100": 312, "L40S": 362, "A10": 125, "L4": 121}
+DEFAULT = PrefinetuneConfig()
+VARIANTS = ("ours", "trainer", "trainer_group_by_length")
+LR, WEIGHT_DECAY, GRAD_CLIP, PROJECTOR = 5e-5, 0.01, 1.0, 256
+
+
+def clip_lengths(n, seed=0) -> np.ndarray:
+    "Samples per clip, IEMOCAP-like: log-normal seconds (median 3 s, sigma 0.7) clipped to [1, 30]."
+    secs = np.clip(np.exp(np.random.default_rng(seed).normal(np.log(3.0), 0.7, n)), 1.0, 30.0)
+    return (secs * SR).astype(np.int64)
+
+
+def synth_waves(lengths, seed=0) -> list:
+    "Speech-like float32 waves (a harmonic voice with vibrato, syllable envelope and noise) at varied levels."
+    rng = np.random.default_rng(seed); out = []
+    for n in lengths:
+        t = np.arange(n) / SR
+        f0 = rng.uniform(90, 250) * (1 + 0.05 * np.sin(2 * np.pi * rng.uniform(3, 6) * t))
+        phase = 2 * np.pi * np.cumsum(f0) / SR
+        voice = (np.sin(phase) + 0.5 * np.sin(2 * phase) + 0.25 * np.sin(3 * phase)) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t) ** 2)
+        w = rng.uniform(0.02, 0.3) * voice + 0.005 * rng.standard_normal(n)
+        out.append(w.astype(np.float32))
+    return out
+
+
+def dataset(args):
+    "(lengths, waves, integer labels, crop length in samples) of the synthetic corpus (the same in every process)."
+    lengths = clip_lengths(args.clips, args.seed)
+    labels = np.random.default_rng(args.seed + 1).integers(0, len(LABELS[TASK]), len(lengths))
+    return lengths, synth_waves(lengths, args.seed), labels, crop_length(lengths, args)
+
+
+def crop_length(lengths, args) -> int:
+    "Samples a clip is randomly cropped to (`--max-seconds`; None: the longest clip, i.e. no cropping)."
+    return int(args.max_seconds * SR) if args.max_seconds else int(np.max(lengths))
+
+
+def ours_plan(lengths, max_len, args) -> list:
+    "Our epoch of batches: `(clip indices, crop offsets)`, length-bucketed under the audio-seconds budget."
+    rng = np.random.default_rng(derive_seed(args.seed, "sampler"))
+    eff = np.minimum(lengths, max_len)
+    offsets = rng.integers(0, lengths - eff + 1)
+    return [(b, offsets[b]) for b in bucket_batches(eff, rng, max_batch_samples=int(args.batch_seconds * SR))]
+
+
+def padded_fraction(lengths, batches) -> float:
+    "Share of the computed samples that are padding."
+    return 1 - sum(lengths[b].sum() for b in batches) / sum(len(b) * lengths[b].max() for b in batches)
+
+
+def build_checkpoint(dir, tiny=False, seed=0) -> Path:
+    "A wav2vec2-base-sized (or tiny) checkpoint folder: config, seeded random weights, the base preprocessor."
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+    torch.manual_seed(seed)
+    Wav2Vec2Model(Wav2Vec2Config(**(TINY if tiny else {}))).save_pretrained(dir)
+    Wav2Vec2FeatureExtractor(**BASE_PREPROCESSOR).save_pretrained(dir)
+    return Path(dir)
+
+
+def _sync(device):
+    if device == "cuda": torch.cuda.synchronize()
+
+
+def _flop_counter():
+    "`count_flops` of bench/fewshot.py (torch's FLOP formulas, CPU attention kernels included)."
+    spec = importlib.util.spec_from_file_location("bench_fewshot", ROOT / "bench" / "fewshot.py")
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod.count_flops
+
+
+def _result(args, steps, rss_setup_kb, epoch_lengths, epoch_batches, worst_step) -> dict:
+    """The child's report: per-step records `(wall s, cpu s, real samples, batch, padded length)`, the first (warm-up) not
+    timed; the sampler's whole-epoch padding; the peak RSS before and after `worst_step(i)` (one step on the epoch's
+    largest padded batch, run unless a step so large already ran)."""
+    timed = steps[1:]
+    wall, cpu = sum(s[0] for s in timed), sum(s[1] for s in timed)
+    real, padded = sum(s[2] for s in timed) / SR, sum(s[3] * s[4] for s in timed) / SR
+    epoch_padded = [len(b) * epoch_lengths[b].max() for b in epoch_batches]
+    r = dict(steps=len(timed), s_per_step=wall / len(timed), audio_s_per_step=real / len(timed),
+             audio_s_per_s=real / wall, audio_s_per_cpu_s=real / cpu, padded_fraction=1 - real / padded,
+             s_per_padded_audio_s=wall / padded, epoch_padded_fraction=padded_fraction(epoch_lengths, epoch_batches),
+             epoch_steps=len(epoch_batches), epoch_max_padded_audio_s=max(epoch_padded) / SR,
+             rss_after_setup_mb=rss_setup_kb / 1024)
+    # the whole epoch at this loop's measured cost per padded audio-second: less noisy than a few sampled steps
+    r["projected_epoch_audio_s_per_s"] = (1 - r["epoch_padded_fraction"]) / r["s_per_padded_audio_s"]
+    r["peak_rss_timed_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ran = max(s[3] * s[4] for s in steps)
+    if ran < max(epoch_padded): worst_step(int(np.argmax(epoch_padded)))
+    r["max_padded_audio_s"] = max(ran, max(epoch_padded)) / SR
+    r["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.device == "cuda": r["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return r
+
+
+def run_ours(args, lengths, waves, labels, max_len) -> dict:
+    "Time our pre-finetuning step on the first `steps + 1` batches of our epoch plan."
+    from transformers import get_linear_schedule_with_warmup
+    from speech_prefinetune.model import MultiTaskClassifier, prepare_batch
+    from speech_prefinetune.prefinetune import make_accelerator, scaled_loss, training_step
+    acc = make_accelerator(PrefinetuneConfig(device=args.device, bf16=args.bf16))
+    model = MultiTaskClassifier.from_encoder(args.folder, {TASK: LABELS[TASK]}, seed=args.seed, projector_dim=PROJECTOR,
+                                             freeze_feature_encoder=True)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR, weight_decay=WEIGHT_DECAY)
+    sched = get_linear_schedule_with_warmup(opt, 0, args.steps + 1)
+    model, opt = acc.prepare(model, opt)
+    model.train()
+    epoch = ours_plan(lengths, max_len, args)
+    n_classes = {TASK: len(LABELS[TASK])}
+    def step(rows, offsets):   # one optimizer step: the preprocessor's normalisation and padding, then `training_step`
+        x, mask = prepare_batch([waves[r][o:o + max_len] for r, o in zip(rows, offsets)], model.preprocessor)
+        b = dict(task=TASK, input_values=x.to(acc.device), attention_mask=mask.to(acc.device),
+                 labels=torch.as_tensor(labels[rows], device=acc.device))
+        training_step(acc, model, opt, sched, [b], n_classes, GRAD_CLIP)
+        _sync(args.device)
+        return int(mask.sum()), *x.shape
+    rss_setup, steps = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, []
+    for rows, offsets in epoch[:args.steps + 1]:
+        t, c = time.perf_counter(), time.process_time()
+        shape = step(rows, offsets)
+        steps.append((time.perf_counter() - t, time.process_time() - c, *shape))
+    r = _result(args, steps, rss_setup, np.minimum(lengths, max_len), [b for b, _ in epoch], lambda i: step(*epoch[i]))
+    if args.flops:   # the timed steps' shapes again, forward + backward, eval mode (model FLOPs: every layer)
+        count, model = _flop_counter(), model.eval()
+        def fwd_bwd(rows, offsets):
+            x, mask = prepare_batch([waves[i][o:o + max_len] for i, o in zip(rows, offsets)], model.preprocessor)
+            with acc.autocast():
+                logits = model(x.to(acc.device), mask.to(acc.device), task=TASK)
+            scaled_loss(logits, torch.as_tensor(labels[rows], device=acc.device), n_classes[TASK]).backward()
+        r["flops_per_step"] = sum(count(lambda: fwd_bwd(*b))[1] for b in epoch[1:args.steps + 1]) / args.steps
+    return r
+
+
+class ListDataset(torch.utils.data.Dataset):
+    def __init__(self, items): self.items = items
+    def __len__(self): return len(self.items)
+    def __getitem__(self, i): return self.items[i]
+
+
+def run_trainer(args, lengths, waves, labels, max_len, strategy="random") -> dict:
+    "Time `Trainer` + `Wav2Vec2ForSequenceClassification` (frozen CNN, standard collator) for `steps + 1` steps."
+    from transformers import (AutoFeatureExtractor, DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments,
+                              Wav2Vec2ForSequenceClassification)
+    from transformers.utils import logging as hf_logging
+    hf_logging.set_verbosity_error()
+    fe = AutoFeatureExtractor.from_pretrained(args.folder)
+    torch.manual_seed(args.seed)
+    model = Wav2Vec2ForSequenceClassification.from_pretrained(args.folder, num_labels=len(LABELS[TASK]),
+                                                              classifier_proj_size=PROJECTOR)
+    model.freeze_feature_encoder()
+    rng = np.random.default_rng(derive_seed(args.seed, "trainer crops"))   # the example script's random subsample
+    items = []
+    for w, y in zip(waves, labels):
+        o = rng.integers(0, len(w) - min(len(w), max_len) + 1)
+        items.append(dict(input_values=fe(w[o:o + max_len], sampling_rate=SR).input_values[0], label=int(y)))
+    batches = []
+    class Recording(DataCollatorWithPadding):   # the default collator for a feature extractor, noting each batch
+        def __call__(self, features):
+            out = super().__call__(features)
+            batches.append((sum(len(f["input_values"]) for f in features), *out["input_values"].shape))
+            return out
+    ticks = []
+    class Clock(TrainerCallback):
+        def on_train_begin(self, *a, **k): ticks.append((time.perf_counter(), time.process_time()))
+        def on_step_end(self, *a, **k): _sync(args.device); ticks.append((time.perf_counter(), time.process_time()))
+    out = tempfile.mkdtemp(prefix="realsize_trainer_")
+    targs = TrainingArguments(output_dir=out, per_device_train_batch_size=args.trainer_batch_size, max_steps=args.steps + 1,
+                              learning_rate=LR, weight_decay=WEIGHT_DECAY, max_grad_norm=GRAD_CLIP, lr_scheduler_type="linear",
+                              warmup_steps=0, logging_strategy="no", save_strategy="no", eval_strategy="no", report_to=[],
+                              use_cpu=args.device == "cpu", bf16=args.bf16 and args.device == "cuda",
+                              dataloader_num_workers=0, seed=args.seed, disable_tqdm=True, train_sampling_strategy=strategy)
+    trainer = Trainer(model=model, args=targs, train_dataset=ListDataset(items), processing_class=fe,
+                      data_collator=Recording(fe), callbacks=[Clock()])
+    rss_setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    trainer.train()
+    steps = [(t1[0] - t0[0], t1[1] - t0[1], *b) for t0, t1, b in zip(ticks, ticks[1:], batches)]
+    assert len(steps) == args.steps + 1, (len(ticks), len(batches))
+    order = list(trainer._get_train_sampler(trainer.train_dataset))   # a whole epoch of its sampler
+    B = args.trainer_batch_size
+    epoch = [np.array(order[i:i + B]) for i in range(0, len(order), B)]
+    def worst_step(i):   # one more step of its own loop on that epoch's largest batch
+        inputs = trainer._prepare_inputs(trainer.data_collator([items[j] for j in epoch[i]]))
+        trainer.training_step(trainer.model, inputs)
+        trainer.optimizer.step(); trainer.optimizer.zero_grad(set_to_none=True); _sync(args.device)
+    r = _result(args, steps, rss_setup, np.array([len(i["input_values"]) for i in items]), epoch, worst_step)
+    if args.flops:
+        count, model = _flop_counter(), trainer.model.eval()
+        dev = next(model.parameters()).device
+        def fwd_bwd(b, t):
+            x = torch.randn(b, t, device=dev)
+            with torch.autocast(dev.type, torch.bfloat16, enabled=args.bf16 and args.device == "cuda"):
+                loss = model(input_values=x, labels=torch.zeros(b, dtype=torch.long, device=dev)).loss
+            loss.backward()
+        r["flops_per_step"] = sum(count(lambda: fwd_bwd(s[3], s[4]))[1] for s in steps[1:]) / (len(steps) - 1)
+    import shutil; shutil.rmtree(out, ignore_errors=True)
+    return r
+
+
+def child(args):
+    "Run one variant in this process; print its report as the last line (JSON)."
+    if args.threads: torch.set_num_threads(args.threads)
+    data = dataset(args)
+    if args.variant == "ours": r = run_ours(args, *data)
+    else: r = run_trainer(args, *data, strategy="group_by_length" if args.variant == "trainer_group_by_length" else "random")
+    print(json.dumps(r), flush=True)
+
+
+def spawn(args, variant, bf16) -> dict:
+    "One variant in a fresh Python process (its own peak RSS)."
+    cmd = [sys.executable, __file__, "--child", variant, "--folder", str(args.folder), "--steps", str(args.steps),
+           "--batch-seconds", str(args.batch_seconds), "--clips", str(args.clips),
+           "--device", args.device, "--trainer-batch-size", str(args.trainer_batch_size), "--seed", str(args.seed)]
+    cmd += ["--max-seconds", str(args.max_seconds)] if args.max_seconds else []
+    cmd += (["--bf16"] if bf16 else []) + (["--flops"] if args.flops else []) + (["--threads", str(args.threads)] if args.threads else [])
+    p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if p.returncode != 0: sys.exit(f"{variant} failed:\n{p.stderr[-4000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def report(results, args) -> dict:
+    "Print the table and the ratios against the default Trainer; return the ratios."
+    gpu = args.device == "cuda"
+    peak = args.peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items() if gpu and k in torch.cuda.get_device_name()), None)
+    print(f"{'variant':26s} {'s/step':>7s} {'audio-s':>7s} {'audio-s/s':>9s} {'/cpu-s':>7s} {'padded':>7s} {'s/padded-s':>10s} "
+          f"{'epoch:padded':>12s} {'audio-s/s':>9s} {'max batch s':>11s} {'RSS MB':>7s} {'peak RSS MB':>11s}"
+          + (f" {'peak GPU MB':>11s} {'TFLOP/s':>8s} {'MFU':>6s}" if gpu else ""))
+    for name, r in results.items():
+        if "flops_per_step" in r:
+            r["tflops_per_s"] = r["flops_per_step"] / r["s_per_step"] / 1e12
+            if peak and name.endswith("bf16"): r["mfu"] = r["tflops_per_s"] / peak
+        line = (f"{name:26s} {r['s_per_step']:7.2f} {r['audio_s_per_step']:7.1f} {r['audio_s_per_s']:9.2f} {r['audio_s_per_cpu_s']:7.2f} "
+                f"{r['padded_fraction']:7.1%} {r['s_per_padded_audio_s']:10.3f} {r['epoch_padded_fraction']:12.1%} "
+                f"{r['projected_epoch_audio_s_per_s']:9.2f} {r['max_padded_audio_s']:11.1f} {r['peak_rss_timed_mb']:7.0f} {r['peak_rss_mb']:11.0f}")
+        if gpu: line += f" {r['peak_gpu_mb']:11.0f} {r.get('tflops_per_s', float('nan')):8.1f} " + (f"{r['mfu']:6.1%}" if "mfu" in r else f"{'-':>6s}")
+        print(line)
+    print("(audio-s: real audio per timed step; padded: of the timed steps; epoch: the sampler's whole epoch, its audio-s/s at the "
+          "measured s/padded-s; max batch s: the largest padded batch run, the epoch's largest included; RSS: peak over the "
+          "timed steps; peak RSS: including a step on the epoch's largest batch)")
+    ratios = {}
+    for suffix in ("", "_bf16") if gpu else ("",):
+        base = results[f"trainer{suffix}"]
+        for name in (f"ours{suffix}", f"trainer_group_by_length{suffix}"):
+            r, q = results[name], {}
+            for k in ("audio_s_per_s", "audio_s_per_cpu_s", "projected_epoch_audio_s_per_s", "peak_rss_timed_mb", "peak_rss_mb", "peak_gpu_mb"):
+                if k in r: q[k] = r[k] / base[k]
+            ratios[name] = q
+            print(f"{name} / trainer{suffix}: audio-s/s {q['audio_s_per_s']:.2f}x (per CPU-s {q['audio_s_per_cpu_s']:.2f}x; whole epoch "
+                  f"{q['projected_epoch_audio_s_per_s']:.2f}x), peak RSS {q['peak_rss_mb']:.2f}x (timed steps {q['peak_rss_timed_mb']:.2f}x)"
+                  + (f", peak GPU memory {q['peak_gpu_mb']:.2f}x" if "peak_gpu_mb" in q else ""))
+    return ratios
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=None, help="timed optimizer steps per variant, after one warm-up step (default: 6 on CPU, 30 on CUDA)")
+    p.add_argument("--batch-seconds", type=float, default=None,
+                   help="our padded audio-seconds per batch (default: 16 on CPU, PrefinetuneConfig's default on CUDA)")
+    p.add_argument("--max-seconds", type=float, default=getattr(DEFAULT, "max_seconds", getattr(DEFAULT, "max_clip_seconds", None)), help="random crop length (default: %(default)s)")
+    p.add_argument("--clips", type=int, default=None, help="clips in the synthetic corpus (default: 400, --tiny 80)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--tiny", action="store_true", help="a tiny encoder of the base layout (smoke test); also counts FLOPs on CPU")
+    p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per process (default: torch's)")
+    p.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak for MFU (default: known GPUs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--child", choices=VARIANTS, dest="variant", help=argparse.SUPPRESS)
+    p.add_argument("--folder", help=argparse.SUPPRESS)
+    p.add_argument("--trainer-batch-size", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--flops", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.device == "auto": args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.variant: return child(args)
+    gpu = args.device == "cuda"
+    args.steps = args.steps or (30 if gpu else 6)
+    args.batch_seconds = args.batch_seconds or (DEFAULT.batch_seconds if gpu else 16.0)
+    args.clips = args.clips or (80 if args.tiny else 400)
+    args.flops = gpu or args.tiny
+
+    lengths = clip_lengths(args.clips, args.seed); max_len = crop_length(lengths, args)
+    eff = np.minimum(lengths, max_len)
+    plan = [b for b, _ in ours_plan(lengths, max_len, args)]
+    ours_audio = float(np.mean([eff[b].sum() for b in plan])) / SR
+    args.trainer_batch_size = max(1, round(ours_audio / (eff.mean() / SR)))   # the same mean audio-seconds per step
+    args.mean_clip_seconds, args.ours_audio_seconds_per_batch = float(eff.mean() / SR), ours_audio
+    B = args.trainer_batch_size
+    print(f"corpus: {len(eff)} clips, median {np.median(lengths) / SR:.1f} s, mean {eff.mean() / SR:.2f} s after cropping to "
+          f"{max_len / SR:g} s; {'tiny' if args.tiny else 'wav2vec2-base-sized'} encoder on {args.device}, {args.steps} timed steps")
+    print(f"audio per step: ours <= {args.batch_seconds:g} padded audio-s per batch, {ours_audio:.1f} real audio-s on average; "
+          f"Trainer batch size {B} ({B * eff.mean() / SR:.1f} audio-s on average)")
+    rand = lambda n: (lambda p: [p[i:i + n] for i in range(0, len(p), n)])(np.random.default_rng(args.seed).permutation(len(eff)))
+    print("padded fraction of a whole epoch, ours / random batches of the same mean audio, by audio-s per batch: " + ", ".join(
+        f"{bs:g} s {padded_fraction(eff, [b for b, _ in ours_plan(lengths, max_len, argparse.Namespace(**{**vars(args), 'batch_seconds': bs}))]):.0%}"
+        f" / {padded_fraction(eff, rand(max(1, round(bs * 0.85 / (eff.mean() / SR))))):.0%}" for bs in (8, 16, 32, 64, 128, 256)), flush=True)
+
+    results = {}
+    with tempfile.TemporaryDirectory() as d:
+        args.folder = build_checkpoint(Path(d) / "wav2vec2-base-sized", args.tiny, args.seed)
+        for bf16 in (False, True) if gpu else (False,):
+            for v in VARIANTS:
+                results[v + ("_bf16" if bf16 else "")] = r = spawn(args, v, bf16)
+                print(f"  {v}{' bf16' if bf16 else ''}: {r['s_per_step']:.2f} s/step, {r['audio_s_per_s']:.2f} audio-s/s, "
+                      f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+    ratios = report(results, args)
+    o, mem = ratios["ours"], ("peak_gpu_mb" if gpu else "peak_rss_mb")
+    met = o["audio_s_per_s"] >= 1.3 and o[mem] <= 1.0
+    if args.json:
+        settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("variant", "json", "folder")}
+        args.json.write_text(json.dumps(dict(settings=settings, results=results, ratios=ratios, goal_met=met), indent=1) + "\n")
+    print(f"speedup_vs_trainer: {o['audio_s_per_s']:.2f}")
+    print(f"speedup_vs_group_by_length: {o['audio_s_per_s'] / ratios['trainer_group_by_length']['audio_s_per_s']:.2f}")
+    print(f"epoch_speedup_vs_trainer: {o['projected_epoch_audio_s_per_s']:.2f}")
+    print(f"peak_rss_ratio_vs_trainer: {o['peak_rss_mb']:.2f}")
+    if gpu: print(f"peak_gpu_ratio_vs_trainer: {o['peak_gpu_mb']:.2f}")
+    print(f"goal_met: {'yes' if met else 'no'} (>= 1.3x the default Trainer's audio-s/s with no higher peak "
+          f"{'GPU memory' if gpu else 'RSS'})")
+
+
+if __name__ == "__main__":
+    main()
