@@ -141,16 +141,7 @@ def disk_plan(seconds: dict, # corpus -> seconds of audio the cache will hold
                 checkpoint=model + 8 * n_trained,
                 features=int(feature_copies * feature_seconds * frames_per_second * channels * 4))
 
-# %% ../nbs/12_reproduce.ipynb #e26f34e2
-def _model_inputs(model, waves, config):
-    "Model inputs of 1-D waves, through the encoder's own preprocessing when the model has it."
-    if hasattr(model, "prepare"): return model.prepare(waves)
-    from speech_prefinetune.model import pad_batch
-    return pad_batch(waves, normalize=getattr(config, "normalize", True))
-
-def _rate(model, config) -> int:
-    return int(getattr(model, "sampling_rate", None) or getattr(config, "sample_rate", 16000))
-
+# %% ../nbs/12_reproduce.ipynb #3a8767dd
 def _crop_seconds(config) -> float | None:
     return getattr(config, "max_seconds", getattr(config, "max_clip_seconds", None))
 
@@ -171,7 +162,7 @@ def calibrate_prefinetune(encoder, # encoder spec
     tasks = {t: tuple(LABELS.get(t) or sorted(tab["label"].unique())) for t, tab in tables.items()}
     model = MultiTaskClassifier.from_encoder(encoder, tasks, seed=config.seed, projector_dim=config.projector_dim,
                                              freeze_feature_encoder=config.freeze_feature_encoder)
-    sr, crop = _rate(model, config), _crop_seconds(config)
+    sr, crop = model.sampling_rate, _crop_seconds(config)
     task = max(tables, key=lambda t: (tables[t]["split"] == "train").sum())
     rows = tables[task][tables[task]["split"] == "train"].sample(frac=1.0, random_state=config.seed)
     waves, total = [], 0.0
@@ -183,7 +174,7 @@ def calibrate_prefinetune(encoder, # encoder spec
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0)
     model, opt = acc.prepare(model, opt)
-    x, m = _model_inputs(acc.unwrap_model(model), waves, config)
+    x, m = acc.unwrap_model(model).prepare(waves)   # the encoder's own preprocessing
     labels = torch.as_tensor(np.arange(len(waves)) % len(tasks[task]), device=acc.device)
     batch = dict(task=task, input_values=x.to(acc.device), attention_mask=m.to(acc.device), labels=labels)
     n_classes = {t: len(l) for t, l in tasks.items()}
@@ -212,15 +203,17 @@ def calibrate_fewshot(encoder, # encoder spec (the base model; pre-finetuned mod
                       seed: int = 0,
                      ) -> dict:
     "Measured seconds of a shard's set-up and of one trial epoch at each k, on this device."
-    from speech_prefinetune.fewshot import TrialRunner
+    from speech_prefinetune.fewshot import TrialRunner, sample_fewshot
     cfg = replace(config or TrialConfig(), max_epochs=epochs, patience=epochs + 1, paper_code_schedule=False, stack=1)
     t0 = time.perf_counter()
     runner = TrialRunner(encoder, esd, speaker, cfg, device)
     setup = time.perf_counter() - t0
     per_epoch = {}
     for kk in sorted(set(int(v) for v in k)):
+        ids = sample_fewshot(esd, speaker, ESD_EMOTIONS[0], kk, 0, seed)
+        runner.prepare(ids)   # a shard computes the CNN features of its training clips once, before its trials
         t0 = time.perf_counter()
-        r = runner.run(ESD_EMOTIONS[0], kk, 0, seed)
+        r = runner.run(ESD_EMOTIONS[0], kk, 0, seed, train_ids=ids)
         per_epoch[kk] = (time.perf_counter() - t0) / r["epochs"]
     return dict(device=str(runner.device), setup_seconds=setup, epoch_seconds=per_epoch)
 
@@ -317,7 +310,7 @@ def encoder_facts(encoder, # encoder spec
     config = config or PrefinetuneConfig()
     model = MultiTaskClassifier.from_encoder(encoder, tasks, seed=config.seed, projector_dim=config.projector_dim,
                                              freeze_feature_encoder=config.freeze_feature_encoder)
-    c, rate = model.encoder.config, _rate(model, config)
+    c, rate = model.encoder.config, model.sampling_rate
     return dict(rate=rate, n_params=sum(p.numel() for p in model.parameters()),
                 n_trained=sum(p.numel() for p in model.parameters() if p.requires_grad),
                 frames_per_second=rate / math.prod(c.conv_stride), channels=int(c.conv_dim[-1]))
@@ -352,7 +345,7 @@ def reproduce_plan(roots, # corpora.toml (or dict corpus -> root)
     trials_t = plan_trials(refs, out / "results", speakers, emotions, ks, trials, seed, tcfg)
     from speech_prefinetune.core import LABELS
     facts = encoder_facts(encoder, {c: LABELS[c] for c in corpora}, pcfg)
-    used = esd[esd["speaker"].astype(str).isin(speakers) & esd["split"].isin(["valid", "test"])]
+    used = esd[esd["speaker"].astype(str).isin(speakers)]   # at most: validation, test and every training clip
     feat_secs = secs[DOWNSTREAM_CORPUS]["total"] * len(used) / max(1, len(esd))
     disk = disk_plan({c: v["total"] for c, v in secs.items()}, facts["rate"], facts["n_params"], facts["n_trained"],
                      len(subsets), feat_secs, facts["frames_per_second"], facts["channels"],
@@ -403,7 +396,8 @@ def format_plan(plan: dict, # `reproduce_plan`'s result
           f"of audio (headers read / files: {read})",
           f"  models: {len(m)} x {_size(d['models'] / max(1, len(m)))} = {_size(d['models'])}; while one trains, its "
           f"checkpoint.pt: {_size(d['checkpoint'])}",
-          f"  few-shot CNN features (float32, {f['frames_per_second']:.1f} frames/s x {f['channels']}): {_size(d['features'])}"]
+          f"  few-shot CNN features (float32, {f['frames_per_second']:.1f} frames/s x {f['channels']}): at most {_size(d['features'])} "
+          "(every clip of the grid's speakers)"]
     if plan["hours"] is None: return "\n".join(L + ["", "no calibration (--calibration-steps 0): no projected hours"])
     pc, fc = plan["pcal"], plan["fcal"]
     L += ["", f"calibration on {pc['device']}:",
