@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_synth.ipynb #cb36a0ad
 from __future__ import annotations
-import json, math, shutil, time
+import argparse, json, math, shutil, time
 from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -727,7 +727,10 @@ def add_synth_command(subparsers):
     p = subparsers.add_parser("synth", help="write synthetic emotional speech corpora in their real layouts",
                               description="Write the five corpora (IEMOCAP, MSP-IMPROV, MSP-PODCAST, Mandarin Affective Speech, "
                               "ESD) as synthetic emotional speech in their real folder layouts and native sample rates, plus "
-                              "OUT/corpora.toml mapping each corpus to its root. Deterministic: the same seed writes the same bytes.")
+                              "OUT/corpora.toml mapping each corpus to its root. Deterministic: the same seed writes the same bytes.",
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog="quirks of real copies (--quirk NAME, repeatable; none by default):\n" +
+                                     "\n".join(f"  {k}: {v}" for k, v in QUIRKS.items()))
     p.add_argument("out", metavar="OUT", help="folder to write into (created if missing)")
     p.add_argument("--size", default="tiny", choices=tuple(SIZES),
                    help="tiny: ~800 clips of 0.6-1.2 s, seconds to write (tests); demo: ~2,100 clips of 1-2 s (spft demo). Default: %(default)s")
@@ -738,7 +741,7 @@ def add_synth_command(subparsers):
     p.add_argument("--podcast-audio-dir", default="Audios", choices=("Audios", "Audio"),
                    help="name of MSP-PODCAST's audio folder, which differs between releases (default: %(default)s)")
     p.add_argument("--quirk", action="append", choices=tuple(QUIRKS), metavar="NAME",
-                   help="write a quirk of real copies (repeatable): " + "; ".join(f"{k}: {v}" for k, v in QUIRKS.items()))
+                   help="write a quirk of real copies (repeatable; the names are listed below)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_synth_main)
     return p

@@ -1,8 +1,9 @@
 "Synthetic corpora: determinism, native formats, real layouts, learnable emotion, and the loaders reading them back."
-import argparse, re, warnings
+import argparse, re, shutil, warnings
 from collections import Counter
 from pathlib import Path
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 from speech_prefinetune.core import LABELS, SPLITS, UserError, read_roots
@@ -252,3 +253,135 @@ def test_rerun_replaces_its_own_folders_and_refuses_foreign_ones(tmp_path):
     with pytest.raises(UserError, match="refusing to overwrite"):
         S.synth_corpora(tmp_path / "data", "s", corpora=("esd",), sizes=small)
     assert real.is_dir()
+
+
+# ------------------------------------------------------------------------------------- side by side, quirks
+def test_every_corpus_loads_from_the_shared_folder(tiny):
+    "out/ holds the five corpora side by side, like the paper's data/ folder: each loader finds its own."
+    out, roots = tiny
+    for corpus, root in roots.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            a, b = load_corpus(corpus, out), load_corpus(corpus, root)
+        assert a.equals(b) and a.path.str.startswith(str(root)).all(), corpus
+
+
+QSIZE = {"q": dict(seconds=(0.6, 0.9), esd=dict(speakers=("0001", "0002", "0011"), train=2, evaluation=1, test=1),
+                   msp_improv=dict(sentences=1, types=("P",)), msp_podcast=dict(speakers=4, clips=2, unknown=4),
+                   iemocap=dict(dialogs=1, turns=2), mandarin_as=dict(speakers=3, phrase=1, utterance=1))}
+QUIRK_CORPUS = {"esd-long-root": "esd", "esd-utf16-nobom": "esd", "improv-audio-dir": "msp_improv",
+                "improv-evalution": "msp_improv", "podcast-json": "msp_podcast", "podcast-label-dir": "msp_podcast",
+                "podcast-concensus": "msp_podcast"}
+QUIRK_OPTIONS = {"msp_improv": {"label_source": "consensus"}}
+
+
+@pytest.fixture(scope="module")
+def plain_q(tmp_path_factory):
+    return S.synth_corpora(tmp_path_factory.mktemp("plain"), "q", corpora=("esd", "msp_improv", "msp_podcast"), sizes=QSIZE)
+
+
+def _load(corpus, root, **k):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                                         # small trees: notes about empty splits
+        return load_corpus(corpus, root, **QUIRK_OPTIONS.get(corpus, {}), **k)
+
+
+def test_quirks_cover_the_real_copies():
+    assert set(S.QUIRKS) == set(QUIRK_CORPUS)
+    with pytest.raises(UserError, match="unknown quirk.*podcast-yaml"): S.synth_corpora("/nonexistent", quirks=("podcast-yaml",))
+
+
+@pytest.mark.parametrize("quirk", sorted(QUIRK_CORPUS))
+def test_each_quirk_writes_its_layout_and_reads_back_the_same(tmp_path, plain_q, quirk):
+    corpus = QUIRK_CORPUS[quirk]
+    root = S.synth_corpora(tmp_path, "q", corpora=(corpus,), sizes=QSIZE, quirks=(quirk,))[corpus]
+    rel = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
+    expect = {"esd-long-root": ("Emotional Speech Dataset (ESD)/0001/0001.txt", "Emotion Speech Dataset/0001/0001.txt"),
+              "esd-utf16-nobom": ("Emotion Speech Dataset/0002/0002.txt", None),
+              "improv-audio-dir": ("MSP-IMPROV/Audio/session1/S01A/P/MSP-IMPROV-S01A-F01-P-FM01.wav",
+                                   "MSP-IMPROV/session1/S01A/P/MSP-IMPROV-S01A-F01-P-FM01.wav"),
+              "improv-evalution": ("MSP-IMPROV/Evalution.txt", "MSP-IMPROV/Evaluation.txt"),
+              "podcast-json": ("MSP-PODCAST/Labels/labels_consensus.json", "MSP-PODCAST/Labels/labels_consensus.csv"),
+              "podcast-label-dir": ("MSP-PODCAST/label/labels_consensus.csv", "MSP-PODCAST/Labels/labels_consensus.csv"),
+              "podcast-concensus": ("MSP-PODCAST/Labels/labels_concensus.csv", "MSP-PODCAST/Labels/labels_consensus.csv")}[quirk]
+    assert expect[0] in rel and expect[1] not in rel
+    if quirk == "esd-utf16-nobom":
+        for spk, enc in (("0001", "utf-16-le"), ("0002", "utf-16-be")):
+            data = (root / spk / f"{spk}.txt").read_bytes()
+            assert data[:2] not in (b"\xff\xfe", b"\xfe\xff") and data.decode(enc).count("\n") == 20
+            assert set("中立生气快乐伤心惊喜") <= set(data.decode(enc))
+        with pytest.raises(UnicodeDecodeError): (root / "0001" / "0001.txt").read_bytes().decode("gb2312")
+    a, b = _load(corpus, plain_q[corpus]), _load(corpus, tmp_path)            # from the folder above: sniffed
+    pd.testing.assert_frame_equal(a.drop(columns="path"), b.drop(columns="path"))
+    assert [Path(p).read_bytes() for p in a.path] == [Path(p).read_bytes() for p in b.path]   # quirks never touch audio
+    if corpus == "esd": assert b[b.speaker <= "0010"].transcript.str.contains("[\u4e00-\u9fff]").all()
+
+
+def test_all_quirks_side_by_side_with_the_other_corpora(tmp_path, plain_q):
+    roots = S.synth_corpora(tmp_path / "data", "q", sizes=QSIZE, quirks=tuple(S.QUIRKS))
+    assert roots["esd"].name == "Emotional Speech Dataset (ESD)" and read_roots(tmp_path / "data" / "corpora.toml") == roots
+    for corpus, root in roots.items():
+        t = _load(corpus, tmp_path)                                              # two levels above every root
+        assert t.path.str.startswith(str(root)).all() and len(t) == len(_load(corpus, root)), corpus
+        if corpus in plain_q: pd.testing.assert_frame_equal(t.drop(columns="path"), _load(corpus, plain_q[corpus]).drop(columns="path"))
+
+
+def test_bad_input_in_quirky_trees(tmp_path):
+    roots = S.synth_corpora(tmp_path, "q", corpora=("esd", "msp_improv", "msp_podcast"), sizes=QSIZE, quirks=tuple(S.QUIRKS))
+    # MSP-PODCAST JSON: a bad entry is named by file and the line of its key; a broken file by the line parsing stopped
+    lf = roots["msp_podcast"] / "label" / "labels_concensus.json"
+    text = lf.read_text()
+    first = next(m for m in re.finditer(r'^    "(MSP-PODCAST_[\d_]+\.wav)": \{', text, re.M))
+    line = text[:first.start()].count("\n") + 1
+    bad = text.replace('"EmoClass": ', '"EmoClass": "Z", "was": ', 1)
+    lf.write_text(bad)
+    with pytest.raises(UserError, match=rf"labels_concensus\.json:{line}: unknown EmoClass 'Z' for {first.group(1)}"):
+        load_corpus("msp_podcast", tmp_path)
+    with pytest.warns(UserWarning, match=r"skipped 1 entry \(1 unknown label code"):
+        t = load_corpus("msp_podcast", tmp_path, errors="skip")
+    assert first.group(1)[:-4] not in set(t.utt_id)
+    lf.write_text(text[: len(text) // 2])
+    with pytest.raises(UserError, match=rf"labels_concensus\.json:\d+: not valid JSON"): load_corpus("msp_podcast", tmp_path)
+    # MSP-IMPROV: Evalution.txt names itself; a stray file under Audio/ is named
+    ev = roots["msp_improv"] / "Evalution.txt"
+    n = len(ev.read_text().splitlines())
+    ev.write_text(ev.read_text() + "UTD-IMPROV-S01A-F01-P-FM01; A; A:1\n")
+    with pytest.raises(UserError, match=rf"Evalution\.txt:{n + 1}: cannot parse"):
+        load_corpus("msp_improv", tmp_path, label_source="consensus")
+    stray = roots["msp_improv"] / "Audio" / "session1" / "S01A" / "P" / "notes.wav"
+    stray.write_bytes(b"RIFF")
+    with pytest.raises(UserError, match=rf"{re.escape(str(stray))}: expected MSP-IMPROV"): load_corpus("msp_improv", tmp_path)
+    # ESD: a garbled BOM-less UTF-16 transcript line is a warning naming the file, the others still decode
+    tf = roots["esd"] / "0001" / "0001.txt"
+    tf.write_bytes(tf.read_bytes() + "garbage\n".encode("utf-16-le"))
+    with pytest.warns(UserWarning, match=r"unparsed transcript lines.*Emotional Speech Dataset \(ESD\)/0001/0001\.txt: 1 line"):
+        t = load_corpus("esd", tmp_path)
+    assert t[t.speaker == "0001"].transcript.str.contains("[\u4e00-\u9fff]").all()
+
+
+def test_rerun_with_another_root_name_and_foreign_copies(tmp_path):
+    small = {"s": dict(seconds=(0.6, 0.8), esd=dict(speakers=("0001",), train=2, evaluation=1, test=1))}
+    S.synth_corpora(tmp_path / "o", "s", corpora=("esd",), sizes=small)
+    long = S.synth_corpora(tmp_path / "o", "s", corpora=("esd",), sizes=small, quirks=("esd-long-root",))["esd"]
+    assert long.is_dir() and not (tmp_path / "o" / "Emotion Speech Dataset").exists()     # our old copy replaced
+    assert "- Emotional Speech Dataset (ESD)" in (tmp_path / "o" / ".spft-synth").read_text()
+    real = tmp_path / "d" / "Emotion Speech Dataset"
+    shutil.copytree(long, real)                                                            # someone's own copy
+    S.synth_corpora(tmp_path / "d", "s", corpora=("esd",), sizes=small, quirks=("esd-long-root",))
+    S.synth_corpora(tmp_path / "d", "s", corpora=("esd",), sizes=small, quirks=("esd-long-root",))   # rerun: still untouched
+    assert (real / "0001" / "0001.txt").is_file()
+    with pytest.raises(UserError, match="refusing to overwrite"): S.synth_corpora(tmp_path / "d", "s", corpora=("esd",), sizes=small)
+    with pytest.raises(UserError, match=r"esd: 2 folders .*: Emotion Speech Dataset, Emotional Speech Dataset \(ESD\)"):
+        load_corpus("esd", tmp_path / "d")
+
+
+def test_cli_quirks(tmp_path, capsys):
+    p = argparse.ArgumentParser(prog="spft"); sub = p.add_subparsers()
+    S.add_synth_command(sub)
+    args = p.parse_args(["synth", str(tmp_path), "--corpora", "esd", "--seed", "2", "--quirk", "esd-long-root",
+                         "--quirk", "esd-utf16-nobom", "--quiet"])
+    assert args.func(args) == 0
+    assert f"esd\t{(tmp_path / 'Emotional Speech Dataset (ESD)').resolve()}" in capsys.readouterr().out
+    assert (tmp_path / "Emotional Speech Dataset (ESD)" / "0001" / "0001.txt").read_bytes()[1:2] == b"\x00"   # LE, no BOM
+    with pytest.raises(SystemExit): p.parse_args(["synth", str(tmp_path), "--quirk", "podcast-yaml"])
+    assert "podcast-json" in sub.choices["synth"].format_help()
