@@ -67,9 +67,10 @@ def hash_split(key: str, # what is hashed (an utt_id or a speaker)
 
 # %% ../nbs/02_corpora.ipynb #fd23624c
 def _dirs(p: Path) -> list[Path]:
-    "Sub-folders of `p`, sorted, without macOS `._` junk and hidden folders."
+    "Sub-folders of `p`, sorted, without hidden folders and macOS junk (`._*`, and the `__MACOSX` copy a zip unpacks)."
     try:
-        with os.scandir(p) as it: return sorted(Path(e.path) for e in it if not e.name.startswith(".") and e.is_dir())
+        with os.scandir(p) as it:
+            return sorted(Path(e.path) for e in it if not e.name.startswith(".") and e.name != "__MACOSX" and e.is_dir())
     except OSError: return []
 
 def _subs(p: Path, pattern: str) -> list[Path]:

@@ -577,6 +577,13 @@ def test_no_match_names_near_misses_or_sub_folders(tmp_path):
     with pytest.raises(UserError, match="no Session1..Session5"): load_corpus("iemocap", tmp_path / "deep")
 
 
+def test_macos_zip_ghost_copy_is_not_a_second_copy(tmp_path):
+    base = make_esd(tmp_path / "data")
+    ghost = tmp_path / "data" / "__MACOSX" / base.name / "0001" / "Angry" / "train"
+    ghost.mkdir(parents=True); (ghost / "._0001_000351.wav").write_bytes(b"\x00\x05\x16\x07 mac resource fork")
+    assert len(load_quiet("esd", tmp_path)) == 60
+
+
 def test_esd_root_named_like_the_release(tmp_path):
     base = make_esd(tmp_path / "downloads", speakers=("0003", "0013"), dataset_folder="Emotional Speech Dataset (ESD)",
                     transcripts="utf-16-le")
