@@ -3,39 +3,42 @@
 A local checkpoint folder built like `facebook/wav2vec2-base` (`Wav2Vec2Config()` defaults: the base geometry, 94M
 parameters, seeded random weights, `save_pretrained`) with the real checkpoint's `preprocessor_config.json` values
 (`do_normalize=True`, `return_attention_mask=False`, 16 kHz, padding value 0). IEMOCAP-like clip lengths: log-normal,
-median 3 s, clipped to [1, 30] s (seeded), speech-like synthetic waves held in memory; clips longer than
-`PrefinetuneConfig().max_seconds` are randomly cropped to it in every variant. Each variant runs in its own subprocess
-(so peak RSS, read with `resource.getrusage(RUSAGE_SELF).ru_maxrss`, is its own), trains `--steps` timed optimizer steps
-after one untimed warm-up step, frozen CNN, AdamW (lr 5e-5, weight decay 0.01, clipping 1.0, linear schedule):
+median 3 s, clipped to [1, 30] s (seeded); speech-like synthetic waves held in memory; clips longer than `--max-seconds`
+(default `PrefinetuneConfig().max_seconds`) are randomly cropped to it in every variant. Each variant runs in its own
+subprocess, so its peak RSS (`resource.getrusage(RUSAGE_SELF).ru_maxrss`) is its own. Each trains one untimed warm-up
+step, then `--steps` timed optimizer steps; frozen CNN, AdamW (lr 5e-5, weight decay 0.01), clipping 1.0, linear schedule:
 
-- `ours`: the package's pre-finetuning step: `MultiTaskClassifier.from_encoder(folder)` (it loads the folder's
-  preprocessor), one IEMOCAP head behind a 256-wide projector, batches from `bucket_batches(...,
+- `ours`: the package's pre-finetuning step: `MultiTaskClassifier.from_encoder(folder)` (with the folder's
+  preprocessor), one IEMOCAP head behind a 256-wide projector, an epoch of `bucket_batches(...,
   max_batch_samples=--batch-seconds x 16000)` with random crops, `prepare_batch(waves, model.preprocessor)`, then
   `training_step` (scaled loss) under `make_accelerator`'s Accelerator.
-- `trainer`: `Trainer` + `Wav2Vec2ForSequenceClassification.from_pretrained(folder)` (same 256-wide projector),
-  `freeze_feature_encoder()`, the clips normalised once by the feature extractor (as a `datasets.map` would) and
-  padded by the standard collator (`processing_class=feature_extractor`: `DataCollatorWithPadding`), default random
-  sampler, `per_device_train_batch_size` = ours' mean real audio-seconds per batch (over a whole epoch's plan) / the
-  mean clip length, rounded: the same mean audio-seconds per step.
+- `trainer`: `Trainer` + `Wav2Vec2ForSequenceClassification.from_pretrained(folder)` (the same 256-wide projector),
+  `freeze_feature_encoder()`, each clip cropped and normalised by the feature extractor when read (as the
+  audio-classification example's `set_transform`), batches padded by the standard collator
+  (`processing_class=feature_extractor`: `DataCollatorWithPadding`), the default random sampler, and
+  `per_device_train_batch_size` = ours' mean real audio-seconds per batch over an epoch / the mean clip length, rounded:
+  the same mean audio-seconds per step.
 - `trainer_group_by_length`: the same with `train_sampling_strategy="group_by_length"` (its `LengthGroupedSampler`).
 
-Per variant: seconds per step, audio-s/s (real, unpadded audio-seconds trained per wall-second and per CPU-second of
-the process), padded fraction of the samples it computed on, peak RSS (and on CUDA peak GPU memory); then ratios
-against the default `Trainer` and whether the goal holds: >= 1.3x its audio-s/s with no higher peak memory. The
-padded fractions each sampler would have over a whole epoch are printed first (the cause of most of the difference);
-`s per padded audio-s` separates the padding from the per-sample cost of each training loop.
+Reported per variant: seconds per step; audio-s/s (real, unpadded audio-seconds per wall-second, and per CPU-second of
+the process); the padded fraction of the samples it computed on; its cost per padded audio-second; the padded fraction
+of a whole epoch of its sampler and the audio-s/s that epoch would reach at the measured cost (a few sampled steps are
+noisy, the epoch is not); the peak RSS over the timed steps and after one more step on the largest padded batch of
+that epoch (what a whole epoch needs; on CUDA the peak GPU memory too). Then the ratios against the default `Trainer`
+and whether the goal holds: >= 1.3x its audio-s/s (timed steps) with no higher peak memory (epoch). A first line shows
+how the padding of each kind of batching grows with the audio per batch.
 
-On CUDA every variant also runs in bf16 (ours: the Accelerator's bf16 autocast; Trainer: `bf16=True`), and each
-variant's model FLOPs per step are counted with `bench/fewshot.py`'s `count_flops` (torch's FLOP counter, CPU
-attention kernels included) on the shapes of its timed steps, in eval mode (all layers, no LayerDrop): TFLOP/s and
-MFU against `--peak-tflops` (default: the dense bf16 peak of a known GPU).
+On CUDA each variant also runs in bf16 (ours: the Accelerator's bf16 autocast; Trainer: `bf16=True`), and the model
+FLOPs of its timed steps are counted with `bench/fewshot.py`'s `count_flops` (torch's FLOP formulas) on the same
+shapes in eval mode (every layer, no LayerDrop, so slightly above the work done in training): TFLOP/s and MFU against
+`--peak-tflops` (default: the dense bf16 peak of a known GPU).
 
-    PYTHONPATH=$PWD python bench/realsize.py                    # CPU: 6 steps of 16 audio-s, about 8 minutes on 2 cores
-    PYTHONPATH=$PWD python bench/realsize.py --device cuda      # GPU: 30 steps at the default --batch-seconds, fp32 and bf16
-    PYTHONPATH=$PWD python bench/realsize.py --tiny --steps 2   # smoke run (tiny encoder, FLOPs counted on CPU too)
+    PYTHONPATH=$PWD python bench/realsize.py                    # CPU: 6 steps of 16 padded audio-s per variant
+    PYTHONPATH=$PWD python bench/realsize.py --device cuda      # GPU: 30 steps at PrefinetuneConfig's batch_seconds, fp32 and bf16
+    PYTHONPATH=$PWD python bench/realsize.py --tiny --steps 2   # smoke run (tiny encoder; FLOPs counted on CPU too)
 
-Last lines: `speedup_vs_trainer: <x>` (ours' audio-s/s over the default Trainer's), `peak_rss_ratio_vs_trainer: <x>`,
-`goal_met: yes|no`.
+Last lines: `speedup_vs_trainer: <x>` (ours' audio-s/s over the default Trainer's), `speedup_vs_group_by_length`,
+`epoch_speedup_vs_trainer`, `peak_rss_ratio_vs_trainer` (and `peak_gpu_ratio_vs_trainer`), `goal_met: yes|no`.
 """
 from __future__ import annotations
 import argparse, importlib.util, json, os, resource, subprocess, sys, tempfile, time, warnings
@@ -69,17 +72,17 @@ def clip_lengths(n, seed=0) -> np.ndarray:
     return (secs * SR).astype(np.int64)
 
 
-def synth_waves(lengths, seed=0) -> list:
-    "Speech-like float32 waves (a harmonic voice with vibrato, syllable envelope and noise) at varied levels."
-    rng = np.random.default_rng(seed); out = []
-    for n in lengths:
-        t = np.arange(n) / SR
-        f0 = rng.uniform(90, 250) * (1 + 0.05 * np.sin(2 * np.pi * rng.uniform(3, 6) * t))
-        phase = 2 * np.pi * np.cumsum(f0) / SR
-        voice = (np.sin(phase) + 0.5 * np.sin(2 * phase) + 0.25 * np.sin(3 * phase)) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t) ** 2)
-        w = rng.uniform(0.02, 0.3) * voice + 0.005 * rng.standard_normal(n)
-        out.append(w.astype(np.float32))
-    return out
+def synth_waves(lengths, seed=0, source_seconds=300) -> list:
+    "Speech-like float32 clips: windows at random offsets of one long voice (gliding pitch, syllables, noise, varying level)."
+    rng = np.random.default_rng(seed)
+    n = max(int(source_seconds * SR), int(np.max(lengths)) + 1)
+    t = np.arange(n) / SR
+    f0 = 150 * np.exp(0.3 * np.sin(2 * np.pi * 0.07 * t) + 0.05 * np.sin(2 * np.pi * 5 * t))
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    voice = (np.sin(phase) + 0.5 * np.sin(2 * phase) + 0.25 * np.sin(3 * phase)) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t) ** 2)
+    level = 0.02 + 0.28 * (0.5 + 0.5 * np.sin(2 * np.pi * t / 37))   # quiet and loud stretches
+    source = (level * voice + 0.005 * rng.standard_normal(n)).astype(np.float32)
+    return [source[o:o + m] for m, o in zip(lengths, rng.integers(0, n - np.asarray(lengths) + 1))]
 
 
 def dataset(args):
@@ -105,6 +108,12 @@ def ours_plan(lengths, max_len, args) -> list:
 def padded_fraction(lengths, batches) -> float:
     "Share of the computed samples that are padding."
     return 1 - sum(lengths[b].sum() for b in batches) / sum(len(b) * lengths[b].max() for b in batches)
+
+
+def matched_batch_size(lengths, batches) -> tuple[float, int]:
+    "(mean real audio-seconds of `batches`, the clip count whose mean audio is closest to it)."
+    audio = float(np.mean([lengths[b].sum() for b in batches])) / SR
+    return audio, max(1, round(audio / (lengths.mean() / SR)))
 
 
 def build_checkpoint(dir, tiny=False, seed=0) -> Path:
@@ -185,14 +194,19 @@ def run_ours(args, lengths, waves, labels, max_len) -> dict:
             with acc.autocast():
                 logits = model(x.to(acc.device), mask.to(acc.device), task=TASK)
             scaled_loss(logits, torch.as_tensor(labels[rows], device=acc.device), n_classes[TASK]).backward()
-        r["flops_per_step"] = sum(count(lambda: fwd_bwd(*b))[1] for b in epoch[1:args.steps + 1]) / args.steps
+        timed = epoch[1:args.steps + 1]
+        r["flops_per_step"] = sum(count(lambda: fwd_bwd(*b))[1] for b in timed) / len(timed)
     return r
 
 
-class ListDataset(torch.utils.data.Dataset):
-    def __init__(self, items): self.items = items
-    def __len__(self): return len(self.items)
-    def __getitem__(self, i): return self.items[i]
+class CroppedClips(torch.utils.data.Dataset):
+    "Clips cropped and normalised by the feature extractor at access, as the audio-classification example's `set_transform`."
+    def __init__(self, waves, labels, offsets, max_len, fe):
+        self.waves, self.labels, self.offsets, self.max_len, self.fe = waves, labels, offsets, max_len, fe
+    def __len__(self): return len(self.waves)
+    def __getitem__(self, i):
+        w = self.waves[i][self.offsets[i]:self.offsets[i] + self.max_len]
+        return dict(input_values=self.fe(w, sampling_rate=SR).input_values[0], label=int(self.labels[i]))
 
 
 def run_trainer(args, lengths, waves, labels, max_len, strategy="random") -> dict:
@@ -207,10 +221,8 @@ def run_trainer(args, lengths, waves, labels, max_len, strategy="random") -> dic
                                                               classifier_proj_size=PROJECTOR)
     model.freeze_feature_encoder()
     rng = np.random.default_rng(derive_seed(args.seed, "trainer crops"))   # the example script's random subsample
-    items = []
-    for w, y in zip(waves, labels):
-        o = rng.integers(0, len(w) - min(len(w), max_len) + 1)
-        items.append(dict(input_values=fe(w[o:o + max_len], sampling_rate=SR).input_values[0], label=int(y)))
+    crops = np.minimum(lengths, max_len)
+    items = CroppedClips(waves, labels, rng.integers(0, lengths - crops + 1), max_len, fe)
     batches = []
     class Recording(DataCollatorWithPadding):   # the default collator for a feature extractor, noting each batch
         def __call__(self, features):
@@ -227,7 +239,7 @@ def run_trainer(args, lengths, waves, labels, max_len, strategy="random") -> dic
                               warmup_steps=0, logging_strategy="no", save_strategy="no", eval_strategy="no", report_to=[],
                               use_cpu=args.device == "cpu", bf16=args.bf16 and args.device == "cuda",
                               dataloader_num_workers=0, seed=args.seed, disable_tqdm=True, train_sampling_strategy=strategy)
-    trainer = Trainer(model=model, args=targs, train_dataset=ListDataset(items), processing_class=fe,
+    trainer = Trainer(model=model, args=targs, train_dataset=items, processing_class=fe,
                       data_collator=Recording(fe), callbacks=[Clock()])
     rss_setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     trainer.train()
@@ -240,7 +252,7 @@ def run_trainer(args, lengths, waves, labels, max_len, strategy="random") -> dic
         inputs = trainer._prepare_inputs(trainer.data_collator([items[j] for j in epoch[i]]))
         trainer.training_step(trainer.model, inputs)
         trainer.optimizer.step(); trainer.optimizer.zero_grad(set_to_none=True); _sync(args.device)
-    r = _result(args, steps, rss_setup, np.array([len(i["input_values"]) for i in items]), epoch, worst_step)
+    r = _result(args, steps, rss_setup, crops, epoch, worst_step)
     if args.flops:
         count, model = _flop_counter(), trainer.model.eval()
         dev = next(model.parameters()).device
@@ -258,8 +270,11 @@ def child(args):
     "Run one variant in this process; print its report as the last line (JSON)."
     if args.threads: torch.set_num_threads(args.threads)
     data = dataset(args)
-    if args.variant == "ours": r = run_ours(args, *data)
-    else: r = run_trainer(args, *data, strategy="group_by_length" if args.variant == "trainer_group_by_length" else "random")
+    try:
+        if args.variant == "ours": r = run_ours(args, *data)
+        else: r = run_trainer(args, *data, strategy="group_by_length" if args.variant == "trainer_group_by_length" else "random")
+    except torch.OutOfMemoryError as e:   # a finding, not a crash: that batching does not fit this device
+        r = dict(error=f"out of memory ({str(e).splitlines()[0][:120]})")
     print(json.dumps(r), flush=True)
 
 
@@ -268,10 +283,10 @@ def spawn(args, variant, bf16) -> dict:
     cmd = [sys.executable, __file__, "--child", variant, "--folder", str(args.folder), "--steps", str(args.steps),
            "--batch-seconds", str(args.batch_seconds), "--clips", str(args.clips),
            "--device", args.device, "--trainer-batch-size", str(args.trainer_batch_size), "--seed", str(args.seed)]
-    cmd += ["--max-seconds", str(args.max_seconds)] if args.max_seconds else []
+    cmd += ["--max-seconds", str(args.max_seconds or 0)]   # 0: no cropping
     cmd += (["--bf16"] if bf16 else []) + (["--flops"] if args.flops else []) + (["--threads", str(args.threads)] if args.threads else [])
     p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    if p.returncode != 0: sys.exit(f"{variant} failed:\n{p.stderr[-4000:]}")
+    if p.returncode != 0: sys.exit(f"{variant}{' bf16' if bf16 else ''} failed:\n{p.stderr[-4000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
@@ -283,6 +298,7 @@ def report(results, args) -> dict:
           f"{'epoch:padded':>12s} {'audio-s/s':>9s} {'max batch s':>11s} {'RSS MB':>7s} {'peak RSS MB':>11s}"
           + (f" {'peak GPU MB':>11s} {'TFLOP/s':>8s} {'MFU':>6s}" if gpu else ""))
     for name, r in results.items():
+        if "error" in r: print(f"{name:26s} {r['error']}"); continue
         if "flops_per_step" in r:
             r["tflops_per_s"] = r["flops_per_step"] / r["s_per_step"] / 1e12
             if peak and name.endswith("bf16"): r["mfu"] = r["tflops_per_s"] / peak
@@ -299,6 +315,7 @@ def report(results, args) -> dict:
         base = results[f"trainer{suffix}"]
         for name in (f"ours{suffix}", f"trainer_group_by_length{suffix}"):
             r, q = results[name], {}
+            if "error" in r or "error" in base: continue
             for k in ("audio_s_per_s", "audio_s_per_cpu_s", "projected_epoch_audio_s_per_s", "peak_rss_timed_mb", "peak_rss_mb", "peak_gpu_mb"):
                 if k in r: q[k] = r[k] / base[k]
             ratios[name] = q
@@ -313,8 +330,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=None, help="timed optimizer steps per variant, after one warm-up step (default: 6 on CPU, 30 on CUDA)")
     p.add_argument("--batch-seconds", type=float, default=None,
                    help="our padded audio-seconds per batch (default: 16 on CPU, PrefinetuneConfig's default on CUDA)")
-    p.add_argument("--max-seconds", type=float, default=getattr(DEFAULT, "max_seconds", getattr(DEFAULT, "max_clip_seconds", None)), help="random crop length (default: %(default)s)")
-    p.add_argument("--clips", type=int, default=None, help="clips in the synthetic corpus (default: 400, --tiny 80)")
+    p.add_argument("--max-seconds", type=float, default=DEFAULT.max_seconds, help="random crop length (default: %(default)s)")
+    p.add_argument("--clips", type=int, default=None, help="clips in the synthetic corpus (default: 400 or 20 batches' worth, --tiny 80)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--tiny", action="store_true", help="a tiny encoder of the base layout (smoke test); also counts FLOPs on CPU")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
@@ -332,24 +349,27 @@ def main(argv=None):
     gpu = args.device == "cuda"
     args.steps = args.steps or (30 if gpu else 6)
     args.batch_seconds = args.batch_seconds or (DEFAULT.batch_seconds if gpu else 16.0)
-    args.clips = args.clips or (80 if args.tiny else 400)
+    args.clips = args.clips or (80 if args.tiny else max(400, int(1.5 * (args.steps + 2) * args.batch_seconds / 3.7)))
     args.flops = gpu or args.tiny
 
     lengths = clip_lengths(args.clips, args.seed); max_len = crop_length(lengths, args)
     eff = np.minimum(lengths, max_len)
     plan = [b for b, _ in ours_plan(lengths, max_len, args)]
-    ours_audio = float(np.mean([eff[b].sum() for b in plan])) / SR
-    args.trainer_batch_size = max(1, round(ours_audio / (eff.mean() / SR)))   # the same mean audio-seconds per step
+    ours_audio, args.trainer_batch_size = matched_batch_size(eff, plan)
     args.mean_clip_seconds, args.ours_audio_seconds_per_batch = float(eff.mean() / SR), ours_audio
+    if len(plan) < args.steps + 1: sys.exit(f"--clips {args.clips}: {len(plan)} batches, too few for --steps {args.steps} + 1 warm-up")
     B = args.trainer_batch_size
-    print(f"corpus: {len(eff)} clips, median {np.median(lengths) / SR:.1f} s, mean {eff.mean() / SR:.2f} s after cropping to "
-          f"{max_len / SR:g} s; {'tiny' if args.tiny else 'wav2vec2-base-sized'} encoder on {args.device}, {args.steps} timed steps")
+    print(f"corpus: {len(eff)} clips, median {np.median(lengths) / SR:.1f} s, mean {eff.mean() / SR:.2f} s after "
+          f"{f'cropping to {args.max_seconds:g} s' if args.max_seconds else 'no cropping'}; {'tiny' if args.tiny else 'wav2vec2-base-sized'} encoder on {args.device}, {args.steps} timed steps")
     print(f"audio per step: ours <= {args.batch_seconds:g} padded audio-s per batch, {ours_audio:.1f} real audio-s on average; "
           f"Trainer batch size {B} ({B * eff.mean() / SR:.1f} audio-s on average)")
-    rand = lambda n: (lambda p: [p[i:i + n] for i in range(0, len(p), n)])(np.random.default_rng(args.seed).permutation(len(eff)))
-    print("padded fraction of a whole epoch, ours / random batches of the same mean audio, by audio-s per batch: " + ", ".join(
-        f"{bs:g} s {padded_fraction(eff, [b for b, _ in ours_plan(lengths, max_len, argparse.Namespace(**{**vars(args), 'batch_seconds': bs}))]):.0%}"
-        f" / {padded_fraction(eff, rand(max(1, round(bs * 0.85 / (eff.mean() / SR))))):.0%}" for bs in (8, 16, 32, 64, 128, 256)), flush=True)
+    perm, fractions = np.random.default_rng(args.seed).permutation(len(eff)), []
+    for bs in (8, 16, 32, 64, 128, 256):
+        ours = [b for b, _ in ours_plan(lengths, max_len, argparse.Namespace(**{**vars(args), "batch_seconds": bs}))]
+        n = matched_batch_size(eff, ours)[1]
+        fractions.append(f"{bs:g} s {padded_fraction(eff, ours):.0%} / {padded_fraction(eff, [perm[i:i + n] for i in range(0, len(perm), n)]):.0%}")
+    print("padded fraction of a whole epoch, ours / random batches of the same mean audio, by ours' audio-s budget per batch: "
+          + ", ".join(fractions), flush=True)
 
     results = {}
     with tempfile.TemporaryDirectory() as d:
@@ -357,16 +377,19 @@ def main(argv=None):
         for bf16 in (False, True) if gpu else (False,):
             for v in VARIANTS:
                 results[v + ("_bf16" if bf16 else "")] = r = spawn(args, v, bf16)
-                print(f"  {v}{' bf16' if bf16 else ''}: {r['s_per_step']:.2f} s/step, {r['audio_s_per_s']:.2f} audio-s/s, "
-                      f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+                print(f"  {v}{' bf16' if bf16 else ''}: " + (r["error"] if "error" in r else f"{r['s_per_step']:.2f} s/step, "
+                      f"{r['audio_s_per_s']:.2f} audio-s/s, peak RSS {r['peak_rss_mb']:.0f} MB"), flush=True)
     ratios = report(results, args)
-    o, mem = ratios["ours"], ("peak_gpu_mb" if gpu else "peak_rss_mb")
-    met = o["audio_s_per_s"] >= 1.3 and o[mem] <= 1.0
+    failed = {k: r["error"] for k, r in results.items() if "error" in r and not k.endswith("_bf16")}
+    o, mem = ratios.get("ours"), ("peak_gpu_mb" if gpu else "peak_rss_mb")
+    met = None if o is None else (o["audio_s_per_s"] >= 1.3 and o[mem] <= 1.0)
     if args.json:
         settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("variant", "json", "folder")}
         args.json.write_text(json.dumps(dict(settings=settings, results=results, ratios=ratios, goal_met=met), indent=1) + "\n")
+    if o is None: return print(f"goal_met: unknown ({failed})")
     print(f"speedup_vs_trainer: {o['audio_s_per_s']:.2f}")
-    print(f"speedup_vs_group_by_length: {o['audio_s_per_s'] / ratios['trainer_group_by_length']['audio_s_per_s']:.2f}")
+    if "trainer_group_by_length" in ratios:
+        print(f"speedup_vs_group_by_length: {o['audio_s_per_s'] / ratios['trainer_group_by_length']['audio_s_per_s']:.2f}")
     print(f"epoch_speedup_vs_trainer: {o['projected_epoch_audio_s_per_s']:.2f}")
     print(f"peak_rss_ratio_vs_trainer: {o['peak_rss_mb']:.2f}")
     if gpu: print(f"peak_gpu_ratio_vs_trainer: {o['peak_gpu_mb']:.2f}")
