@@ -5,8 +5,10 @@ parameters, seeded random weights, `save_pretrained`) with the real checkpoint's
 (`do_normalize=True`, `return_attention_mask=False`, 16 kHz, padding value 0). IEMOCAP-like clip lengths: log-normal,
 median 3 s, clipped to [1, 30] s (seeded); speech-like synthetic waves held in memory; clips longer than `--max-seconds`
 (default `PrefinetuneConfig().max_seconds`) are randomly cropped to it in every variant. Each variant runs in its own
-subprocess, so its peak RSS (`resource.getrusage(RUSAGE_SELF).ru_maxrss`) is its own. Each trains one untimed warm-up
-step, then `--steps` timed optimizer steps; frozen CNN, AdamW (lr 5e-5, weight decay 0.01), clipping 1.0, linear schedule:
+subprocess, so its peak RSS (`resource.getrusage(RUSAGE_SELF).ru_maxrss`) is its own; the processes set up side by side,
+then take their steps one at a time in turn (lock-step, round-robin), so that the changing load of a shared machine
+falls on every variant alike. Each trains one untimed warm-up step, then `--steps` timed optimizer steps; frozen CNN,
+AdamW (lr 5e-5, weight decay 0.01), clipping 1.0, linear schedule:
 
 - `ours`: the package's pre-finetuning step: `MultiTaskClassifier.from_encoder(folder)` (with the folder's
   preprocessor), one IEMOCAP head behind a 256-wide projector, an epoch of `bucket_batches(...,
@@ -125,6 +127,11 @@ def build_checkpoint(dir, tiny=False, seed=0) -> Path:
     return Path(dir)
 
 
+def gate(args):
+    "Under the parent's lock-step (`--lockstep`): say this process is idle, wait until it may run its next step."
+    if args.lockstep: print("wait", flush=True); sys.stdin.readline()
+
+
 def _sync(device):
     if device == "cuda": torch.cuda.synchronize()
 
@@ -153,7 +160,7 @@ def _result(args, steps, rss_setup_kb, epoch_lengths, epoch_batches, worst_step)
     r["projected_epoch_audio_s_per_s"] = (1 - r["epoch_padded_fraction"]) / r["s_per_padded_audio_s"]
     r["peak_rss_timed_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ran = max(s[3] * s[4] for s in steps)
-    if ran < max(epoch_padded): worst_step(int(np.argmax(epoch_padded)))
+    if ran < max(epoch_padded): gate(args); worst_step(int(np.argmax(epoch_padded)))
     r["max_padded_audio_s"] = max(ran, max(epoch_padded)) / SR
     r["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if args.device == "cuda": r["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -183,6 +190,7 @@ def run_ours(args, lengths, waves, labels, max_len) -> dict:
         return int(mask.sum()), *x.shape
     rss_setup, steps = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, []
     for rows, offsets in epoch[:args.steps + 1]:
+        gate(args)
         t, c = time.perf_counter(), time.process_time()
         shape = step(rows, offsets)
         steps.append((time.perf_counter() - t, time.process_time() - c, *shape))
@@ -229,10 +237,12 @@ def run_trainer(args, lengths, waves, labels, max_len, strategy="random") -> dic
             out = super().__call__(features)
             batches.append((sum(len(f["input_values"]) for f in features), *out["input_values"].shape))
             return out
-    ticks = []
+    starts, ends = [], []   # a step runs from its go (the gate opening) to its on_step_end: batch fetch, collation, step
     class Clock(TrainerCallback):
-        def on_train_begin(self, *a, **k): ticks.append((time.perf_counter(), time.process_time()))
-        def on_step_end(self, *a, **k): _sync(args.device); ticks.append((time.perf_counter(), time.process_time()))
+        def on_train_begin(self, *a, **k): gate(args); starts.append((time.perf_counter(), time.process_time()))
+        def on_step_end(self, *a, **k):
+            _sync(args.device); ends.append((time.perf_counter(), time.process_time()))
+            if len(ends) < args.steps + 1: gate(args); starts.append((time.perf_counter(), time.process_time()))
     out = tempfile.mkdtemp(prefix="realsize_trainer_")
     targs = TrainingArguments(output_dir=out, per_device_train_batch_size=args.trainer_batch_size, max_steps=args.steps + 1,
                               learning_rate=LR, weight_decay=WEIGHT_DECAY, max_grad_norm=GRAD_CLIP, lr_scheduler_type="linear",
@@ -243,8 +253,8 @@ def run_trainer(args, lengths, waves, labels, max_len, strategy="random") -> dic
                       data_collator=Recording(fe), callbacks=[Clock()])
     rss_setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     trainer.train()
-    steps = [(t1[0] - t0[0], t1[1] - t0[1], *b) for t0, t1, b in zip(ticks, ticks[1:], batches)]
-    assert len(steps) == args.steps + 1, (len(ticks), len(batches))
+    steps = [(t1[0] - t0[0], t1[1] - t0[1], *b) for t0, t1, b in zip(starts, ends, batches)]
+    assert len(steps) == args.steps + 1, (len(starts), len(ends), len(batches))
     order = list(trainer._get_train_sampler(trainer.train_dataset))   # a whole epoch of its sampler
     B = args.trainer_batch_size
     epoch = [np.array(order[i:i + B]) for i in range(0, len(order), B)]
@@ -267,7 +277,7 @@ def run_trainer(args, lengths, waves, labels, max_len, strategy="random") -> dic
 
 
 def child(args):
-    "Run one variant in this process; print its report as the last line (JSON)."
+    "Run one variant in this process; print its report as the line `result <JSON>`."
     if args.threads: torch.set_num_threads(args.threads)
     data = dataset(args)
     try:
@@ -275,19 +285,43 @@ def child(args):
         else: r = run_trainer(args, *data, strategy="group_by_length" if args.variant == "trainer_group_by_length" else "random")
     except torch.OutOfMemoryError as e:   # a finding, not a crash: that batching does not fit this device
         r = dict(error=f"out of memory ({str(e).splitlines()[0][:120]})")
-    print(json.dumps(r), flush=True)
+    print("result " + json.dumps(r), flush=True)
 
 
-def spawn(args, variant, bf16) -> dict:
-    "One variant in a fresh Python process (its own peak RSS)."
+def start(args, variant, bf16, log) -> subprocess.Popen:
+    "One variant in a fresh Python process (its own peak RSS), stepping when the parent says so."
     cmd = [sys.executable, __file__, "--child", variant, "--folder", str(args.folder), "--steps", str(args.steps),
-           "--batch-seconds", str(args.batch_seconds), "--clips", str(args.clips),
-           "--device", args.device, "--trainer-batch-size", str(args.trainer_batch_size), "--seed", str(args.seed)]
-    cmd += ["--max-seconds", str(args.max_seconds or 0)]   # 0: no cropping
+           "--batch-seconds", str(args.batch_seconds), "--clips", str(args.clips), "--max-seconds", str(args.max_seconds or 0),
+           "--device", args.device, "--trainer-batch-size", str(args.trainer_batch_size), "--seed", str(args.seed), "--lockstep"]
     cmd += (["--bf16"] if bf16 else []) + (["--flops"] if args.flops else []) + (["--threads", str(args.threads)] if args.threads else [])
-    p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    if p.returncode != 0: sys.exit(f"{variant}{' bf16' if bf16 else ''} failed:\n{p.stderr[-4000:]}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def advance(p):
+    "Read a child's output until it waits for its next step (`None`) or reports (its dict); exit on a crash."
+    for line in p.stdout:
+        if line == "wait\n": return None
+        if line.startswith("result "): return json.loads(line[7:])
+    p.wait(); p.stderr_log.seek(0)
+    sys.exit(f"{p.variant} failed (exit {p.returncode}):\n{p.stderr_log.read()[-4000:]}")
+
+
+def run_lockstep(args, variants, bf16) -> dict:
+    """Run the variants' processes side by side (their set-ups overlap) but their steps one at a time, round-robin:
+    a shared machine's changing load then falls on every variant alike."""
+    procs = {}
+    for v in variants:
+        log = tempfile.TemporaryFile("w+")
+        procs[v] = p = start(args, v, bf16, log); p.variant, p.stderr_log = v, log
+    state = {v: advance(p) for v, p in procs.items()}
+    while any(r is None for r in state.values()):
+        for v, p in procs.items():
+            if state[v] is None:
+                p.stdin.write("go\n"); p.stdin.flush()
+                state[v] = advance(p)
+    for p in procs.values(): p.wait(); p.stderr_log.close()
+    return state
 
 
 def report(results, args) -> dict:
@@ -343,6 +377,7 @@ def main(argv=None):
     p.add_argument("--trainer-batch-size", type=int, help=argparse.SUPPRESS)
     p.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--flops", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--lockstep", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.device == "auto": args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.variant: return child(args)
@@ -375,10 +410,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as d:
         args.folder = build_checkpoint(Path(d) / "wav2vec2-base-sized", args.tiny, args.seed)
         for bf16 in (False, True) if gpu else (False,):
-            for v in VARIANTS:
-                results[v + ("_bf16" if bf16 else "")] = r = spawn(args, v, bf16)
-                print(f"  {v}{' bf16' if bf16 else ''}: " + (r["error"] if "error" in r else f"{r['s_per_step']:.2f} s/step, "
-                      f"{r['audio_s_per_s']:.2f} audio-s/s, peak RSS {r['peak_rss_mb']:.0f} MB"), flush=True)
+            for v, r in run_lockstep(args, VARIANTS, bf16).items():
+                results[v + ("_bf16" if bf16 else "")] = r
     ratios = report(results, args)
     failed = {k: r["error"] for k, r in results.items() if "error" in r and not k.endswith("_bf16")}
     o, mem = ratios.get("ours"), ("peak_gpu_mb" if gpu else "peak_rss_mb")
