@@ -426,6 +426,9 @@ def main(argv=None):
     print(f"epoch_speedup_vs_trainer: {o['projected_epoch_audio_s_per_s']:.2f}")
     print(f"peak_rss_ratio_vs_trainer: {o['peak_rss_mb']:.2f}")
     if gpu: print(f"peak_gpu_ratio_vs_trainer: {o['peak_gpu_mb']:.2f}")
+    if "ours_bf16" in ratios:
+        print(f"speedup_vs_trainer_bf16: {ratios['ours_bf16']['audio_s_per_s']:.2f}")
+        print(f"peak_gpu_ratio_vs_trainer_bf16: {ratios['ours_bf16']['peak_gpu_mb']:.2f}")
     print(f"goal_met: {'yes' if met else 'no'} (>= 1.3x the default Trainer's audio-s/s with no higher peak "
           f"{'GPU memory' if gpu else 'RSS'})")
 
