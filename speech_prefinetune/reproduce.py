@@ -202,7 +202,7 @@ def calibrate_fewshot(encoder, # encoder spec (the base model; pre-finetuned mod
                       device=None, # torch device (default: CUDA if available)
                       seed: int = 0,
                      ) -> dict:
-    "Measured seconds of a shard's set-up and of one trial epoch at each k, on this device."
+    "Measured seconds of a shard's set-up, of a trial's test pass and of one trial epoch at each k, on this device."
     from speech_prefinetune.fewshot import TrialRunner, sample_fewshot
     cfg = replace(config or TrialConfig(), max_epochs=epochs, patience=epochs + 1, paper_code_schedule=False, stack=1)
     t0 = time.perf_counter()
@@ -214,8 +214,12 @@ def calibrate_fewshot(encoder, # encoder spec (the base model; pre-finetuned mod
         runner.prepare(ids)   # a shard computes the CNN features of its training clips once, before its trials
         t0 = time.perf_counter()
         r = runner.run(ESD_EMOTIONS[0], kk, 0, seed, train_ids=ids)
-        per_epoch[kk] = (time.perf_counter() - t0) / r["epochs"]
-    return dict(device=str(runner.device), setup_seconds=setup, epoch_seconds=per_epoch)
+        seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        runner.predict("test", ESD_EMOTIONS[0])   # once per trial, after its epochs
+        test = time.perf_counter() - t0
+        per_epoch[kk] = max(0.0, seconds - test) / r["epochs"]
+    return dict(device=str(runner.device), setup_seconds=setup, test_seconds=test, epoch_seconds=per_epoch)
 
 # %% ../nbs/12_reproduce.ipynb #0d6fb749
 def epoch_line(epoch_seconds: dict, # k -> measured seconds per trial epoch
@@ -256,7 +260,7 @@ def project_hours(models: pd.DataFrame, # `plan_models` rows (status, epochs) wi
         for kk, n in trials_todo.items():
             e = list(trial_epochs(kk, tconfig, best_epoch))
             if measured_epochs and kk in measured_epochs: e[1] = float(measured_epochs[kk])
-            s += n * e[i] * line(kk)
+            s += n * (e[i] * line(kk) + fcal.get("test_seconds", 0.0))
         rows.append(dict(stage="few-shot grid", case=case, hours=s / 3600))
     t = pd.DataFrame(rows).pivot(index="stage", columns="case", values="hours").loc[["pre-finetuning", "few-shot grid"], list(cases)]
     t.loc["total"] = t.sum()
@@ -404,7 +408,7 @@ def format_plan(plan: dict, # `reproduce_plan`'s result
           f"  pre-finetuning: {pc['step_seconds']:.3f} s per step of {pc['batch_clips']} clips / {pc['batch_audio_seconds']:.1f} audio-s "
           f"-> {1 / pc['train_seconds_per_audio_second']:.1f} audio-s/s training, "
           f"{1 / pc['valid_seconds_per_audio_second']:.1f} audio-s/s validation",
-          f"  few-shot: shard set-up {fc['setup_seconds']:.2f} s; one trial epoch " +
+          f"  few-shot: shard set-up {fc['setup_seconds']:.2f} s; test pass {fc['test_seconds']:.3f} s per trial; one trial epoch " +
           ", ".join(f"{s:.3f} s at k={kk}" for kk, s in fc["epoch_seconds"].items()),
           "", "projected device-hours (one device, one step or trial at a time):",
           "\n".join("  " + line for line in plan["hours"].round(2).to_string().splitlines()),
@@ -414,7 +418,7 @@ def format_plan(plan: dict, # `reproduce_plan`'s result
           f"its validation clips (cropped at {plan['pconfig'].max_eval_seconds} s); fewest = patience + 1, "
           f"assumed = {min(plan['prefinetune_epochs'], plan['pconfig'].max_epochs)}, most = max_epochs ({plan['pconfig'].max_epochs}) epochs, less those done",
           "  - a few-shot epoch costs a + b k seconds (the line through the timed k); a trial runs best_epoch + patience "
-          f"epochs (assumed best epoch {plan['best_epoch']}; fewest patience + 1, most max_epochs)" +
+          f"epochs (assumed best epoch {plan['best_epoch']}; fewest patience + 1, most max_epochs), then one test pass" +
           (f"; measured mean epochs of finished trials used instead: {({k: round(v, 1) for k, v in plan['measured_epochs'].items()})}"
            if plan.get("measured_epochs") else ""),
           f"  - every (model, speaker) shard with trials to run ({plan['shards_todo']}) pays one set-up",

@@ -1,6 +1,7 @@
 """`spft reproduce` end to end on synthetic corpora with the tiny encoder and a reduced grid (2 sets, 1 speaker, k=4,
 1 trial, 2 epochs): the dry run trains nothing and its counts match the run; a second run changes nothing and rewrites
-the same report; a run killed with SIGKILL after its first model resumes to the same results; bad roots exit 2."""
+the same report; a run killed with SIGKILL in pre-finetuning, then in the grid, resumes to the same results;
+bad roots exit 2."""
 import contextlib, hashlib, io, json, os, re, signal, subprocess, sys, time
 from pathlib import Path
 
@@ -96,25 +97,33 @@ def test_second_run_is_a_noop_that_rewrites_the_same_report(full_run, roots):
     assert counts(dry.stdout) == ((2, 0, 0), (N_TRIALS, N_TRIALS, 0))
 
 
-def test_a_killed_run_resumes(full_run, roots, tmp_path):
-    out, cache = tmp_path / "out", tmp_path / "cache"
-    p = spft("--roots", roots, "--out", out, *GRID, cache=cache, popen=True)
+def kill_when(p, ready, what):
+    "SIGKILL process `p` as soon as `ready()` holds."
     try:
         deadline = time.time() + 600
-        while model_status(out / "models" / SETS[0])[0] != "finished":   # kill -9 once the first model is saved
-            assert p.poll() is None, p.communicate()[1][-3000:]
-            assert time.time() < deadline, "first model not finished in 10 min"
-            time.sleep(0.1)
+        while not ready():
+            assert p.poll() is None, f"ended before {what}: " + p.communicate()[1][-3000:]
+            assert time.time() < deadline, f"no {what} in 10 min"
+            time.sleep(0.05)
         p.send_signal(signal.SIGKILL)
     finally:
         p.kill(); p.communicate()
+
+
+def test_a_killed_run_resumes(full_run, roots, tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    run = lambda: spft("--roots", roots, "--out", out, *GRID, cache=cache, popen=True)
+    kill_when(run(), lambda: model_status(out / "models" / SETS[0])[0] == "finished", "first model")   # in stage 1
     dry = spft("--roots", roots, "--out", out, *GRID, *DRY, cache=cache)
     (fin, part, todo), (total, done, trials_todo) = counts(dry.stdout)
     assert fin >= 1 and (fin < 2 or trials_todo > 0), dry.stdout   # killed part-way
+    trials = lambda: sum(f.read_bytes().count(b"\n") for f in (out / "results").glob("*/*.jsonl"))
+    kill_when(run(), lambda: (out / "results").is_dir() and trials() >= 1, "first trial")             # in stage 2
     again = spft("--roots", roots, "--out", out, *GRID, cache=cache)
     assert again.returncode == 0, again.stderr[-3000:]
     assert [model_status(out / "models" / s)[0] for s in SETS] == ["finished"] * len(SETS)
     assert scores(out) == scores(full_run[0])     # the same trials with the same samples and the same scores
+    assert (out / "report" / "table1.csv").read_bytes() == (full_run[0] / "report" / "table1.csv").read_bytes()
 
 
 def _error(argv):
