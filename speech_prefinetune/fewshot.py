@@ -22,10 +22,11 @@ from .audio import cache_root, load_audio, open_audio_cache
 from .model import MultiTaskClassifier
 
 # %% auto #0
-__all__ = ['ESD_EMOTIONS', 'EVAL_BATCH_SECONDS', 'STACKABLE', 'check_emotion', 'check_k', 'sample_fewshot', 'binary_metrics',
-           'macro_f1', 'TrialConfig', 'is_model_dir', 'load_trial_model', 'model_corpora', 'FeatureCache',
-           'pad_features', 'eval_batches', 'default_device', 'TrialRunner', 'run_trial', 'stack_support', 'stack_cells',
-           'stack_weights', 'StackedForward', 'stacked_adamw_', 'clip_rows_']
+__all__ = ['ESD_EMOTIONS', 'EVAL_BATCH_SECONDS', 'CROPS', 'STACKABLE', 'check_emotion', 'check_k', 'sample_fewshot',
+           'binary_metrics', 'macro_f1', 'TrialConfig', 'is_model_dir', 'load_trial_model', 'model_corpora',
+           'crop_wave', 'cut_samples', 'feature_key', 'FeatureCache', 'pad_features', 'eval_batches', 'default_device',
+           'TrialRunner', 'run_trial', 'stack_support', 'stack_cells', 'stack_weights', 'StackedForward',
+           'stacked_adamw_', 'clip_rows_']
 
 # %% ../nbs/06_fewshot.ipynb #dd4260c2
 ESD_EMOTIONS = LABELS["esd"]
@@ -80,6 +81,7 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 # %% ../nbs/06_fewshot.ipynb #2ad9777c
 EVAL_BATCH_SECONDS = 200.0   # default padded seconds per evaluation batch: about 64 ESD clips of ~3 s
+CROPS = ("start", "centre")  # the part of a long clip that is kept (`TrialConfig.crop`)
 
 @dataclass
 class TrialConfig:
@@ -97,10 +99,15 @@ class TrialConfig:
     eval_batch_seconds: float = EVAL_BATCH_SECONDS # padded audio-seconds (clips x longest) per validation / test batch at most
     bf16: bool = True                  # bf16 autocast on CUDA (ignored on CPU)
     stack: int = 1                     # trials fine-tuned at once by `run_stack` (wav2vec2 / HuBERT); 1: one at a time
+    max_seconds: float | None = None   # clips longer than this are cut before the CNN (paper code: 5.0); None: whole clips
+    crop: str = "start"                # the part of a longer clip kept: "start" (paper code) or "centre"
 
     def __post_init__(self):
         if not self.eval_batch_seconds > 0: raise UserError(f"eval_batch_seconds={self.eval_batch_seconds!r}: expected > 0")
         if int(self.eval_batch_size) < 1: raise UserError(f"eval_batch_size={self.eval_batch_size!r}: expected >= 1")
+        if self.max_seconds is not None and not 0 < self.max_seconds < math.inf:
+            raise UserError(f"max_seconds={self.max_seconds!r}: expected seconds > 0, or None for whole clips")
+        if self.crop not in CROPS: raise UserError(f"crop={self.crop!r}: expected one of {', '.join(CROPS)}")
 
     def limits(self, k: int) -> tuple[int, int]:
         "(max_epochs, patience) for `k` training clips."
@@ -119,6 +126,8 @@ class TrialConfig:
         d = asdict(self)
         if d["stack"] == 1: del d["stack"]    # one at a time: the hash of the settings before stacks existed
         if d["eval_batch_seconds"] == EVAL_BATCH_SECONDS: del d["eval_batch_seconds"]   # likewise (stores written before it)
+        if d["max_seconds"] is None or d["crop"] == "start": del d["crop"]   # whole clips: the crop changes nothing
+        if d["max_seconds"] is None: del d["max_seconds"]
         return f"{derive_seed(json.dumps(d, sort_keys=True)):016x}"[:12]
 
 # %% ../nbs/06_fewshot.ipynb #fd6203c9
@@ -140,15 +149,36 @@ def model_corpora(metadata: dict | None) -> str:
     if md.get("corpus_set"): return str(md["corpus_set"])
     return corpus_set_name(md.get("corpora") or [])
 
+# %% ../nbs/06_fewshot.ipynb #5a1c0e02
+def crop_wave(wave: np.ndarray,        # 1-D samples
+              max_samples: int | None,  # keep at most this many samples; None: the whole clip
+              crop: str = "start",      # "start": the first samples (transformers' `truncation=True`); "centre": the middle ones
+             ) -> np.ndarray:
+    "`wave` cut to at most `max_samples` samples: its beginning or its middle."
+    if crop not in CROPS: raise UserError(f"crop={crop!r}: expected one of {', '.join(CROPS)}")
+    if max_samples is None or len(wave) <= max_samples: return wave
+    start = 0 if crop == "start" else (len(wave) - max_samples) // 2
+    return wave[start:start + max_samples]
+
+def cut_samples(max_seconds: float | None, sr: int) -> int | None:
+    "Samples kept of a clip at `sr` Hz for `max_seconds` (None: all): transformers' `max_length`."
+    return None if max_seconds is None else max(1, int(round(max_seconds * sr)))
+
+def feature_key(fingerprint: str,            # `model.cnn_fingerprint()`
+                max_samples: int | None = None, # the cut (`cut_samples`); None: whole clips
+                crop: str = "start") -> str:
+    "The store folder of CNN features: the fingerprint for whole clips, `<fingerprint>-<crop><samples>` for cut ones."
+    return fingerprint if max_samples is None else f"{fingerprint}-{crop}{max_samples}"
+
 # %% ../nbs/06_fewshot.ipynb #c5a564f4
 class FeatureCache:
     "CNN outputs per clip, keyed by CNN fingerprint: in memory (a few groups), optionally on disk in append-only chunks."
-    def __init__(self, cache_dir=None, # features folder: `<dir>/<fingerprint>/<group>/<chunk>.safetensors`; None: memory only
+    def __init__(self, cache_dir=None, # features folder: `<dir>/<feature_key>/<group>/<chunk>.safetensors`; None: memory only
                  max_groups: int = 4,  # (fingerprint, group) entries kept in memory
                  audio=None):          # decoded audio: an `audio.AudioCache`, or `sr -> AudioCache`; None: `load_audio`
         self.dir, self.max_groups = (Path(cache_dir) if cache_dir else None), max_groups
         self._audio, self._audios = audio, {}
-        self._mem: OrderedDict = OrderedDict()   # (fingerprint, group) -> ({utt_id: features}, names of the chunks read)
+        self._mem: OrderedDict = OrderedDict()   # (feature_key, group) -> ({utt_id: features}, names of the chunks read)
 
     @classmethod
     def at(cls, cache_dir=None, # the cache root (`audio.cache_root`); None: the shared one
@@ -179,9 +209,13 @@ class FeatureCache:
 def features(self: FeatureCache, model,        # a `MultiTaskClassifier`
              rows: pd.DataFrame,                # clips: utt_id, path
              group: str = "all",                # the set of clips they belong to (the grid: the speaker)
-             progress: bool = False) -> dict[str, torch.Tensor]:
+             progress: bool = False,
+             max_seconds: float | None = None,  # clips longer than this are cut before the CNN (`crop_wave`); None: whole
+             crop: str = "start",               # the part kept of a longer clip: "start" or "centre"
+            ) -> dict[str, torch.Tensor]:
     "`{utt_id: float32 CPU tensor [frames, channels]}` for `rows`, computing only what neither memory nor disk holds."
-    fp, ids = model.cnn_fingerprint(), rows["utt_id"].astype(str).tolist()
+    n = cut_samples(max_seconds, model.sampling_rate)
+    fp, ids = feature_key(model.cnn_fingerprint(), n, crop), rows["utt_id"].astype(str).tolist()
     key = (fp, str(group))
     store, seen = self._mem.pop(key, None) or ({}, set())
     self._mem[key] = (store, seen)
@@ -189,21 +223,21 @@ def features(self: FeatureCache, model,        # a `MultiTaskClassifier`
     if any(u not in store for u in ids): self._read_chunks(fp, str(group), store, seen)   # others may have added them
     missing = [(u, p) for u, p in zip(ids, rows["path"]) if u not in store]
     if missing:
-        new = self._compute(model, missing, progress)
+        new = self._compute(model, missing, progress, n, crop)
         store.update(new)
         self._write_chunk(fp, str(group), new)
     return {u: store[u] for u in ids}
 
 @patch
-def _compute(self: FeatureCache, model, items, progress):
-    "CNN features of each clip alone (unpadded), decoded at the model's rate and prepared by its own preprocessor."
+def _compute(self: FeatureCache, model, items, progress, max_samples=None, crop="start"):
+    "CNN features of each clip alone (unpadded), decoded at the model's rate, cut, then prepared by its own preprocessor."
     from tqdm.auto import tqdm
     sr, dev, was_training, out = model.sampling_rate, next(model.parameters()).device, model.training, {}
     self._decode([p for _, p in items], sr)
     model.eval()
     try:
         for u, p in tqdm(items, desc="CNN features", disable=not progress, leave=False):
-            wave = self._wave(str(p), sr)
+            wave = crop_wave(self._wave(str(p), sr), max_samples, crop)
             if wave.size == 0: raise UserError(f"{p}: empty audio")
             x, m = model.prepare([wave])
             try:
@@ -296,7 +330,10 @@ class TrialRunner:
         need = [u for u in dict.fromkeys(map(str, utt_ids)) if u not in self._feats]
         if not need: return
         rows = self.table.set_index(self.table["utt_id"].astype(str)).loc[need].reset_index(drop=True)
-        for u, f in self.cache.features(self.model, rows, group=self.speaker, progress=self.progress).items():
+        cfg = self.config
+        feats = self.cache.features(self.model, rows, group=self.speaker, progress=self.progress, max_seconds=cfg.max_seconds,
+                                    crop=cfg.crop)
+        for u, f in feats.items():
             self._feats[u] = f.to(self.device)
 
     def _eval_batches(self, ids):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from .core import BASE_MODEL, UserError, esd_language
 from .audio import cache_root
-from .fewshot import (ESD_EMOTIONS, FeatureCache, TrialConfig, TrialRunner, check_emotion, check_k,
+from .fewshot import (CROPS, ESD_EMOTIONS, FeatureCache, TrialConfig, TrialRunner, check_emotion, check_k,
                                         is_model_dir, model_corpora, sample_fewshot, stack_cells)
 
 # %% auto #0
@@ -351,6 +351,10 @@ def add_fewshot_command(subparsers):
                    help="padded audio-seconds per validation batch at most, per trial of a stack (default: %(default)s)")
     p.add_argument("--stack", type=int, default=d.stack, help="trials fine-tuned at once, in stacks of one k (wav2vec2 / "
                    "HuBERT encoders; for GPUs; default: %(default)s, one at a time)")
+    p.add_argument("--max-seconds", type=float, default=d.max_seconds, help="cut clips longer than this many seconds "
+                   "before the CNN (the paper's downstream code: 5; default: whole clips)")
+    p.add_argument("--crop", choices=CROPS, default=d.crop, help="the part kept of a clip longer than the few-shot cut "
+                   "(default: %(default)s, as the paper's code)")
     p.add_argument("--seed", type=int, default=0, help="grid seed (default: %(default)s)")
     p.add_argument("--executor", choices=EXECUTORS, default="local", help="where shards run (default: %(default)s)")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default: %(default)s)")
@@ -368,7 +372,7 @@ def add_fewshot_command(subparsers):
         cfg = TrialConfig(max_epochs=args.max_epochs, patience=args.patience, paper_code_schedule=args.paper_code_schedule,
                           lr=args.lr, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
                           eval_batch_seconds=args.eval_batch_seconds,
-                          stack=args.stack)
+                          stack=args.stack, max_seconds=args.max_seconds, crop=args.crop)
         df = run_grid(args.models, args.esd, args.results, speakers=args.speakers, emotions=args.emotions, k=args.k,
                       trials=args.trials, seed=args.seed, config=cfg, executor=args.executor, workers=args.workers,
                       threads=args.threads, cache_dir=args.cache_dir, device=args.device, progress=not args.quiet,

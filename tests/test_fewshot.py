@@ -328,6 +328,98 @@ def test_eval_batch_seconds_keeps_the_config_id_of_existing_stores():
     with pytest.raises(UserError, match="eval_batch_seconds=0"): TrialConfig(eval_batch_seconds=0)
 
 
+# ---------------------------------------------------------------- long clips: cut before the CNN (max_seconds)
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory):
+    "A 2.3 s clip at 16 kHz whose level and offset grow along it: normalising before or after a cut differ."
+    import soundfile as sf
+    d, rng = tmp_path_factory.mktemp("long"), np.random.default_rng(1)
+    t = np.arange(int(2.3 * 16000)) / 16000
+    w = (0.02 + 0.2 * t) * (np.sin(2 * np.pi * 220 * t) + 0.3 * rng.normal(size=t.size)) + 0.05 * t
+    sf.write(d / "long.wav", w.astype(np.float32), 16000, subtype="FLOAT")
+    return pd.DataFrame([dict(utt_id="long", path=str(d / "long.wav"))])
+
+
+def hf_cut_cnn(folder, wave, max_length=None):
+    "transformers' pipeline: `AutoFeatureExtractor(truncation=True, max_length=...)` output through `AutoModel`'s CNN."
+    from transformers import AutoFeatureExtractor, AutoModel
+    fe, enc = AutoFeatureExtractor.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    kw = dict(truncation=True, max_length=max_length) if max_length else {}
+    x = fe(wave, sampling_rate=fe.sampling_rate, return_tensors="pt", **kw).input_values
+    if max_length: assert x.shape[-1] == max_length                    # the oracle really cut
+    with torch.no_grad(): return enc.feature_extractor(x)[0].T
+
+
+def close(a, b): return a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-5 * b.abs().max().item())
+
+
+@pytest.mark.parametrize("style", ["wav2vec2", "layer"])
+def test_max_seconds_cuts_before_the_cnn_as_transformers_truncation(long_clip, tmp_path, style):
+    "wav2vec2-base style (group-norm CNN) and a layer-norm CNN with conv bias, both with do_normalize=True."
+    from speech_prefinetune.audio import load_audio
+    folder = encoder_folder(tmp_path / style, style)
+    cfg = json.loads((folder / "preprocessor_config.json").read_text())
+    (folder / "preprocessor_config.json").write_text(json.dumps({**cfg, "do_normalize": True}))
+    model = load_trial_model(folder)
+    assert model.preprocessor.do_normalize
+    wave = load_audio(long_clip.path[0], sr=16000)
+    cache = FeatureCache()
+    whole = cache.features(model, long_clip)["long"]
+    cut = cache.features(model, long_clip, max_seconds=1.0)["long"]
+    assert close(whole, hf_cut_cnn(folder, wave)) and close(cut, hf_cut_cnn(folder, wave, 16000))
+    assert cut.shape[0] < whole.shape[0] and not torch.allclose(cut, whole[:len(cut)], rtol=1e-2, atol=1e-2)
+    if style == "layer":   # a layer-norm CNN with conv bias is not invariant to the input's level: normalising the
+        from transformers import AutoFeatureExtractor, AutoModel   # whole clip and then cutting would differ
+        normed = AutoFeatureExtractor.from_pretrained(folder)(wave, sampling_rate=16000, return_tensors="pt").input_values
+        with torch.no_grad(): wrong = AutoModel.from_pretrained(folder).eval().feature_extractor(normed[:, :16000])[0].T
+        assert not torch.allclose(cut, wrong, rtol=1e-2, atol=1e-2)
+    s = (len(wave) - 16000) // 2                                         # crop="centre": the middle second
+    assert close(cache.features(model, long_clip, max_seconds=1.0, crop="centre")["long"], hf_cut_cnn(folder, wave[s:s + 16000]))
+    assert torch.equal(cache.features(model, long_clip, max_seconds=5.0)["long"], whole)   # shorter than the cut: whole
+
+
+def test_whole_and_cut_features_live_in_different_store_folders(esd, tmp_path, monkeypatch):
+    model = MultiTaskClassifier.from_encoder("tiny-wav2vec2", {"x": ("a", "b")})
+    rows = esd[esd.speaker == "0011"].sort_values("utt_id").reset_index(drop=True)[:8]
+    store, fp = tmp_path / "feats", model.cnn_fingerprint()
+    cache = FeatureCache(store)                                          # one object: memory keeps the kinds apart too
+    whole = cache.features(model, rows, group="0011")
+    cut = cache.features(model, rows, group="0011", max_seconds=0.5)
+    centre = cache.features(model, rows, group="0011", max_seconds=0.5, crop="centre")
+    assert sorted(p.name for p in store.iterdir()) == sorted([fp, f"{fp}-start8000", f"{fp}-centre8000"])
+    for name in (fp, f"{fp}-start8000", f"{fp}-centre8000"): assert [p.name for p in (store / name).iterdir()] == ["0011"]
+    frames = int(model.encoder._get_feat_extract_output_lengths(torch.tensor(8000)))
+    longer = [u for u in whole if whole[u].shape[0] > frames]
+    assert longer and all(cut[u].shape[0] == frames for u in longer) and not torch.equal(cut[longer[0]], centre[longer[0]])
+    assert all(torch.equal(cut[u], whole[u]) for u in whole if u not in longer)
+    def no_compute(*a, **kw): raise AssertionError("recomputed clips that are on disk")
+    monkeypatch.setattr(FeatureCache, "_compute", no_compute)
+    again = FeatureCache(store)                                          # another process: each folder gives its own
+    for kw, ref in ((dict(max_seconds=0.5), cut), ({}, whole), (dict(max_seconds=0.5, crop="centre"), centre)):
+        got = again.features(model, rows, group="0011", **kw)
+        assert all(torch.equal(got[u], ref[u]) for u in ref), kw
+
+
+def test_trial_runner_cuts_every_clip_of_its_trials(esd):
+    runner = TrialRunner("tiny-wav2vec2", esd, "0011", TrialConfig(max_epochs=2, patience=2, max_seconds=0.5))
+    r = runner.run("angry", 2, 0)
+    frames = int(runner.model.encoder._get_feat_extract_output_lengths(torch.tensor(8000)))
+    assert set(runner._feats) >= set(r["train_ids"]) | set(runner._splits["test"].utt_id)
+    assert max(f.shape[0] for f in runner._feats.values()) == frames   # valid, test and train clips alike
+    assert 0 <= r["macro_f1"] <= 1
+
+
+def test_max_seconds_keeps_the_config_id_of_existing_stores():
+    assert TrialConfig(max_seconds=None).config_id() == "7ca3908931d2"
+    assert TrialConfig(max_epochs=3, patience=2, crop="centre").config_id() == "18f25a6b8057"   # no cut: the crop is moot
+    assert TrialConfig(stack=4, lr=1e-3, max_seconds=None).config_id() == "49ee30f0f361"
+    ids = {TrialConfig(max_seconds=s, crop=c).config_id() for s in (5.0, 3.0) for c in ("start", "centre")}
+    assert len(ids) == 4 and "7ca3908931d2" not in ids
+    for bad, msg in ((dict(max_seconds=0), "max_seconds=0"), (dict(max_seconds=-1.0), "max_seconds=-1.0"),
+                     (dict(max_seconds=float("inf")), "max_seconds=inf"), (dict(crop="end"), "crop='end'")):
+        with pytest.raises(UserError, match=msg): TrialConfig(**bad)
+
+
 def test_pretrained_model_folder_keeps_its_corpora(esd, tmp_path):
     m = MultiTaskClassifier.from_encoder("tiny-wav2vec2", {"iemocap": ("neutral", "angry"), "mandarin_as": ("a", "b")})
     m.save_pretrained(tmp_path / "m", metadata={"corpora": ["mandarin_as", "iemocap"]})

@@ -179,6 +179,31 @@ def test_stacked_grid_resumes_whole_stacks_and_reproduces_an_uninterrupted_run(e
         run_grid("tiny-wav2vec2", esd_root, tmp_path / "x", **{**kw, "config": TrialConfig(stack=0)})
 
 
+def test_grid_with_max_seconds_cuts_every_clip_and_keeps_its_own_settings(esd_root, tmp_path, monkeypatch):
+    "`spft fewshot --max-seconds` through the CLI, and the same grid as a submitit job: one config, cut features only."
+    from safetensors.torch import load_file
+    args = ["--models", "tiny-wav2vec2", "--esd", esd_root, "--speakers", "0011", "--emotions", "angry", "--k", "2",
+            "--trials", "2", "--max-epochs", "2", "--patience", "2", "--threads", "1", "--quiet"]
+    p = spft_fewshot(*args, "--results", tmp_path / "r", "--cache-dir", tmp_path / "cache", "--max-seconds", "0.6")
+    assert p.wait(timeout=300) == 0, p.stderr.read()
+    df = load_results(tmp_path / "r")
+    assert len(df) == 2 and set(df.config_id) == {TrialConfig(max_epochs=2, patience=2, max_seconds=0.6).config_id()}
+    model = MultiTaskClassifier.from_encoder("tiny-wav2vec2", {"x": ("a", "b")})
+    assert [f.name for f in (tmp_path / "cache" / "features").iterdir()] == [f"{model.cnn_fingerprint()}-start9600"]
+    frames = int(model.encoder._get_feat_extract_output_lengths(torch.tensor(9600)))
+    lengths = [t.shape[0] for f in (tmp_path / "cache" / "features").rglob("*.safetensors") for t in load_file(f).values()]
+    assert max(lengths) == frames                                          # long clips were cut, none is longer
+    with pytest.raises(UserError, match="other trial settings"):          # whole-clip trials never join a cut store
+        run_grid("tiny-wav2vec2", esd_root, tmp_path / "r", speakers="0011", emotions="angry", k=2, trials=2, max_epochs=2,
+                 patience=2, threads=1, progress=False)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))                            # submitit's job process imports the package
+    sub = run_grid("tiny-wav2vec2", esd_root, tmp_path / "sub", speakers="0011", emotions="angry", k=2, trials=2, max_epochs=2,
+                   patience=2, threads=1, progress=False, executor="submitit-local", cache_dir=tmp_path / "cache2",
+                   config=TrialConfig(max_seconds=0.6))
+    pd.testing.assert_frame_equal(comparable(sub), comparable(df))         # the job carried the cut in its TrialConfig
+    assert [f.name for f in (tmp_path / "cache2" / "features").iterdir()] == [f"{model.cnn_fingerprint()}-start9600"]
+
+
 def test_default_cache_is_the_shared_root(esd, tmp_path, monkeypatch):
     monkeypatch.setenv("SPFT_CACHE_DIR", str(tmp_path / "shared"))
     run_grid(["tiny-wav2vec2"], table=esd, results=tmp_path / "r", speakers="0012", emotions="sad", k=2, trials=1,
