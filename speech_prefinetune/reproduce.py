@@ -4,8 +4,8 @@
 
 # %% ../nbs/12_reproduce.ipynb #bf89523e
 from __future__ import annotations
-import argparse, json, math, sys, time
-from dataclasses import asdict, fields, replace
+import argparse, json, math, time
+from dataclasses import fields, replace
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -23,12 +23,20 @@ __all__ = ['GRID_SKIP', 'parse_subsets', 'check_roots', 'model_status', 'plan_mo
            'reproduce', 'add_grid_arguments', 'trial_config_from_args', 'add_reproduce_arguments', 'reproduce_command',
            'add_reproduce_command']
 
-# %% ../nbs/12_reproduce.ipynb #6f3e9c2b
+# %% ../nbs/12_reproduce.ipynb #ad519b41
+def _items(x, typ=str) -> list | None:
+    "A list from a list or a comma/space-separated string (None stays None)."
+    if x is None: return None
+    if isinstance(x, (str, int)): x = str(x).replace(",", " ").split()
+    return [typ(str(v).strip()) for v in x if str(v).strip()]
+
 def parse_subsets(subsets=None, # sets like "iemocap" or "iemocap+mandarin_as" (a list, or one string split on commas/spaces); None: all
-                  corpora=PREFINETUNE_CORPORA, # the corpora whose non-empty subsets are the default
+                  corpora=PREFINETUNE_CORPORA, # the corpora whose non-empty subsets are the default (list or comma-separated)
                  ) -> list[tuple[str, ...]]:
     "The pre-finetuning sets to train, each a tuple of corpora in paper order, without duplicates."
-    if subsets is None or subsets == [] or subsets == "": items = [corpus_set_name(s) for s in all_subsets(tuple(corpora))]
+    if subsets is None or subsets == [] or subsets == "":
+        items = ["+".join(_items(corpora))] if corpora else []
+        items = [corpus_set_name(s) for s in all_subsets(tuple(parse_subsets(items)[0]))] if items else []
     else: items = subsets.replace(",", " ").split() if isinstance(subsets, str) else [str(s) for s in subsets]
     out = []
     for item in items:
@@ -266,12 +274,7 @@ def project_hours(models: pd.DataFrame, # `plan_models` rows (status, epochs) wi
     t.loc["total"] = t.sum()
     return t
 
-# %% ../nbs/12_reproduce.ipynb #6c75676e
-def _items(x, typ=str) -> list | None:
-    if x is None: return None
-    if isinstance(x, (str, int)): x = str(x).replace(",", " ").split()
-    return [typ(str(v).strip()) for v in x if str(v).strip()]
-
+# %% ../nbs/12_reproduce.ipynb #25e45fa0
 def check_grid(esd: pd.DataFrame, # the ESD utterance table
                speakers=None, emotions=None, k=K_VALUES, # lists or comma-separated strings; None: all
                seed: int = 0,
@@ -502,7 +505,7 @@ def add_reproduce_arguments(p: argparse.ArgumentParser, # the parser to add to
             a.required, a.default = False, ",".join(PREFINETUNE_CORPORA)
             a.help = "comma-separated corpora whose non-empty subsets are pre-finetuned (default: all four, 15 sets)"
         if a.dest == "out": a.help = "output folder: OUT/models/<set>, OUT/results, OUT/report"
-    p.add_argument("--subsets", nargs="+", metavar="SET", help="only these sets, e.g. iemocap mandarin_as iemocap+msp_podcast")
+    p.add_argument("--subsets", nargs="+", metavar="SET", help="only these sets (instead of --corpora's), e.g. iemocap mandarin_as iemocap+msp_podcast")
     dests = add_grid_arguments(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan (models, trials, disk, calibrated hours); train nothing")
     p.add_argument("--calibration-steps", type=int, default=3, help="dry run: timed pre-finetuning steps, 0 for no calibration (default: %(default)s)")
@@ -517,9 +520,8 @@ def reproduce_command(args, # parsed `spft reproduce` arguments
                       dests: dict, # few-shot destinations (`add_grid_arguments`)
                      ) -> int:
     "Run `spft reproduce` (or print its plan with `--dry-run`)."
-    from speech_prefinetune.prefinetune import _corpus_list
     pcfg, tcfg = config_from_args(args), trial_config_from_args(args, dests)
-    subsets = args.subsets or parse_subsets(corpora=_corpus_list(args.corpora))
+    subsets = args.subsets or parse_subsets(corpora=args.corpora)
     g = lambda name: getattr(args, dests[name])
     grid = dict(subsets=subsets, speakers=g("speakers"), emotions=g("emotions"), k=g("k"), trials=g("trials"), seed=args.seed,
                 prefinetune_config=pcfg, trial_config=tcfg, device=None if args.device == "auto" else args.device)

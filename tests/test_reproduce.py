@@ -2,7 +2,7 @@
 1 trial, 2 epochs): the dry run trains nothing and its counts match the run; a second run changes nothing and rewrites
 the same report; a run killed with SIGKILL in pre-finetuning, then in the grid, resumes to the same results;
 bad roots exit 2."""
-import contextlib, hashlib, io, json, os, re, signal, subprocess, sys, time
+import contextlib, hashlib, io, os, re, signal, subprocess, sys, time
 from pathlib import Path
 
 import pytest
