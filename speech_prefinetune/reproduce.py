@@ -19,9 +19,9 @@ from .grid import K_VALUES, ModelRef, ShardJob, add_fewshot_command, done_cells,
 # %% auto #0
 __all__ = ['GRID_SKIP', 'parse_subsets', 'check_roots', 'model_status', 'plan_models', 'grid_models', 'plan_trials',
            'clip_seconds', 'disk_plan', 'calibrate_prefinetune', 'calibrate_fewshot', 'epoch_line', 'trial_epochs',
-           'project_hours', 'check_grid', 'corpus_seconds', 'encoder_facts', 'reproduce_plan', 'format_plan',
-           'reproduce', 'add_grid_arguments', 'trial_config_from_args', 'add_reproduce_arguments', 'reproduce_command',
-           'add_reproduce_command']
+           'project_hours', 'check_grid', 'corpus_seconds', 'encoder_facts', 'step_memory', 'reproduce_plan',
+           'format_plan', 'reproduce', 'add_grid_arguments', 'trial_config_from_args', 'add_reproduce_arguments',
+           'reproduce_command', 'add_reproduce_command']
 
 # %% ../nbs/12_reproduce.ipynb #ad519b41
 def _items(x, typ=str) -> list | None:
@@ -132,7 +132,13 @@ def clip_seconds(table: pd.DataFrame, # an utterance table (`load_corpus`)
     rows = table if max_files is None or len(table) <= max_files else table.sample(max_files, random_state=seed)
     return pd.Series([audio_info(p).duration for p in rows["path"]], index=rows.index, dtype=float)
 
-# %% ../nbs/12_reproduce.ipynb #437ad31f
+# %% ../nbs/12_reproduce.ipynb #7ad3051d
+def _size(n: float) -> str:
+    "Bytes for people: 1.2 GB."
+    for unit, f in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= f: return f"{n / f:.1f} {unit}"
+    return f"{int(n)} B"
+
 def disk_plan(seconds: dict, # corpus -> seconds of audio the cache will hold
               rate: int, # the model's sampling rate (Hz)
               n_params: int, # parameters of one saved model
@@ -149,11 +155,7 @@ def disk_plan(seconds: dict, # corpus -> seconds of audio the cache will hold
                 checkpoint=model + 8 * n_trained,
                 features=int(feature_copies * feature_seconds * frames_per_second * channels * 4))
 
-# %% ../nbs/12_reproduce.ipynb #3a8767dd
-def _crop_seconds(config) -> float | None:
-    return getattr(config, "max_seconds", getattr(config, "max_clip_seconds", None))
-
-# %% ../nbs/12_reproduce.ipynb #75160a83
+# %% ../nbs/12_reproduce.ipynb #ea584aae
 def calibrate_prefinetune(encoder, # encoder spec
                           tables: dict, # corpus -> utterance table (the set to time, e.g. all four corpora)
                           config: PrefinetuneConfig | None = None,
@@ -170,7 +172,7 @@ def calibrate_prefinetune(encoder, # encoder spec
     tasks = {t: tuple(LABELS.get(t) or sorted(tab["label"].unique())) for t, tab in tables.items()}
     model = MultiTaskClassifier.from_encoder(encoder, tasks, seed=config.seed, projector_dim=config.projector_dim,
                                              freeze_feature_encoder=config.freeze_feature_encoder)
-    sr, crop = model.sampling_rate, _crop_seconds(config)
+    sr, crop = model.sampling_rate, config.max_seconds
     task = max(tables, key=lambda t: (tables[t]["split"] == "train").sum())
     rows = tables[task][tables[task]["split"] == "train"].sample(frac=1.0, random_state=config.seed)
     waves, total = [], 0.0
@@ -200,7 +202,7 @@ def calibrate_prefinetune(encoder, # encoder spec
                 n_params=sum(p.numel() for p in model.parameters()),
                 n_trained=sum(p.numel() for p in model.parameters() if p.requires_grad))
 
-# %% ../nbs/12_reproduce.ipynb #6e73a709
+# %% ../nbs/12_reproduce.ipynb #bdbec4a0
 def calibrate_fewshot(encoder, # encoder spec (the base model; pre-finetuned models have the same shape)
                       esd: pd.DataFrame, # the ESD utterance table
                       speaker: str, # an ESD speaker to time
@@ -229,7 +231,7 @@ def calibrate_fewshot(encoder, # encoder spec (the base model; pre-finetuned mod
         per_epoch[kk] = max(0.0, seconds - test) / r["epochs"]
     return dict(device=str(runner.device), setup_seconds=setup, test_seconds=test, epoch_seconds=per_epoch)
 
-# %% ../nbs/12_reproduce.ipynb #0d6fb749
+# %% ../nbs/12_reproduce.ipynb #f9d42afe
 def epoch_line(epoch_seconds: dict, # k -> measured seconds per trial epoch
               ):
     "Seconds per trial epoch as a function of k: the line through the measured points (a constant for one point)."
@@ -243,7 +245,7 @@ def trial_epochs(k: int, config: TrialConfig, best_epoch: float) -> tuple[float,
     max_epochs, patience = config.limits(k)
     return min(max_epochs, patience + 1), min(max_epochs, best_epoch + patience), max_epochs
 
-# %% ../nbs/12_reproduce.ipynb #ce0708ce
+# %% ../nbs/12_reproduce.ipynb #810442b1
 def project_hours(models: pd.DataFrame, # `plan_models` rows (status, epochs) with the `train_seconds`, `valid_seconds` of their set
                   trials_todo: dict, # k -> trials still to run
                   shards_todo: int, # (model, speaker) shards with trials to run
@@ -274,7 +276,7 @@ def project_hours(models: pd.DataFrame, # `plan_models` rows (status, epochs) wi
     t.loc["total"] = t.sum()
     return t
 
-# %% ../nbs/12_reproduce.ipynb #25e45fa0
+# %% ../nbs/12_reproduce.ipynb #dc24fe1e
 def check_grid(esd: pd.DataFrame, # the ESD utterance table
                speakers=None, emotions=None, k=K_VALUES, # lists or comma-separated strings; None: all
                seed: int = 0,
@@ -293,7 +295,7 @@ def check_grid(esd: pd.DataFrame, # the ESD utterance table
             for kk in ks: sample_fewshot(esd, s, e, kk, 0, seed)
     return speakers, emotions, ks
 
-# %% ../nbs/12_reproduce.ipynb #fb0e2af3
+# %% ../nbs/12_reproduce.ipynb #e02cbd00
 def corpus_seconds(table: pd.DataFrame, # one corpus's utterance table
                    crop: float | None = None, # training crop (seconds)
                    eval_crop: float | None = None, # validation crop (seconds)
@@ -307,22 +309,35 @@ def corpus_seconds(table: pd.DataFrame, # one corpus's utterance table
                 valid=est(d[split == "valid"].clip(upper=eval_crop), (table["split"] == "valid").sum()),
                 files=len(table), headers=len(d))
 
-# %% ../nbs/12_reproduce.ipynb #47a024bd
+# %% ../nbs/12_reproduce.ipynb #08cd1187
 def encoder_facts(encoder, # encoder spec
                   tasks: dict, # task -> labels of the largest set (the saved model's heads)
                   config: PrefinetuneConfig | None = None,
                  ) -> dict:
-    "Sampling rate, parameters (all, trained), CNN frames per second and channels of the model over `encoder`."
+    "Sampling rate, encoder config, parameters (all, trained), CNN frames per second and channels of the model over `encoder`."
     from speech_prefinetune.model import MultiTaskClassifier
     config = config or PrefinetuneConfig()
     model = MultiTaskClassifier.from_encoder(encoder, tasks, seed=config.seed, projector_dim=config.projector_dim,
                                              freeze_feature_encoder=config.freeze_feature_encoder)
     c, rate = model.encoder.config, model.sampling_rate
-    return dict(rate=rate, n_params=sum(p.numel() for p in model.parameters()),
+    return dict(rate=rate, encoder_config=c, n_params=sum(p.numel() for p in model.parameters()),
                 n_trained=sum(p.numel() for p in model.parameters() if p.requires_grad),
                 frames_per_second=rate / math.prod(c.conv_stride), channels=int(c.conv_dim[-1]))
 
-# %% ../nbs/12_reproduce.ipynb #ad84d28a
+# %% ../nbs/12_reproduce.ipynb #09f4c1c8
+def step_memory(facts: dict, # `encoder_facts`
+                config: PrefinetuneConfig, # batching, crop, gradient checkpointing, device, bf16
+               ) -> dict:
+    "Estimated peak memory (bytes, by part) of a pre-finetuning step on the worst batch the settings allow, on this device."
+    import torch
+    from speech_prefinetune.prefinetune import estimate_peak_memory
+    crop = config.max_seconds or 30.0
+    clips = config.batch_size or max(1, int(config.batch_seconds // crop))
+    cuda = config.device != "cpu" and torch.cuda.is_available()
+    return estimate_peak_memory(facts["encoder_config"], facts["n_params"], facts["n_trained"], clips, crop, facts["rate"],
+                                config.gradient_checkpointing, cuda, cuda and config.bf16)
+
+# %% ../nbs/12_reproduce.ipynb #b5210732
 def reproduce_plan(roots, # corpora.toml (or dict corpus -> root)
                    encoder, # encoder spec
                    out, # the reproduce folder
@@ -343,7 +358,7 @@ def reproduce_plan(roots, # corpora.toml (or dict corpus -> root)
     roots = check_roots(roots, corpora + [DOWNSTREAM_CORPUS])
     tables, esd = load_tables(corpora, roots, pcfg), load_corpus(DOWNSTREAM_CORPUS, roots[DOWNSTREAM_CORPUS])
     speakers, emotions, ks = check_grid(esd, speakers, emotions, k, seed)
-    crop, ecrop = _crop_seconds(pcfg), pcfg.max_eval_seconds
+    crop, ecrop = pcfg.max_seconds, pcfg.max_eval_seconds
     secs = {c: corpus_seconds(t, crop, ecrop, max_header_files) for c, t in {**tables, DOWNSTREAM_CORPUS: esd}.items()}
     models = plan_models(out, subsets)
     models["train_seconds"] = [sum(secs[c]["train"] for c in s) for s in subsets]
@@ -359,6 +374,7 @@ def reproduce_plan(roots, # corpora.toml (or dict corpus -> root)
                      1 if pcfg.freeze_feature_encoder else len(refs))
     plan = dict(out=out, encoder=str(encoder), subsets=subsets, models=models, trials=trials_t, speakers=speakers,
                 emotions=emotions, k=ks, n_trials=trials, seconds=secs, facts=facts, disk=disk, pconfig=pcfg, tconfig=tcfg,
+                memory=step_memory(facts, pcfg),
                 prefinetune_epochs=prefinetune_epochs, best_epoch=best_epoch, hours=None)
     if calibration_steps > 0:
         pcal = calibrate_prefinetune(encoder, tables, pcfg, calibration_steps, calibration_seconds)
@@ -374,12 +390,7 @@ def reproduce_plan(roots, # corpora.toml (or dict corpus -> root)
                     hours=project_hours(models, todo_k, shards, pcal, fcal, pcfg, tcfg, prefinetune_epochs, best_epoch, measured))
     return plan
 
-# %% ../nbs/12_reproduce.ipynb #d306691c
-def _size(n: float) -> str:
-    for unit, f in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= f: return f"{n / f:.1f} {unit}"
-    return f"{int(n)} B"
-
+# %% ../nbs/12_reproduce.ipynb #38bb4d47
 def format_plan(plan: dict, # `reproduce_plan`'s result
                ) -> str:
     "The plan as `spft reproduce --dry-run` prints it."
@@ -405,6 +416,12 @@ def format_plan(plan: dict, # `reproduce_plan`'s result
           f"checkpoint.pt: {_size(d['checkpoint'])}",
           f"  few-shot CNN features (float32, {f['frames_per_second']:.1f} frames/s x {f['channels']}): at most {_size(d['features'])} "
           "(every clip of the grid's speakers)"]
+    pc_, mem = plan["pconfig"], plan["memory"]
+    batching = f"{pc_.batch_size} clips" if pc_.batch_size else f"<= {pc_.batch_seconds:g} padded audio-s"
+    L += ["", f"memory: a pre-finetuning step on the worst batch ({batching}, clips cropped at {pc_.max_seconds} s"
+              f"{', gradient checkpointing' if pc_.gradient_checkpointing else ''}) needs about {_size(mem['total'])} "
+              f"({_size(mem['weights'])} weights, {_size(mem['optimizer'])} gradients+AdamW, {_size(mem['activations'])} "
+              f"activations, {_size(mem['attention'])} attention; notebook 05's memory model)"]
     if plan["hours"] is None: return "\n".join(L + ["", "no calibration (--calibration-steps 0): no projected hours"])
     pc, fc = plan["pcal"], plan["fcal"]
     L += ["", f"calibration on {pc['device']}:",
@@ -417,7 +434,7 @@ def format_plan(plan: dict, # `reproduce_plan`'s result
           "\n".join("  " + line for line in plan["hours"].round(2).to_string().splitlines()),
           "", "assumptions:",
           "  - time is linear in audio-seconds per batch (a small calibration batch under-uses a GPU: the projection errs long)",
-          f"  - a pre-finetuning epoch = one pass over the set's training clips (cropped at {_crop_seconds(plan['pconfig'])} s) and "
+          f"  - a pre-finetuning epoch = one pass over the set's training clips (cropped at {plan['pconfig'].max_seconds} s) and "
           f"its validation clips (cropped at {plan['pconfig'].max_eval_seconds} s); fewest = patience + 1, "
           f"assumed = {min(plan['prefinetune_epochs'], plan['pconfig'].max_epochs)}, most = max_epochs ({plan['pconfig'].max_epochs}) epochs, less those done",
           "  - a few-shot epoch costs a + b k seconds (the line through the timed k); a trial runs best_epoch + patience "
@@ -428,7 +445,7 @@ def format_plan(plan: dict, # `reproduce_plan`'s result
           "  - divide by the number of devices running at once (SLURM array tasks, local workers on separate GPUs)"]
     return "\n".join(L)
 
-# %% ../nbs/12_reproduce.ipynb #87db3976
+# %% ../nbs/12_reproduce.ipynb #d81ed118
 def reproduce(roots, # corpora.toml (or dict corpus -> root): the four corpora of the sets and ESD
               encoder, # encoder spec: tiny name | hub id | local folder
               out, # the reproduce folder: OUT/models, OUT/results, OUT/report
@@ -468,11 +485,12 @@ def reproduce(roots, # corpora.toml (or dict corpus -> root): the four corpora o
     print(f"[3/3] report from {len(df)} trials into {out / 'report'}", flush=True)
     return write_report(out / "results", out / "report")
 
-# %% ../nbs/12_reproduce.ipynb #e27c4507
+# %% ../nbs/12_reproduce.ipynb #01b2ee0d
 GRID_SKIP = ("help", "models", "esd", "results", "seed", "cache_dir", "device", "quiet")  # set by reproduce itself
 
 def add_grid_arguments(p: argparse.ArgumentParser, # the parser to add to
                        skip=GRID_SKIP, # `spft fewshot` destinations not to copy
+                       prefix=(), # destinations that get the `--trial-` prefix even where `p` lacks the flag
                       ) -> dict:
     "Copy `spft fewshot`'s options into `p` (`--trial-` prefix where `p` has the flag); returns {fewshot dest: dest in p}."
     sub = argparse.ArgumentParser().add_subparsers()
@@ -483,8 +501,10 @@ def add_grid_arguments(p: argparse.ArgumentParser, # the parser to add to
         kw = dict(default=a.default, help=a.help)
         if a.nargs == 0: kw["action"] = "store_true" if a.const is True else "store_false"
         else: kw.update(type=a.type, choices=a.choices, metavar=a.metavar, nargs=a.nargs)
-        try: p.add_argument(*a.option_strings, dest=a.dest, **kw); dests[a.dest] = a.dest
-        except argparse.ArgumentError:   # the flag is taken (by pre-finetuning): --trial-<flag>
+        try:
+            if a.dest in prefix: raise argparse.ArgumentError(a, "prefixed")
+            p.add_argument(*a.option_strings, dest=a.dest, **kw); dests[a.dest] = a.dest
+        except argparse.ArgumentError:   # the flag is taken (by pre-finetuning), or its setting exists there too
             dests[a.dest] = f"trial_{a.dest}"
             p.add_argument(*[f"--trial-{o.lstrip('-')}" for o in a.option_strings if o.startswith("--")], dest=dests[a.dest], **kw)
     return dests
@@ -495,7 +515,7 @@ def trial_config_from_args(args, # parsed arguments
     "The `TrialConfig` of the copied few-shot options (fields without an option keep their defaults)."
     return TrialConfig(**{f.name: getattr(args, dests[f.name]) for f in fields(TrialConfig) if f.name in dests})
 
-# %% ../nbs/12_reproduce.ipynb #891d96a4
+# %% ../nbs/12_reproduce.ipynb #59938a98
 def add_reproduce_arguments(p: argparse.ArgumentParser, # the parser to add to
                            ) -> dict:
     "All arguments of `spft reproduce`; returns the few-shot destinations (`add_grid_arguments`)."
@@ -506,7 +526,7 @@ def add_reproduce_arguments(p: argparse.ArgumentParser, # the parser to add to
             a.help = "comma-separated corpora whose non-empty subsets are pre-finetuned (default: all four, 15 sets)"
         if a.dest == "out": a.help = "output folder: OUT/models/<set>, OUT/results, OUT/report"
     p.add_argument("--subsets", nargs="+", metavar="SET", help="only these sets (instead of --corpora's), e.g. iemocap mandarin_as iemocap+msp_podcast")
-    dests = add_grid_arguments(p)
+    dests = add_grid_arguments(p, prefix={f.name for f in fields(PrefinetuneConfig)})   # e.g. eval_batch_size: which stage's?
     p.add_argument("--dry-run", action="store_true", help="print the plan (models, trials, disk, calibrated hours); train nothing")
     p.add_argument("--calibration-steps", type=int, default=3, help="dry run: timed pre-finetuning steps, 0 for no calibration (default: %(default)s)")
     p.add_argument("--calibration-seconds", type=float, default=16.0, help="dry run: audio-seconds per calibration batch (default: %(default)s)")
@@ -515,7 +535,7 @@ def add_reproduce_arguments(p: argparse.ArgumentParser, # the parser to add to
     p.add_argument("--assume-best-epoch", type=float, default=10, help="dry run: best epoch of a trial (default: %(default)s)")
     return dests
 
-# %% ../nbs/12_reproduce.ipynb #a786ec56
+# %% ../nbs/12_reproduce.ipynb #1d76d868
 def reproduce_command(args, # parsed `spft reproduce` arguments
                       dests: dict, # few-shot destinations (`add_grid_arguments`)
                      ) -> int:
