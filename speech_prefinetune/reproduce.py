@@ -245,7 +245,14 @@ def trial_epochs(k: int, config: TrialConfig, best_epoch: float) -> tuple[float,
     max_epochs, patience = config.limits(k)
     return min(max_epochs, patience + 1), min(max_epochs, best_epoch + patience), max_epochs
 
-# %% ../nbs/12_reproduce.ipynb #810442b1
+# %% ../nbs/12_reproduce.ipynb #01831477
+def _duration(hours: float) -> str:
+    "Hours for people: 40 s, 12.5 min, 3.2 h, 41.7 days."
+    s = hours * 3600
+    if s < 60: return f"{s:.0f} s"
+    if s < 3600: return f"{s / 60:.1f} min"
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
 def project_hours(models: pd.DataFrame, # `plan_models` rows (status, epochs) with the `train_seconds`, `valid_seconds` of their set
                   trials_todo: dict, # k -> trials still to run
                   shards_todo: int, # (model, speaker) shards with trials to run
@@ -430,8 +437,8 @@ def format_plan(plan: dict, # `reproduce_plan`'s result
           f"{1 / pc['valid_seconds_per_audio_second']:.1f} audio-s/s validation",
           f"  few-shot: shard set-up {fc['setup_seconds']:.2f} s; test pass {fc['test_seconds']:.3f} s per trial; one trial epoch " +
           ", ".join(f"{s:.3f} s at k={kk}" for kk, s in fc["epoch_seconds"].items()),
-          "", "projected device-hours (one device, one step or trial at a time):",
-          "\n".join("  " + line for line in plan["hours"].round(2).to_string().splitlines()),
+          "", "projected device time (one device, one step or trial at a time):",
+          "\n".join("  " + line for line in plan["hours"].map(_duration).to_string().splitlines()),
           "", "assumptions:",
           "  - time is linear in audio-seconds per batch (a small calibration batch under-uses a GPU: the projection errs long)",
           f"  - a pre-finetuning epoch = one pass over the set's training clips (cropped at {plan['pconfig'].max_seconds} s) and "

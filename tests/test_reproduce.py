@@ -73,7 +73,7 @@ def test_dry_run_trains_nothing_and_its_counts_match_the_run(full_run):
     assert written == [], f"the dry run wrote {written}"
     (fin, part, todo), (total, done, trials_todo) = counts(dry)
     assert (fin, part, todo) == (0, 0, len(SETS)) and (total, done, trials_todo) == (N_TRIALS, 0, N_TRIALS)
-    for line in ("audio cache (int16, 16000 Hz)", "checkpoint.pt", "calibration on cpu", "projected device-hours", "assumptions:"):
+    for line in ("audio cache (int16, 16000 Hz)", "checkpoint.pt", "calibration on cpu", "projected device time", "memory: a pre-finetuning step", "assumptions:"):
         assert line in dry, line
     # what the run did is what the plan said
     assert [model_status(out / "models" / s)[0] for s in SETS] == ["finished"] * len(SETS)
