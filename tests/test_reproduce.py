@@ -1,7 +1,7 @@
 """`spft reproduce` end to end on synthetic corpora with the tiny encoder and a reduced grid (2 sets, 1 speaker, k=4,
 1 trial, 2 epochs): the dry run trains nothing and its counts match the run; a second run changes nothing and rewrites
-the same report; a run killed with SIGKILL in pre-finetuning, then in the grid, resumes to the same results;
-bad roots exit 2."""
+the same report; a run killed with SIGKILL in pre-finetuning, then in the grid, resumes (the last part through
+submitit) to the same results; bad roots exit 2."""
 import contextlib, hashlib, io, os, re, signal, subprocess, sys, time
 from pathlib import Path
 
@@ -110,7 +110,7 @@ def kill_when(p, ready, what):
         p.kill(); p.communicate()
 
 
-def test_a_killed_run_resumes(full_run, roots, tmp_path):
+def test_a_killed_run_resumes_also_through_submitit(full_run, roots, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
     run = lambda: spft("--roots", roots, "--out", out, *GRID, cache=cache, popen=True)
     kill_when(run(), lambda: model_status(out / "models" / SETS[0])[0] == "finished", "first model")   # in stage 1
@@ -119,8 +119,10 @@ def test_a_killed_run_resumes(full_run, roots, tmp_path):
     assert fin >= 1 and (fin < 2 or trials_todo > 0), dry.stdout   # killed part-way
     trials = lambda: sum(f.read_bytes().count(b"\n") for f in (out / "results").glob("*/*.jsonl"))
     kill_when(run(), lambda: (out / "results").is_dir() and trials() >= 1, "first trial")             # in stage 2
-    again = spft("--roots", roots, "--out", out, *GRID, cache=cache)
+    # the rest of the grid through submitit (the SLURM path, run by local processes), with the grid's cluster options
+    again = spft("--roots", roots, "--out", out, *GRID, "--executor", "submitit-local", "--time", "20", "--cpus", "1", cache=cache)
     assert again.returncode == 0, again.stderr[-3000:]
+    assert any((out / "results" / ".submitit").rglob("*_result.pkl")), "no shard ran through submitit"
     assert [model_status(out / "models" / s)[0] for s in SETS] == ["finished"] * len(SETS)
     assert scores(out) == scores(full_run[0])     # the same trials with the same samples and the same scores
     assert (out / "report" / "table1.csv").read_bytes() == (full_run[0] / "report" / "table1.csv").read_bytes()
