@@ -452,7 +452,7 @@ def format_plan(plan: dict, # `reproduce_plan`'s result
           "  - divide by the number of devices running at once (SLURM array tasks, local workers on separate GPUs)"]
     return "\n".join(L)
 
-# %% ../nbs/12_reproduce.ipynb #d81ed118
+# %% ../nbs/12_reproduce.ipynb #790d0fb5
 def reproduce(roots, # corpora.toml (or dict corpus -> root): the four corpora of the sets and ESD
               encoder, # encoder spec: tiny name | hub id | local folder
               out, # the reproduce folder: OUT/models, OUT/results, OUT/report
@@ -492,7 +492,7 @@ def reproduce(roots, # corpora.toml (or dict corpus -> root): the four corpora o
     print(f"[3/3] report from {len(df)} trials into {out / 'report'}", flush=True)
     return write_report(out / "results", out / "report")
 
-# %% ../nbs/12_reproduce.ipynb #01b2ee0d
+# %% ../nbs/12_reproduce.ipynb #382e0660
 GRID_SKIP = ("help", "models", "esd", "results", "seed", "cache_dir", "device", "quiet")  # set by reproduce itself
 
 def add_grid_arguments(p: argparse.ArgumentParser, # the parser to add to
@@ -522,7 +522,7 @@ def trial_config_from_args(args, # parsed arguments
     "The `TrialConfig` of the copied few-shot options (fields without an option keep their defaults)."
     return TrialConfig(**{f.name: getattr(args, dests[f.name]) for f in fields(TrialConfig) if f.name in dests})
 
-# %% ../nbs/12_reproduce.ipynb #59938a98
+# %% ../nbs/12_reproduce.ipynb #c92633c0
 def add_reproduce_arguments(p: argparse.ArgumentParser, # the parser to add to
                            ) -> dict:
     "All arguments of `spft reproduce`; returns the few-shot destinations (`add_grid_arguments`)."
@@ -542,7 +542,7 @@ def add_reproduce_arguments(p: argparse.ArgumentParser, # the parser to add to
     p.add_argument("--assume-best-epoch", type=float, default=10, help="dry run: best epoch of a trial (default: %(default)s)")
     return dests
 
-# %% ../nbs/12_reproduce.ipynb #1d76d868
+# %% ../nbs/12_reproduce.ipynb #18bcdbef
 def reproduce_command(args, # parsed `spft reproduce` arguments
                       dests: dict, # few-shot destinations (`add_grid_arguments`)
                      ) -> int:
