@@ -472,13 +472,15 @@ def reproduce(roots, # corpora.toml (or dict corpus -> root): the four corpora o
              ) -> Path:
     "Pre-finetune every set, run the few-shot grid, write the report; skips what is done. Returns the report's path."
     from speech_prefinetune.corpora import load_corpus
+    from speech_prefinetune.prefinetune import load_tables
     from speech_prefinetune.analysis import write_report
     pcfg, tcfg = (prefinetune_config or PrefinetuneConfig()).check(), trial_config or TrialConfig()
     subsets, out = parse_subsets(subsets), Path(out).resolve()
     corpora = [c for c in PREFINETUNE_CORPORA if any(c in s for s in subsets)]
     roots = check_roots(roots, corpora + [DOWNSTREAM_CORPUS])
+    load_tables(corpora, roots, pcfg)   # every corpus loads (layout, label files) before days of pre-finetuning
     esd = load_corpus(DOWNSTREAM_CORPUS, roots[DOWNSTREAM_CORPUS])
-    speakers, emotions, ks = check_grid(esd, speakers, emotions, k, seed)   # fail before days of pre-finetuning
+    speakers, emotions, ks = check_grid(esd, speakers, emotions, k, seed)   # and every cell of the grid can be drawn
     models = plan_models(out, subsets)
     print(f"[1/3] pre-finetuning {len(models)} models into {out / 'models'} (" +
           ", ".join(f"{st} {int((models.status == st).sum())}" for st in ("finished", "partial", "todo")) + ")", flush=True)

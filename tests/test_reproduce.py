@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from speech_prefinetune.cli import main
+from speech_prefinetune.core import read_roots, write_roots
 from speech_prefinetune.grid import load_results
 from speech_prefinetune.reproduce import model_status
 from speech_prefinetune.synth import synth_corpora
@@ -141,10 +142,13 @@ def test_bad_roots_exit_2_with_one_line(roots, tmp_path, dry):
     no_esd.write_text("".join(l + "\n" for l in roots.read_text().splitlines() if not l.startswith("esd")))
     gone = tmp_path / "gone.toml"
     gone.write_text(f'iemocap = "{roots.parent}/nowhere"\nmandarin_as = "{roots.parent}"\nesd = "{roots.parent}"\n')
+    wrong = tmp_path / "wrong.toml"   # IEMOCAP's entry names the MASC folder: the loader says what it misses, before training
+    r = read_roots(roots); r["iemocap"] = r["mandarin_as"]; write_roots(r, wrong)
     for path, says in ((tmp_path / "missing.toml", "missing.toml: roots file not found"),
-                       (no_esd, "no root for esd"), (gone, "root of iemocap is not a folder")):
+                       (no_esd, "no root for esd"), (gone, "root of iemocap is not a folder"), (wrong, "iemocap: no Session1..Session5 folders")):
         status, err = _error(["reproduce", "--roots", str(path), "--out", str(out), *GRID, *dry])
-        assert status == 2 and len(err.splitlines()) == 1 and says in err and str(path) in err, err
+        assert status == 2 and len(err.splitlines()) == 1 and says in err, err
+        assert str(path if path != wrong else r["iemocap"]) in err, err
     assert not out.exists()
 
 
