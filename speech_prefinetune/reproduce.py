@@ -17,11 +17,11 @@ from .fewshot import ESD_EMOTIONS, TrialConfig
 from .grid import K_VALUES, ModelRef, ShardJob, add_fewshot_command, done_cells, load_results, run_grid
 
 # %% auto #0
-__all__ = ['GRID_SKIP', 'parse_subsets', 'check_roots', 'model_status', 'plan_models', 'grid_models', 'plan_trials',
-           'clip_seconds', 'disk_plan', 'calibrate_prefinetune', 'calibrate_fewshot', 'epoch_line', 'trial_epochs',
-           'project_hours', 'check_grid', 'corpus_seconds', 'encoder_facts', 'step_memory', 'reproduce_plan',
-           'format_plan', 'reproduce', 'add_grid_arguments', 'trial_config_from_args', 'add_reproduce_arguments',
-           'reproduce_command', 'add_reproduce_command']
+__all__ = ['GRID_SKIP', 'parse_subsets', 'check_roots', 'model_status', 'plan_models', 'encoder_spec', 'grid_models',
+           'plan_trials', 'clip_seconds', 'disk_plan', 'calibrate_prefinetune', 'calibrate_fewshot', 'epoch_line',
+           'trial_epochs', 'project_hours', 'check_grid', 'corpus_seconds', 'encoder_facts', 'step_memory',
+           'reproduce_plan', 'format_plan', 'reproduce', 'add_grid_arguments', 'trial_config_from_args',
+           'add_reproduce_arguments', 'reproduce_command', 'add_reproduce_command']
 
 # %% ../nbs/12_reproduce.ipynb #ad519b41
 def _items(x, typ=str) -> list | None:
@@ -93,14 +93,19 @@ def plan_models(out, # the reproduce folder (models live in OUT/models/<set>)
         rows.append(dict(set=corpus_set_name(s), folder=str(run), **dict(zip(("status", "epochs"), model_status(run)))))
     return pd.DataFrame(rows, columns=["set", "folder", "status", "epochs"])
 
-# %% ../nbs/12_reproduce.ipynb #478d73cc
+# %% ../nbs/12_reproduce.ipynb #24171910
+def encoder_spec(encoder, # tiny name, hub id or folder
+                ) -> str:
+    "The encoder spec with a folder made absolute (checkpoints record it: a rerun from elsewhere must match)."
+    p = Path(str(encoder)).expanduser()
+    return str(p.resolve()) if p.is_dir() else str(encoder)
+
 def grid_models(encoder, # the encoder spec (tiny name, hub id, folder)
                 out, # the reproduce folder
                 subsets, # pre-finetuning sets (`parse_subsets`)
                ) -> list[ModelRef]:
     "`base` (the plain encoder) and one model per pre-finetuning set, as the grid names them."
-    spec = str(Path(encoder).resolve()) if Path(str(encoder)).expanduser().is_dir() else str(encoder)
-    return [ModelRef(BASE_MODEL, spec, BASE_MODEL)] + [
+    return [ModelRef(BASE_MODEL, encoder_spec(encoder), BASE_MODEL)] + [
         ModelRef(corpus_set_name(s), str(Path(out).resolve() / "models" / corpus_set_name(s)), corpus_set_name(s)) for s in subsets]
 
 # %% ../nbs/12_reproduce.ipynb #75606538
@@ -475,7 +480,7 @@ def reproduce(roots, # corpora.toml (or dict corpus -> root): the four corpora o
     from speech_prefinetune.prefinetune import load_tables
     from speech_prefinetune.analysis import write_report
     pcfg, tcfg = (prefinetune_config or PrefinetuneConfig()).check(), trial_config or TrialConfig()
-    subsets, out = parse_subsets(subsets), Path(out).resolve()
+    subsets, out, encoder = parse_subsets(subsets), Path(out).resolve(), encoder_spec(encoder)
     corpora = [c for c in PREFINETUNE_CORPORA if any(c in s for s in subsets)]
     roots = check_roots(roots, corpora + [DOWNSTREAM_CORPUS])
     load_tables(corpora, roots, pcfg)   # every corpus loads (layout, label files) before days of pre-finetuning
