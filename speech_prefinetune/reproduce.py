@@ -474,8 +474,10 @@ def reproduce(roots, # corpora.toml (or dict corpus -> root): the four corpora o
               device=None, # few-shot torch device (default: CUDA if available)
               slurm: dict | None = None, # `run_grid`'s cluster options: partition, time, gpus, mem, cpus
               progress: bool = True,
-             ) -> Path:
+              stop_after: str | None = None, # "prefinetune" or "grid": stop after that stage
+             ) -> Path | None:
     "Pre-finetune every set, run the few-shot grid, write the report; skips what is done. Returns the report's path."
+    if stop_after not in (None, "prefinetune", "grid"): raise UserError(f"stop_after={stop_after!r}: expected prefinetune or grid")
     from speech_prefinetune.corpora import load_corpus
     from speech_prefinetune.prefinetune import load_tables
     from speech_prefinetune.analysis import write_report
@@ -490,12 +492,14 @@ def reproduce(roots, # corpora.toml (or dict corpus -> root): the four corpora o
     print(f"[1/3] pre-finetuning {len(models)} models into {out / 'models'} (" +
           ", ".join(f"{st} {int((models.status == st).sum())}" for st in ("finished", "partial", "todo")) + ")", flush=True)
     for s in subsets: prefinetune(s, roots, encoder, out / "models" / corpus_set_name(s), pcfg, progress)
+    if stop_after == "prefinetune": return None
     refs = grid_models(encoder, out, subsets)
     print(f"[2/3] few-shot grid: {len(refs)} models x {len(speakers)} speakers x {len(emotions)} emotions x {len(ks)} k x "
           f"{trials} trials into {out / 'results'}", flush=True)
     df = run_grid(refs, table=esd, results=out / "results", speakers=speakers, emotions=emotions, k=ks, trials=trials,
                   seed=seed, config=tcfg, executor=executor, workers=workers, threads=threads, cache_dir=pcfg.cache_dir,
                   device=device, slurm=slurm, progress=progress)
+    if stop_after == "grid": return None
     print(f"[3/3] report from {len(df)} trials into {out / 'report'}", flush=True)
     return write_report(out / "results", out / "report")
 
@@ -542,6 +546,8 @@ def add_reproduce_arguments(p: argparse.ArgumentParser, # the parser to add to
     p.add_argument("--subsets", nargs="+", metavar="SET", help="only these sets (instead of --corpora's), e.g. iemocap mandarin_as iemocap+msp_podcast")
     dests = add_grid_arguments(p, prefix={f.name for f in fields(PrefinetuneConfig)})   # e.g. eval_batch_size: which stage's?
     p.add_argument("--dry-run", action="store_true", help="print the plan (models, trials, disk, calibrated hours); train nothing")
+    p.add_argument("--stop-after", choices=("prefinetune", "grid"), help="stop after this stage (e.g. pre-finetune in a GPU job, "
+                   "then submit the grid from a login node)")
     p.add_argument("--calibration-steps", type=int, default=3, help="dry run: timed pre-finetuning steps, 0 for no calibration (default: %(default)s)")
     p.add_argument("--calibration-seconds", type=float, default=16.0, help="dry run: audio-seconds per calibration batch (default: %(default)s)")
     p.add_argument("--header-files", type=int, default=2000, help="dry run: audio headers read per corpus for durations, 0 for all (default: %(default)s)")
@@ -567,8 +573,8 @@ def reproduce_command(args, # parsed `spft reproduce` arguments
         return 0
     slurm = {k: g(k) for k in ("partition", "time", "gpus", "mem", "cpus") if k in dests}
     report = reproduce(args.roots, args.encoder, args.out, **grid, executor=g("executor"), workers=g("workers"),
-                       threads=g("threads"), slurm=slurm, progress=not args.quiet)
-    print(f"report: {report}")
+                       threads=g("threads"), slurm=slurm, progress=not args.quiet, stop_after=args.stop_after)
+    print(f"report: {report}" if report else f"stopped after {args.stop_after}")
     return 0
 
 def add_reproduce_command(subparsers):

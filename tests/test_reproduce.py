@@ -118,6 +118,10 @@ def test_a_killed_run_resumes_also_through_submitit(full_run, roots, tmp_path):
     dry = spft("--roots", roots, "--out", out, *GRID, *DRY, cache=cache)
     (fin, part, todo), (total, done, trials_todo) = counts(dry.stdout)
     assert fin >= 1 and (fin < 2 or trials_todo > 0), dry.stdout   # killed part-way
+    stage1 = spft("--roots", roots, "--out", out, *GRID, "--stop-after", "prefinetune", cache=cache)
+    assert stage1.returncode == 0 and "stopped after prefinetune" in stage1.stdout, stage1.stderr[-3000:]
+    assert [model_status(out / "models" / s)[0] for s in SETS] == ["finished"] * len(SETS)
+    assert not (out / "results").exists() and not (out / "report").exists()
     trials = lambda: sum(f.read_bytes().count(b"\n") for f in (out / "results").glob("*/*.jsonl"))
     kill_when(run(), lambda: (out / "results").is_dir() and trials() >= 1, "first trial")             # in stage 2
     # the rest of the grid through submitit (the SLURM path, run by local processes), with the grid's cluster options
