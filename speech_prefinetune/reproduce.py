@@ -121,7 +121,8 @@ def plan_trials(models, # `ModelRef`s (`grid_models`)
     config, rows = config or TrialConfig(), []
     for m in models:
         for s in speakers:
-            done = done_cells(ShardJob(m, str(s), sorted(cells), None, str(results), seed, config)) & cells
+            done = done_cells(ShardJob(model=m, speaker=str(s), cells=sorted(cells), table=None, results=str(results),
+                                        seed=seed, config=config)) & cells
             for kk in k:
                 n = sum(1 for c in done if c[1] == int(kk))
                 rows.append(dict(model=m.name, speaker=str(s), k=int(kk), done=n, todo=len(emotions) * int(trials) - n))
