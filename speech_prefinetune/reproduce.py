@@ -455,6 +455,7 @@ def format_plan(plan: dict, # `reproduce_plan`'s result
           (f"; measured mean epochs of finished trials used instead: {({k: round(v, 1) for k, v in plan['measured_epochs'].items()})}"
            if plan.get("measured_epochs") else ""),
           f"  - every (model, speaker) shard with trials to run ({plan['shards_todo']}) pays one set-up",
+          "  - not counted: start-up, decoding into the audio cache (once per corpus), saving models, the report",
           "  - divide by the number of devices running at once (SLURM array tasks, local workers on separate GPUs)"]
     return "\n".join(L)
 
