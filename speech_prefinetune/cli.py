@@ -50,7 +50,7 @@ DEMO = dict(
     encoder="tiny-wav2vec2", size="demo",
     # pre-finetuning (`PrefinetuneConfig` fields): the random-init tiny encoder learns nothing in a few epochs at the
     # paper's lr 5e-5 or with its random CNN frozen (validation loss stays at chance, 1.0): high lr, trainable CNN
-    prefinetune=dict(lr=3e-3, warmup_epochs=1.0, batch_size=8, max_clip_seconds=1.0, max_epochs=10, patience=3,
+    prefinetune=dict(lr=3e-3, warmup_epochs=1.0, batch_size=8, max_seconds=1.0, max_epochs=10, patience=3,
                      freeze_feature_encoder=False),
     # few-shot grid: the four synthetic ESD speakers (two Mandarin, two English), all five emotions, one trial per cell
     speakers=("0001", "0002", "0011", "0012"), k=(2, 8, 32), trials=1,
@@ -84,7 +84,8 @@ def run_demo(out="spft_demo", full: bool = False, seed: int = 0, workers: int = 
     say(f"synthesizing corpora ({cfg['size']}) in {out / 'corpora'}")
     roots = synth_corpora(out / "corpora", size=cfg["size"], seed=seed)
     models = [cfg["encoder"]]
-    pcfg = PrefinetuneConfig(**cfg["prefinetune"], seed=seed, cache_dir=str(out / "audio_cache"))
+    cache = out / "cache"   # the demo keeps its decoded audio and CNN features to itself (not the shared cache)
+    pcfg = PrefinetuneConfig(**cfg["prefinetune"], seed=seed, cache_dir=str(cache))
     for subset in demo_subsets(full):
         run = out / "models" / corpus_set_name(subset)
         say(f"pre-finetuning on {corpus_set_name(subset)}")
@@ -95,7 +96,7 @@ def run_demo(out="spft_demo", full: bool = False, seed: int = 0, workers: int = 
     results = out / "results"
     run_grid(models, roots["esd"], results, speakers=list(cfg["speakers"]), k=cfg["k"], trials=cfg["trials"],
              config=TrialConfig(**cfg["trial"]), seed=seed, workers=workers, threads=1 if workers > 1 else None,
-             progress=progress)
+             cache_dir=cache, progress=progress)
     report = out / "report"
     write_report(results, report)
     say(f"report written to {report} (CPU time {_cpu_seconds() - c0:.0f} s, workers included)")
