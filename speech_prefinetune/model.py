@@ -20,7 +20,7 @@ from .core import UserError, apply_umask, atomic_write, atomic_write_text, corpu
 
 # %% auto #0
 __all__ = ['TINY_ENCODERS', 'DEFAULT_PREPROCESSOR', 'PREPROCESSOR_FILE', 'HEADS_FILE', 'META_FILE', 'ENCODER_DIR', 'tiny_config',
-           'load_encoder', 'load_preprocessor', 'prepare_batch', 'pad_batch', 'MultiTaskClassifier', 'derive_head_seed']
+           'load_encoder', 'load_preprocessor', 'prepare_batch', 'MultiTaskClassifier', 'derive_head_seed']
 
 # %% ../nbs/04_model.ipynb #3c07c758
 TINY_ENCODERS = ("tiny-wav2vec2", "tiny-hubert", "tiny-wavlm")
@@ -136,20 +136,6 @@ def prepare_batch(waves, # 1-D float waves (mono), already at `preprocessor.samp
     out = preprocessor(waves, sampling_rate=preprocessor.sampling_rate, padding=True, return_attention_mask=True,
                        return_tensors="pt")
     return out["input_values"].to(torch.float32), out["attention_mask"].to(torch.long)
-
-# %% ../nbs/04_model.ipynb #b0e2d102
-def pad_batch(waves, normalize: bool = True):
-    "Deprecated: use `prepare_batch`. Pad waves into `(input_values, attention_mask)`, each clip normalised."
-    if len(waves) == 0: raise ValueError("pad_batch: empty list of waves")
-    lengths = [len(w) for w in waves]
-    if min(lengths) == 0: raise ValueError(f"pad_batch: wave {lengths.index(0)} is empty")
-    x = torch.zeros(len(waves), max(lengths), dtype=torch.float32)
-    mask = torch.zeros(len(waves), max(lengths), dtype=torch.long)
-    for i, w in enumerate(waves):
-        w = torch.from_numpy(np.array(w, dtype=np.float32))   # a copy: cache views are read-only
-        if normalize: w = (w - w.mean()) / torch.sqrt(w.var(unbiased=False) + 1e-7)
-        x[i, :len(w)] = w; mask[i, :len(w)] = 1
-    return x, mask
 
 # %% ../nbs/04_model.ipynb #feeaf761
 class MultiTaskClassifier(nn.Module):

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 from transformers import AutoFeatureExtractor, AutoModel, HubertConfig, Wav2Vec2Config, WavLMConfig
-from speech_prefinetune.model import (DEFAULT_PREPROCESSOR, MultiTaskClassifier, load_preprocessor, pad_batch,
+from speech_prefinetune.model import (DEFAULT_PREPROCESSOR, MultiTaskClassifier, load_preprocessor,
                                       prepare_batch)
 
 torch.set_num_threads(1)
@@ -142,11 +142,11 @@ def test_pooled_outputs_equal_automodel_fed_by_the_feature_extractor(folders, st
 
 @pytest.mark.parametrize("style", ["hubert-base-ls960", "wav2vec2-large-lv60"])
 def test_the_old_always_normalise_recipe_fails_this_comparison(folders, style):
-    "The oracle tests can fail: always normalising (the old `pad_batch`) is far off for a quiet clip where it is wrong."
+    "The oracle tests can fail: always normalising (the fixed recipe this package used before) is far off for a quiet clip where it is wrong."
     model = MultiTaskClassifier.from_encoder(str(folders[style]), {"t": ("a", "b")}).eval()
     w = speech(16000, 0.003, 0)
     with torch.no_grad():
-        feats, fmask = model.feature_encoder_outputs(*pad_batch([w]))
+        feats, fmask = model.feature_encoder_outputs(*prepare_batch([w], load_preprocessor(None)))   # the old fixed recipe
         old = model.pool(model.encode_features(feats, fmask), fmask)[0]
     if STYLES[style][2]["do_normalize"]: assert rel(old, hf_pooled(folders[style], w)) < 1e-5
     else: assert rel(old, hf_pooled(folders[style], w)) > 0.1   # measured: 50% for hubert-base at std 0.003
