@@ -39,9 +39,9 @@ shapes in eval mode (every layer, no LayerDrop, so slightly above the work done 
     PYTHONPATH=$PWD python bench/realsize.py --device cuda      # GPU: 30 steps at PrefinetuneConfig's batch_seconds, fp32 and bf16
     PYTHONPATH=$PWD python bench/realsize.py --tiny --steps 2   # smoke run (tiny encoder; FLOPs counted on CPU too)
 
-Ours' optimizer is built as `prefinetune_tables` builds it (`torch.optim.AdamW` with torch's defaults: on CPU the
-per-tensor loop), while `Trainer` defaults to `adamw_torch_fused`; on a 2-core CPU the fused step of the 90M trainable
-parameters took ~1.2-1.6 s against ~4.9 s (2026-12-01, loaded machine): part of ours' seconds per step.
+Ours' optimizer is the one `prefinetune_tables` builds (`prefinetune.make_optimizer`: fused AdamW, as `Trainer`'s
+default `adamw_torch_fused`); with torch's default per-tensor loop, the AdamW step of the 90M trainable parameters took
+~4.9 s on a 2-core CPU against ~1.2-1.6 s fused (2026-12-01, loaded machine).
 
 Last lines: `speedup_vs_trainer: <x>` (ours' audio-s/s over the default Trainer's), `speedup_vs_group_by_length`,
 `epoch_speedup_vs_trainer`, `peak_rss_ratio_vs_trainer` (and `peak_gpu_ratio_vs_trainer`), `goal_met: yes|no`.
@@ -175,11 +175,11 @@ def run_ours(args, lengths, waves, labels, max_len) -> dict:
     "Time our pre-finetuning step on the first `steps + 1` batches of our epoch plan."
     from transformers import get_linear_schedule_with_warmup
     from speech_prefinetune.model import MultiTaskClassifier, prepare_batch
-    from speech_prefinetune.prefinetune import make_accelerator, scaled_loss, training_step
+    from speech_prefinetune.prefinetune import make_accelerator, make_optimizer, scaled_loss, training_step
     acc = make_accelerator(PrefinetuneConfig(device=args.device, bf16=args.bf16))
     model = MultiTaskClassifier.from_encoder(args.folder, {TASK: LABELS[TASK]}, seed=args.seed, projector_dim=PROJECTOR,
                                              freeze_feature_encoder=True)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR, weight_decay=WEIGHT_DECAY)
+    opt = make_optimizer(model, PrefinetuneConfig(lr=LR, weight_decay=WEIGHT_DECAY))
     sched = get_linear_schedule_with_warmup(opt, 0, args.steps + 1)
     model, opt = acc.prepare(model, opt)
     model.train()

@@ -25,10 +25,10 @@ from .model import META_FILE, MultiTaskClassifier, prepare_batch
 # %% auto #0
 __all__ = ['TASK_SAMPLING', 'MEMORY_MODEL', 'CHECKPOINT', 'CORPORA_ORDER', 'scaled_loss', 'task_probabilities', 'bucket_batches',
            'epoch_plan', 'ClipBatches', 'task_metrics', 'selection_metric', 'PrefinetuneConfig', 'estimate_peak_memory',
-           'batch_stats', 'plan_text', 'training_step', 'make_accelerator', 'rng_states', 'set_rng_states',
-           'save_checkpoint', 'load_checkpoint', 'evaluate', 'prefinetune_tables', 'toy_tables', 'load_tables',
-           'prefinetune', 'all_subsets', 'prefinetune_all_subsets', 'add_prefinetune_arguments', 'config_from_args',
-           'prefinetune_command', 'add_prefinetune_command', 'main']
+           'batch_stats', 'plan_text', 'training_step', 'make_accelerator', 'make_optimizer', 'rng_states',
+           'set_rng_states', 'save_checkpoint', 'load_checkpoint', 'evaluate', 'prefinetune_tables', 'toy_tables',
+           'load_tables', 'prefinetune', 'all_subsets', 'prefinetune_all_subsets', 'add_prefinetune_arguments',
+           'config_from_args', 'prefinetune_command', 'add_prefinetune_command', 'main']
 
 # %% ../nbs/05_prefinetune.ipynb #0d392c76
 def scaled_loss(logits: torch.Tensor, # [B, n_classes]
@@ -271,6 +271,13 @@ def make_accelerator(config: PrefinetuneConfig):
     return Accelerator(cpu=config.device == "cpu", mixed_precision="bf16" if cuda and config.bf16 else "no",
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
+# %% ../nbs/05_prefinetune.ipynb #b7e0a1c2
+def make_optimizer(model, config: PrefinetuneConfig) -> torch.optim.AdamW:
+    "AdamW (lr, weight decay of `config`) over the trainable parameters; fused where the device supports it."
+    params = [p for p in model.parameters() if p.requires_grad]
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+
 # %% ../nbs/05_prefinetune.ipynb #d300c000
 CHECKPOINT = "checkpoint.pt"
 
@@ -455,7 +462,7 @@ def prefinetune_tables(tables: dict, # task name -> utterance table (`load_corpu
     if config.max_steps_per_epoch: steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
     summary, text = _plan(model, acc, config, [crop(t)[b] for t, bs in one_pass.items() for b, _ in bs], steps_per_epoch, sr)
     if main and progress: tqdm_class.write(text)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model, config)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_epochs * steps_per_epoch), config.max_epochs * steps_per_epoch)
     sampler_rng = np.random.default_rng(derive_seed(config.seed, "sampler"))
     seed_everything(derive_seed(config.seed, "process", rank))

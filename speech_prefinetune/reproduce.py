@@ -172,7 +172,7 @@ def calibrate_prefinetune(encoder, # encoder spec
     import torch
     from speech_prefinetune.audio import load_audio
     from speech_prefinetune.model import MultiTaskClassifier
-    from speech_prefinetune.prefinetune import make_accelerator, training_step
+    from speech_prefinetune.prefinetune import make_accelerator, make_optimizer, training_step
     from speech_prefinetune.core import LABELS
     config = config or PrefinetuneConfig()
     tasks = {t: tuple(LABELS.get(t) or sorted(tab["label"].unique())) for t, tab in tables.items()}
@@ -187,7 +187,7 @@ def calibrate_prefinetune(encoder, # encoder spec
         waves.append(w); total += len(w) / sr
         if total >= batch_seconds: break
     acc = make_accelerator(config)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    opt = make_optimizer(model, config)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0)
     model, opt = acc.prepare(model, opt)
     x, m = acc.unwrap_model(model).prepare(waves)   # the encoder's own preprocessing
