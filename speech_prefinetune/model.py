@@ -112,8 +112,9 @@ def load_preprocessor(spec=None, # feature extractor | kwargs dict | tiny name |
     "The feature extractor that prepares `spec`'s inputs: the checkpoint's own where it has one, else the default."
     if isinstance(spec, FeatureExtractionMixin): return _check_preprocessor(spec, type(spec).__name__)
     if isinstance(spec, dict): return _check_preprocessor(Wav2Vec2FeatureExtractor(**spec), spec)
-    if spec is None or isinstance(spec, (PretrainedConfig, PreTrainedModel)) or str(spec) in TINY_ENCODERS:
-        return _default_preprocessor()
+    if isinstance(spec, (PretrainedConfig, PreTrainedModel)):   # loaded from somewhere: that checkpoint's own
+        spec = getattr(spec, "name_or_path", "") or None
+    if spec is None or str(spec) in TINY_ENCODERS: return _default_preprocessor()
     path = Path(str(spec)).expanduser()
     if path.is_dir():
         if (path / "spft_model.json").is_file(): path = path / "encoder"   # a run folder of ours
