@@ -125,7 +125,7 @@ class TrialConfig:
         "Short hash of the settings: results of different settings must not be mixed."
         d = asdict(self)
         if d["stack"] == 1: del d["stack"]    # one at a time: the hash of the settings before stacks existed
-        if d["eval_batch_seconds"] == EVAL_BATCH_SECONDS: del d["eval_batch_seconds"]   # likewise (stores written before it)
+        del d["eval_batch_seconds"]   # memory only: predictions do not depend on it (a rerun with a smaller budget resumes)
         if d["max_seconds"] is None or d["crop"] == "start": del d["crop"]   # whole clips: the crop changes nothing
         if d["max_seconds"] is None: del d["max_seconds"]
         return f"{derive_seed(json.dumps(d, sort_keys=True)):016x}"[:12]

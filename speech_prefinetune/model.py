@@ -147,7 +147,7 @@ class MultiTaskClassifier(nn.Module):
                  freeze_feature_encoder: bool = True, # keep the CNN frozen (and run it without gradients)
                  metadata: dict | None = None, # what `save_pretrained` writes to spft_model.json
                  seed: int = 0, # seed of the head initialisation
-                 preprocessor=None): # the encoder's feature extractor (`load_preprocessor` spec); None: `DEFAULT_PREPROCESSOR`
+                 preprocessor=None): # the encoder's feature extractor (`load_preprocessor` spec); None: the encoder's own
         super().__init__()
         self.encoder = _check_audio_encoder(encoder, type(encoder).__name__)
         width = encoder.config.hidden_size
@@ -158,7 +158,7 @@ class MultiTaskClassifier(nn.Module):
         self.freeze_feature_encoder = freeze_feature_encoder
         if freeze_feature_encoder: self.encoder.feature_extractor._freeze_parameters()
         self.metadata = dict(metadata or {})
-        self.preprocessor = load_preprocessor(preprocessor)
+        self.preprocessor = load_preprocessor(encoder if preprocessor is None else preprocessor)
         self._mask_takes_attention = "attention_mask" in inspect.signature(self.encoder._mask_hidden_states).parameters
         self.replace_heads(tasks, seed=seed)
 

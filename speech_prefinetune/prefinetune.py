@@ -318,7 +318,8 @@ def load_checkpoint(path) -> dict:
     except pickle.UnpicklingError as e:   # torch's weights-only unpickler met a class or function to call
         why = next((l.split("error:", 1)[1].split(" was not")[0].strip() for l in str(e).splitlines()
                     if "WeightsUnpickler error:" in l), "not plain data")
-        raise UserError(f"{path}: refused to load: it holds an object that unpickling would build by running code ({why}); "
+        older = " (NumPy objects: likely a checkpoint written by speech_prefinetune before 2026-12)" if "numpy" in why else ""
+        raise UserError(f"{path}: refused to load: it holds an object that unpickling would build by running code ({why}){older}; "
                         f"our checkpoints hold only tensors and plain values. Delete it to start over") from None
     except Exception as e: raise UserError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e}); delete it to start over") from None
 
@@ -474,7 +475,7 @@ def prefinetune_tables(tables: dict, # task name -> utterance table (`load_corpu
         ck = load_checkpoint(ckpt_path)
         changed = {k: (ck["config"].get(k), v) for k, v in asdict(config).items()
                    if k not in ("max_epochs", "patience", "device", "num_workers", "keep_checkpoint", "cache_dir", "bf16",
-                                 "gradient_checkpointing")
+                                 "gradient_checkpointing", "eval_batch_seconds", "eval_batch_size")
                    and ck["config"].get(k) != v}
         if changed or ck["tasks"] != {t: list(l) for t, l in tasks.items()} or ck["encoder"] != str(encoder):
             raise UserError(f"{ckpt_path}: written by a run with other settings ({changed or 'tasks/encoder differ'}); "

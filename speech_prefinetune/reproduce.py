@@ -37,7 +37,8 @@ def parse_subsets(subsets=None, # sets like "iemocap" or "iemocap+mandarin_as" (
     if subsets is None or subsets == [] or subsets == "":
         items = ["+".join(_items(corpora))] if corpora else []
         items = [corpus_set_name(s) for s in all_subsets(tuple(parse_subsets(items)[0]))] if items else []
-    else: items = subsets.replace(",", " ").split() if isinstance(subsets, str) else [str(s) for s in subsets]
+    else: items = subsets.replace(",", " ").split() if isinstance(subsets, str) else [
+        "+".join(s) if isinstance(s, (tuple, list)) else str(s) for s in subsets]   # its own output too
     out = []
     for item in items:
         try: names = {canonical_corpus(c) for c in item.split("+") if c.strip()}
@@ -172,12 +173,13 @@ def calibrate_prefinetune(encoder, # encoder spec
     import torch
     from speech_prefinetune.audio import load_audio
     from speech_prefinetune.model import MultiTaskClassifier
-    from speech_prefinetune.prefinetune import make_accelerator, make_optimizer, training_step
+    from speech_prefinetune.prefinetune import _checkpoint_layers, make_accelerator, make_optimizer, training_step
     from speech_prefinetune.core import LABELS
     config = config or PrefinetuneConfig()
     tasks = {t: tuple(LABELS.get(t) or sorted(tab["label"].unique())) for t, tab in tables.items()}
     model = MultiTaskClassifier.from_encoder(encoder, tasks, seed=config.seed, projector_dim=config.projector_dim,
                                              freeze_feature_encoder=config.freeze_feature_encoder)
+    if config.gradient_checkpointing: _checkpoint_layers(model.encoder, encoder)   # its extra forward is part of the cost
     sr, crop = model.sampling_rate, config.max_seconds
     task = max(tables, key=lambda t: (tables[t]["split"] == "train").sum())
     rows = tables[task][tables[task]["split"] == "train"].sample(frac=1.0, random_state=config.seed)

@@ -153,6 +153,13 @@ def test_the_old_always_normalise_recipe_fails_this_comparison(folders, style):
 
 
 @pytest.mark.parametrize("style", STYLES)
+def test_the_constructor_takes_the_encoders_own_preprocessor(folders, style):
+    "`MultiTaskClassifier(AutoModel.from_pretrained(folder), ...)` prepares inputs as the folder says, not as the default."
+    model = MultiTaskClassifier(AutoModel.from_pretrained(folders[style]), {"t": ("a", "b")})
+    assert model.preprocessor.to_dict() == AutoFeatureExtractor.from_pretrained(folders[style]).to_dict()
+
+
+@pytest.mark.parametrize("style", STYLES)
 def test_saved_model_encoder_loads_with_automodel_and_autofeatureextractor(folders, style, tmp_path):
     model = MultiTaskClassifier.from_encoder(str(folders[style]), {"t": ("a", "b")}).eval()
     model.save_pretrained(tmp_path / "run")

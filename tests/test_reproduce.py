@@ -160,3 +160,12 @@ def test_bad_grid_fails_before_training(roots, tmp_path):
     status, err = _error(["reproduce", "--roots", str(roots), "--out", str(tmp_path / "out"), *GRID, "--k", "64"])
     assert status == 2 and "k=64 needs 32" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out" / "models").exists()
+
+
+def test_corpora_without_subsets_trains_every_subset_of_them(roots, tmp_path):
+    "`--corpora A,B` alone means the 3 non-empty subsets of A and B (the README's command has no --subsets)."
+    grid = [a for a in GRID if a not in ("--subsets", *SETS)]
+    dry = spft("--roots", roots, "--out", tmp_path / "out", *grid, "--corpora", ",".join(SETS), "--dry-run",
+               "--calibration-steps", "0", cache=tmp_path / "cache")
+    assert dry.returncode == 0, dry.stderr
+    assert counts(dry.stdout) == ((0, 0, 3), (4 * 5, 0, 4 * 5))   # base + 3 sets, 5 emotions each
