@@ -12,7 +12,7 @@ import pandas as pd
 from .core import (BASE_MODEL, DOWNSTREAM_CORPUS, PREFINETUNE_CORPORA, UserError, canonical_corpus,
                                      corpus_set_name, read_roots)
 from .prefinetune import (CHECKPOINT, PrefinetuneConfig, add_prefinetune_arguments, all_subsets,
-                                            config_from_args, prefinetune)
+                                            config_from_args)
 from .fewshot import ESD_EMOTIONS, TrialConfig
 from .grid import K_VALUES, ModelRef, ShardJob, add_fewshot_command, done_cells, load_results, run_grid
 
@@ -483,19 +483,20 @@ def reproduce(roots, # corpora.toml (or dict corpus -> root): the four corpora o
     "Pre-finetune every set, run the few-shot grid, write the report; skips what is done. Returns the report's path."
     if stop_after not in (None, "prefinetune", "grid"): raise UserError(f"stop_after={stop_after!r}: expected prefinetune or grid")
     from speech_prefinetune.corpora import load_corpus
-    from speech_prefinetune.prefinetune import load_tables
+    from speech_prefinetune.prefinetune import load_tables, prefinetune_tables
     from speech_prefinetune.analysis import write_report
     pcfg, tcfg = (prefinetune_config or PrefinetuneConfig()).check(), trial_config or TrialConfig()
     subsets, out, encoder = parse_subsets(subsets), Path(out).resolve(), encoder_spec(encoder)
     corpora = [c for c in PREFINETUNE_CORPORA if any(c in s for s in subsets)]
     roots = check_roots(roots, corpora + [DOWNSTREAM_CORPUS])
-    load_tables(corpora, roots, pcfg)   # every corpus loads (layout, label files) before days of pre-finetuning
+    tables = load_tables(corpora, roots, pcfg)   # every corpus loads (layout, label files) before days of pre-finetuning
     esd = load_corpus(DOWNSTREAM_CORPUS, roots[DOWNSTREAM_CORPUS])
     speakers, emotions, ks = check_grid(esd, speakers, emotions, k, seed)   # and every cell of the grid can be drawn
     models = plan_models(out, subsets)
     print(f"[1/3] pre-finetuning {len(models)} models into {out / 'models'} (" +
           ", ".join(f"{st} {int((models.status == st).sum())}" for st in ("finished", "partial", "todo")) + ")", flush=True)
-    for s in subsets: prefinetune(s, roots, encoder, out / "models" / corpus_set_name(s), pcfg, progress)
+    for s in subsets:   # the tables loaded above, not loaded again for each of the 15 sets
+        prefinetune_tables({x: tables[x] for x in s}, encoder, out / "models" / corpus_set_name(s), pcfg, progress, corpora=list(s))
     if stop_after == "prefinetune": return None
     refs = grid_models(encoder, out, subsets)
     print(f"[2/3] few-shot grid: {len(refs)} models x {len(speakers)} speakers x {len(emotions)} emotions x {len(ks)} k x "
