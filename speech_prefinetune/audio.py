@@ -92,6 +92,10 @@ _COLUMNS = ("shard", "offset", "samples", "size", "mtime_ns", "exp")  # per clip
 _STORES = {"int16": ("<i2", ".i16"), "float32": ("<f4", ".f32")}  # dtype -> (on-disk dtype, shard suffix)
 _RANK = {"<i2": 0, "<f4": 1}  # precision of an on-disk dtype
 
+def _shard_dtype(name: str) -> str:
+    "On-disk dtype of a shard file, from its suffix."
+    return next(d for d, sfx in _STORES.values() if name.endswith(sfx))
+
 class _Entry(NamedTuple):
     "Where one clip lives, and the source stamp it was decoded from."
     shard: str; dtype: str; offset: int; samples: int; size: int; mtime_ns: int; exp: int
@@ -130,7 +134,7 @@ def _index_entries(keys, files, dtypes, table) -> dict:
 def _write_index(path: Path, sr: int, entries: dict):
     "Atomically write `{key: (shard file, offset, samples, size, mtime_ns, exp)}` as a columnar JSON index."
     files = sorted({e[0] for e in entries.values()}); pos = {f: i for i, f in enumerate(files)}
-    dtypes = [next(d for d, sfx in _STORES.values() if f.endswith(sfx)) for f in files]
+    dtypes = [_shard_dtype(f) for f in files]
     vals = list(entries.values())
     cols = {c: [e[i] for e in vals] for i, c in enumerate(_COLUMNS)}
     cols["shard"] = [pos[f] for f in cols["shard"]]
@@ -266,7 +270,10 @@ def _commit(self: AudioCache, f, tmp: Path, new: dict):
     os.replace(tmp, self.dir / "shards" / shard)
     with _Lock(self.lock_path):  # merge into the index as it is now, not as we last read it
         entries = _index_entries(*_read_index(self.index_path, self.sr))
-        entries.update({k: (shard, *v) for k, v in new.items()})
+        ours = _RANK[_STORES[self.dtype][0]]
+        for k, v in new.items():   # never downgrade an unchanged clip that another writer stored more precisely
+            e = entries.get(k)
+            if e is None or tuple(e[3:5]) != tuple(v[2:4]) or _RANK[_shard_dtype(e[0])] <= ours: entries[k] = (shard, *v)
         _write_index(self.index_path, self.sr, entries)
     self._refresh()
 
