@@ -11,8 +11,8 @@ import numpy as np
 # %% auto #0
 __all__ = ['PREFINETUNE_CORPORA', 'DOWNSTREAM_CORPUS', 'CORPORA', 'SPLITS', 'LANGUAGES', 'LABELS', 'CORPUS_LANGUAGE',
            'ESD_SPEAKERS', 'PAPER_CORPUS_NAMES', 'BASE_MODEL', 'esd_language', 'canonical_corpus', 'corpus_set_name',
-           'UserError', 'derive_seed', 'seed_everything', 'read_roots', 'write_roots', 'current_umask', 'apply_umask',
-           'atomic_write', 'atomic_write_text']
+           'UserError', 'derive_seed', 'seed_everything', 'pack_sorted', 'read_roots', 'write_roots', 'current_umask',
+           'apply_umask', 'atomic_write', 'atomic_write_text']
 
 # %% ../nbs/00_core.ipynb #1e878e7a
 PREFINETUNE_CORPORA = ("iemocap", "msp_improv", "msp_podcast", "mandarin_as")  # the four pre-finetuning corpora, paper order
@@ -70,6 +70,20 @@ def seed_everything(seed: int):
     "Seed Python, NumPy and PyTorch (CPU and CUDA) global generators."
     import torch
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+
+# %% ../nbs/00_core.ipynb #c0a1b2d2
+def pack_sorted(lengths, # ascending clip lengths (samples, frames or seconds)
+                max_padded: float, # budget of a batch: clips x its longest clip
+                max_clips: int | None = None, # clips per batch at most (None: no cap)
+               ) -> list[range]:
+    "Consecutive index ranges of `lengths` whose padded size stays within `max_padded` (a longer clip alone)."
+    groups, start = [], 0
+    for i, n in enumerate(lengths):   # ascending: clip i would be the longest of the group
+        size = i - start + 1
+        if size > 1 and (size * n > max_padded or (max_clips is not None and size > max_clips)):
+            groups.append(range(start, i)); start = i
+    if len(lengths) > start: groups.append(range(start, len(lengths)))
+    return groups
 
 # %% ../nbs/00_core.ipynb #c64c05ad
 def read_roots(path) -> dict[str, Path]:

@@ -17,7 +17,7 @@ from fastcore.basics import patch
 from safetensors.torch import load as load_safetensors, save_file
 from transformers.activations import ACT2FN
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
-from .core import LABELS, BASE_MODEL, UserError, atomic_write, corpus_set_name, derive_seed, seed_everything
+from .core import LABELS, BASE_MODEL, UserError, atomic_write, corpus_set_name, derive_seed, pack_sorted, seed_everything
 from .audio import cache_root, load_audio, open_audio_cache
 from .model import MultiTaskClassifier
 
@@ -288,11 +288,8 @@ def eval_batches(lengths,          # frames per clip
                  max_clips: int,    # clips per batch at most
                 ) -> list[list[int]]:
     "Clip indices in length-sorted batches (ties in index order) within both budgets; a longer clip is a batch alone."
-    out, cur = [], []
-    for i in sorted(range(len(lengths)), key=lambda i: (lengths[i], i)):   # the clip being added is the longest so far
-        if cur and (len(cur) >= max_clips or (len(cur) + 1) * lengths[i] > max_frames): out.append(cur); cur = []
-        cur.append(i)
-    return out + [cur] if cur else out
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    return [order[g.start:g.stop] for g in pack_sorted([lengths[i] for i in order], max_frames, max_clips)]
 
 def default_device() -> torch.device:
     "CUDA if available, else CPU."

@@ -18,7 +18,7 @@ from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 from .core import (LABELS, PREFINETUNE_CORPORA, UserError, atomic_write, atomic_write_text, canonical_corpus,
-                                     corpus_set_name, derive_seed, read_roots, seed_everything)
+                                     corpus_set_name, derive_seed, pack_sorted, read_roots, seed_everything)
 from fastcore.basics import patch
 from .model import META_FILE, MultiTaskClassifier, prepare_batch
 
@@ -70,11 +70,7 @@ def bucket_batches(lengths, # samples per clip
         if max_batch_samples is None:
             batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
             continue
-        cur = []
-        for i in chunk:   # ascending lengths: the clip being added is the longest so far
-            if cur and (len(cur) + 1) * lengths[i] > max_batch_samples: batches.append(np.array(cur)); cur = []
-            cur.append(i)
-        if cur: batches.append(np.array(cur))
+        batches += [chunk[g.start:g.stop] for g in pack_sorted(lengths[chunk], max_batch_samples)]
     return [batches[i] for i in rng.permutation(len(batches))]
 
 # %% ../nbs/05_prefinetune.ipynb #c6cd2fd0
@@ -377,12 +373,9 @@ def _valid_items(task, n, config, sr) -> list:
     "Validation plan items of a task: clips sorted by length, centre-cropped, in batches by seconds (or by count)."
     eff = n if config.max_eval_seconds is None else np.minimum(n, int(config.max_eval_seconds * sr))
     order = np.argsort(eff, kind="stable"); lens = eff[order]
-    if config.batch_size: groups = [np.arange(i, min(i + config.eval_batch_size, len(n))) for i in range(0, len(n), config.eval_batch_size)]
-    else:
-        budget, groups, start = config.eval_batch_seconds * sr, [], 0
-        for i in range(1, len(n) + 1):   # ascending lengths: clip i would be the longest of the batch
-            if i == len(n) or (i - start + 1) * lens[i] > budget: groups.append(np.arange(start, i)); start = i
-    return [(task, order[g], ((n - eff) // 2)[order[g]]) for g in groups]
+    groups = (pack_sorted(lens, math.inf, config.eval_batch_size) if config.batch_size else
+              pack_sorted(lens, config.eval_batch_seconds * sr))
+    return [(task, order[g.start:g.stop], ((n - eff) // 2)[order[g.start:g.stop]]) for g in groups]
 
 def _checkpoint_layers(encoder, spec):
     "Gradient (activation) checkpointing of the transformer layers (transformers' `activation_checkpointing_enable`)."
