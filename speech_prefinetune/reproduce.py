@@ -9,12 +9,18 @@ from dataclasses import fields, replace
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .core import (BASE_MODEL, DOWNSTREAM_CORPUS, PREFINETUNE_CORPORA, UserError, canonical_corpus,
+import torch
+from .core import (BASE_MODEL, DOWNSTREAM_CORPUS, LABELS, PREFINETUNE_CORPORA, UserError, canonical_corpus,
                                      corpus_set_name, read_roots)
-from .prefinetune import (CHECKPOINT, PrefinetuneConfig, add_prefinetune_arguments, all_subsets,
-                                            config_from_args)
-from .fewshot import ESD_EMOTIONS, TrialConfig
+from .audio import load_audio
+from .corpora import header_seconds, load_corpus
+from .model import META_FILE, MultiTaskClassifier
+from .prefinetune import (CHECKPOINT, PrefinetuneConfig, _checkpoint_layers, add_prefinetune_arguments,
+                                            all_subsets, config_from_args, estimate_peak_memory, load_tables,
+                                            make_accelerator, make_optimizer, prefinetune_tables, training_step)
+from .fewshot import ESD_EMOTIONS, TrialConfig, TrialRunner, check_emotion, check_k, sample_fewshot
 from .grid import K_VALUES, ModelRef, ShardJob, add_fewshot_command, done_cells, load_results, run_grid
+from .analysis import write_report
 
 # %% auto #0
 __all__ = ['GRID_SKIP', 'parse_subsets', 'check_roots', 'model_status', 'plan_models', 'encoder_spec', 'grid_models',
@@ -75,7 +81,7 @@ def model_status(run, # a pre-finetuning run folder
                 ) -> tuple[str, int]:
     "(`finished` | `partial` | `todo`, epochs done) of a pre-finetuning run folder."
     run = Path(run)
-    try: meta = json.loads((run / "spft_model.json").read_text())
+    try: meta = json.loads((run / META_FILE).read_text())
     except (OSError, ValueError): meta = {}
     epochs = 0
     if (run / "metrics.csv").is_file():
@@ -135,9 +141,8 @@ def clip_seconds(table: pd.DataFrame, # an utterance table (`load_corpus`)
                  seed: int = 0,
                 ) -> pd.Series:
     "Duration in seconds, from file headers, of every clip of `table` or of a random sample of `max_files` of them."
-    from speech_prefinetune.audio import audio_info
     rows = table if max_files is None or len(table) <= max_files else table.sample(max_files, random_state=seed)
-    return pd.Series([audio_info(p).duration for p in rows["path"]], index=rows.index, dtype=float)
+    return pd.Series(header_seconds(rows["path"]), index=rows.index, dtype=float)
 
 # %% ../nbs/12_reproduce.ipynb #7ad3051d
 def _size(n: float) -> str:
@@ -170,11 +175,6 @@ def calibrate_prefinetune(encoder, # encoder spec
                           batch_seconds: float = 16.0, # audio-seconds of the calibration batch
                          ) -> dict:
     "Measured seconds per audio-second of pre-finetuning training and validation on this device."
-    import torch
-    from speech_prefinetune.audio import load_audio
-    from speech_prefinetune.model import MultiTaskClassifier
-    from speech_prefinetune.prefinetune import _checkpoint_layers, make_accelerator, make_optimizer, training_step
-    from speech_prefinetune.core import LABELS
     config = config or PrefinetuneConfig()
     tasks = {t: tuple(LABELS.get(t) or sorted(tab["label"].unique())) for t, tab in tables.items()}
     model = MultiTaskClassifier.from_encoder(encoder, tasks, seed=config.seed, projector_dim=config.projector_dim,
@@ -221,7 +221,6 @@ def calibrate_fewshot(encoder, # encoder spec (the base model; pre-finetuned mod
                       seed: int = 0,
                      ) -> dict:
     "Measured seconds of a shard's set-up, of a trial's test pass and of one trial epoch at each k, on this device."
-    from speech_prefinetune.fewshot import TrialRunner, sample_fewshot
     cfg = replace(config or TrialConfig(), max_epochs=epochs, patience=epochs + 1, paper_code_schedule=False, stack=1)
     t0 = time.perf_counter()
     runner = TrialRunner(encoder, esd, speaker, cfg, device)
@@ -297,7 +296,6 @@ def check_grid(esd: pd.DataFrame, # the ESD utterance table
                seed: int = 0,
               ) -> tuple[list, list, list]:
     "(speakers, emotions, k) of the grid after checking every cell can be drawn; else a `UserError`."
-    from speech_prefinetune.fewshot import check_emotion, check_k, sample_fewshot
     have = sorted(esd["speaker"].astype(str).unique())
     speakers = _items(speakers) or have
     if bad := [s for s in speakers if s not in have]:
@@ -330,7 +328,6 @@ def encoder_facts(encoder, # encoder spec
                   config: PrefinetuneConfig | None = None,
                  ) -> dict:
     "Sampling rate, encoder config, parameters (all, trained), CNN frames per second and channels of the model over `encoder`."
-    from speech_prefinetune.model import MultiTaskClassifier
     config = config or PrefinetuneConfig()
     model = MultiTaskClassifier.from_encoder(encoder, tasks, seed=config.seed, projector_dim=config.projector_dim,
                                              freeze_feature_encoder=config.freeze_feature_encoder)
@@ -344,8 +341,6 @@ def step_memory(facts: dict, # `encoder_facts`
                 config: PrefinetuneConfig, # batching, crop, gradient checkpointing, device, bf16
                ) -> dict:
     "Estimated peak memory (bytes, by part) of a pre-finetuning step on the worst batch the settings allow, on this device."
-    import torch
-    from speech_prefinetune.prefinetune import estimate_peak_memory
     crop = config.max_seconds or 30.0
     clips = config.batch_size or max(1, int(config.batch_seconds // crop))
     cuda = config.device != "cpu" and torch.cuda.is_available()
@@ -365,8 +360,6 @@ def reproduce_plan(roots, # corpora.toml (or dict corpus -> root)
                    prefinetune_epochs: float = 20, best_epoch: float = 10, # assumptions of `project_hours`
                   ) -> dict:
     "What `reproduce` would do, what it would need, and how long it would take here; trains and writes nothing."
-    from speech_prefinetune.corpora import load_corpus
-    from speech_prefinetune.prefinetune import load_tables
     pcfg, tcfg = (prefinetune_config or PrefinetuneConfig()).check(), trial_config or TrialConfig()
     subsets, out = parse_subsets(subsets), Path(out).resolve()
     corpora = [c for c in PREFINETUNE_CORPORA if any(c in s for s in subsets)]
@@ -380,7 +373,6 @@ def reproduce_plan(roots, # corpora.toml (or dict corpus -> root)
     models["valid_seconds"] = [sum(secs[c]["valid"] for c in s) for s in subsets]
     refs = grid_models(encoder, out, subsets)
     trials_t = plan_trials(refs, out / "results", speakers, emotions, ks, trials, seed, tcfg)
-    from speech_prefinetune.core import LABELS
     facts = encoder_facts(encoder, {c: LABELS[c] for c in corpora}, pcfg)
     used = esd[esd["speaker"].astype(str).isin(speakers)]   # at most: validation, test and every training clip
     feat_secs = secs[DOWNSTREAM_CORPUS]["total"] * len(used) / max(1, len(esd))
@@ -482,9 +474,6 @@ def reproduce(roots, # corpora.toml (or dict corpus -> root): the four corpora o
              ) -> Path | None:
     "Pre-finetune every set, run the few-shot grid, write the report; skips what is done. Returns the report's path."
     if stop_after not in (None, "prefinetune", "grid"): raise UserError(f"stop_after={stop_after!r}: expected prefinetune or grid")
-    from speech_prefinetune.corpora import load_corpus
-    from speech_prefinetune.prefinetune import load_tables, prefinetune_tables
-    from speech_prefinetune.analysis import write_report
     pcfg, tcfg = (prefinetune_config or PrefinetuneConfig()).check(), trial_config or TrialConfig()
     subsets, out, encoder = parse_subsets(subsets), Path(out).resolve(), encoder_spec(encoder)
     corpora = [c for c in PREFINETUNE_CORPORA if any(c in s for s in subsets)]

@@ -2,7 +2,6 @@
 shared cluster (`mkdtemp` makes 0700 folders and safetensors 0600 files: without `core.apply_umask` they would not)."""
 import os
 from pathlib import Path
-import numpy as np
 import pytest
 from speech_prefinetune.core import apply_umask, atomic_write, current_umask
 from speech_prefinetune.model import MultiTaskClassifier
@@ -61,14 +60,15 @@ def test_saved_model_honours_the_umask(tmp_path, umask, mask):
     if mask == 0o077: assert all(v & 0o077 == 0 for v in modes(out).values())   # owner-only when asked
 
 
-@pytest.mark.parametrize("mask", [0o002, 0o077])
+@pytest.mark.parametrize("mask", [0o002, 0o027, 0o077])
 def test_prefinetune_run_and_cache_honour_the_umask(tmp_path, umask, mask):
     "End to end: a tiny pre-finetuning run; its folder (model, metrics, checkpoint) and the audio cache it filled."
     umask(mask)
     tables = toy_tables(tmp_path / "wav", n_train=6, n_valid=3)
     cfg = PrefinetuneConfig(max_epochs=1, device="cpu", batch_size=4, cache_dir=str(tmp_path / "cache"), keep_checkpoint=True)
     run = prefinetune_tables(tables, "tiny-wav2vec2", tmp_path / "run", cfg, progress=False)
-    assert {"encoder/model.safetensors", "heads.safetensors", "spft_model.json"} <= set(modes(run))
+    assert {"encoder/model.safetensors", "encoder/preprocessor_config.json", "heads.safetensors", "spft_model.json",
+            "checkpoint.pt", "metrics.csv"} <= set(modes(run))
     problems = {"run": wrong_modes(run, mask), "cache": wrong_modes(tmp_path / "cache", mask)}
     assert problems == {"run": {}, "cache": {}}, problems
     if mask == 0o002:   # what a colleague in the group needs
@@ -76,5 +76,5 @@ def test_prefinetune_run_and_cache_honour_the_umask(tmp_path, umask, mask):
             for rel, m in modes(root).items():
                 need = 0o050 if (Path(root) / rel).is_dir() else 0o040
                 assert m & need == need, (root, rel, oct(m))
-    else:
+    elif mask == 0o077:
         assert all(m & 0o077 == 0 for root in (run, tmp_path / "cache") for m in modes(root).values())
