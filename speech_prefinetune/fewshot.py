@@ -19,14 +19,14 @@ from transformers.activations import ACT2FN
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from .core import LABELS, BASE_MODEL, UserError, atomic_write, corpus_set_name, derive_seed, pack_sorted, seed_everything
 from .audio import cache_root, load_audio, open_audio_cache
+from .config import CROPS, EVAL_BATCH_SECONDS, TrialConfig
 from .model import MultiTaskClassifier
 
 # %% auto #0
-__all__ = ['ESD_EMOTIONS', 'EVAL_BATCH_SECONDS', 'CROPS', 'STACKABLE', 'check_emotion', 'check_k', 'sample_fewshot',
-           'binary_metrics', 'macro_f1', 'TrialConfig', 'is_model_dir', 'load_trial_model', 'model_corpora',
-           'crop_wave', 'cut_samples', 'feature_key', 'FeatureCache', 'pad_features', 'eval_batches', 'default_device',
-           'TrialRunner', 'run_trial', 'stack_support', 'stack_cells', 'stack_weights', 'StackedForward',
-           'stacked_adamw_', 'clip_rows_']
+__all__ = ['ESD_EMOTIONS', 'STACKABLE', 'check_emotion', 'check_k', 'sample_fewshot', 'binary_metrics', 'macro_f1',
+           'is_model_dir', 'load_trial_model', 'model_corpora', 'crop_wave', 'cut_samples', 'feature_key',
+           'FeatureCache', 'pad_features', 'eval_batches', 'default_device', 'TrialRunner', 'run_trial',
+           'stack_support', 'stack_cells', 'stack_weights', 'StackedForward', 'stacked_adamw_', 'clip_rows_']
 
 # %% ../nbs/06_fewshot.ipynb #dd4260c2
 ESD_EMOTIONS = LABELS["esd"]
@@ -78,57 +78,6 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     tp1 = np.sum((y_true == 1) & (y_pred == 1)); tp0 = np.sum((y_true == 0) & (y_pred == 0))
     f = lambda tp, n_true, n_pred: 2 * tp / (n_true + n_pred) if n_true + n_pred else 0.0
     return float((f(tp1, np.sum(y_true == 1), np.sum(y_pred == 1)) + f(tp0, np.sum(y_true == 0), np.sum(y_pred == 0))) / 2)
-
-# %% ../nbs/06_fewshot.ipynb #2ad9777c
-EVAL_BATCH_SECONDS = 200.0   # default padded seconds per evaluation batch: about 64 ESD clips of ~3 s
-CROPS = ("start", "centre")  # the part of a long clip that is kept (`TrialConfig.crop`)
-
-@dataclass
-class TrialConfig:
-    "Every knob of one few-shot trial."
-    max_epochs: int = 200              # epoch budget (paper: 200)
-    patience: int = 30                 # stop after this many epochs without a better validation macro-F1 (paper: 30)
-    paper_code_schedule: bool = False  # the paper's code: 50 epochs / patience 5 when k > 8
-    lr: float = 3e-5                   # AdamW peak learning rate (paper code)
-    warmup_ratio: float = 0.1          # linear warm-up share of all steps, then linear decay to 0 (as `Trainer`)
-    lr_schedule: str = "linear"        # "linear" (warm-up + decay over the epoch budget) or "constant"
-    weight_decay: float = 0.0          # AdamW weight decay
-    max_grad_norm: float = 1.0         # gradient clipping (as `Trainer`)
-    batch_size: int = 4                # clips per optimizer step (paper code: batch 1 x 4 accumulation)
-    eval_batch_size: int = 64          # clips per validation / test batch at most (length-sorted)
-    eval_batch_seconds: float = EVAL_BATCH_SECONDS # padded audio-seconds (clips x longest) per validation / test batch at most
-    bf16: bool = True                  # bf16 autocast on CUDA (ignored on CPU)
-    stack: int = 1                     # trials fine-tuned at once by `run_stack` (wav2vec2 / HuBERT); 1: one at a time
-    max_seconds: float | None = None   # clips longer than this are cut before the CNN (paper code: 5.0); None: whole clips
-    crop: str = "start"                # the part of a longer clip kept: "start" (paper code) or "centre"
-
-    def __post_init__(self):
-        if not self.eval_batch_seconds > 0: raise UserError(f"eval_batch_seconds={self.eval_batch_seconds!r}: expected > 0")
-        if int(self.eval_batch_size) < 1: raise UserError(f"eval_batch_size={self.eval_batch_size!r}: expected >= 1")
-        if self.max_seconds is not None and not 0 < self.max_seconds < math.inf:
-            raise UserError(f"max_seconds={self.max_seconds!r}: expected seconds > 0, or None for whole clips")
-        if self.crop not in CROPS: raise UserError(f"crop={self.crop!r}: expected one of {', '.join(CROPS)}")
-
-    def limits(self, k: int) -> tuple[int, int]:
-        "(max_epochs, patience) for `k` training clips."
-        return (50, 5) if self.paper_code_schedule and k > 8 else (self.max_epochs, self.patience)
-
-    def lr_factor(self, k: int, n_clips: int | None = None):
-        "Step -> learning-rate multiplier for `k`-shot trials (of `n_clips` clips, default k): warm-up + linear decay, or 1."
-        if self.lr_schedule not in ("linear", "constant"): raise UserError(f"lr_schedule {self.lr_schedule!r}: expected linear or constant")
-        if self.lr_schedule == "constant": return lambda i: 1.0
-        steps = self.limits(k)[0] * math.ceil((n_clips or k) / self.batch_size)
-        warm = math.ceil(steps * self.warmup_ratio)
-        return lambda i: i / max(1, warm) if i < warm else max(0.0, (steps - i) / max(1, steps - warm))
-
-    def config_id(self) -> str:
-        "Short hash of the settings: results of different settings must not be mixed."
-        d = asdict(self)
-        if d["stack"] == 1: del d["stack"]    # one at a time: the hash of the settings before stacks existed
-        del d["eval_batch_seconds"]   # memory only: predictions do not depend on it (a rerun with a smaller budget resumes)
-        if d["max_seconds"] is None or d["crop"] == "start": del d["crop"]   # whole clips: the crop changes nothing
-        if d["max_seconds"] is None: del d["max_seconds"]
-        return f"{derive_seed(json.dumps(d, sort_keys=True)):016x}"[:12]
 
 # %% ../nbs/06_fewshot.ipynb #fd6203c9
 def is_model_dir(spec) -> bool:

@@ -20,15 +20,16 @@ from transformers import get_linear_schedule_with_warmup
 from .core import (LABELS, PREFINETUNE_CORPORA, UserError, atomic_write, atomic_write_text, canonical_corpus,
                                      corpus_set_name, derive_seed, pack_sorted, read_roots, seed_everything)
 from fastcore.basics import patch
+from .config import TASK_SAMPLING, PrefinetuneConfig
 from .model import META_FILE, MultiTaskClassifier, prepare_batch
 
 # %% auto #0
-__all__ = ['TASK_SAMPLING', 'MEMORY_MODEL', 'CHECKPOINT', 'CORPORA_ORDER', 'scaled_loss', 'task_probabilities', 'bucket_batches',
-           'epoch_plan', 'ClipBatches', 'task_metrics', 'selection_metric', 'PrefinetuneConfig', 'estimate_peak_memory',
-           'batch_stats', 'plan_text', 'training_step', 'make_accelerator', 'make_optimizer', 'rng_states',
-           'set_rng_states', 'save_checkpoint', 'load_checkpoint', 'evaluate', 'prefinetune_tables', 'toy_tables',
-           'load_tables', 'prefinetune', 'all_subsets', 'prefinetune_all_subsets', 'add_prefinetune_arguments',
-           'config_from_args', 'prefinetune_command', 'add_prefinetune_command', 'main']
+__all__ = ['MEMORY_MODEL', 'CHECKPOINT', 'CORPORA_ORDER', 'scaled_loss', 'task_probabilities', 'bucket_batches', 'epoch_plan',
+           'ClipBatches', 'task_metrics', 'selection_metric', 'estimate_peak_memory', 'batch_stats', 'plan_text',
+           'training_step', 'make_accelerator', 'make_optimizer', 'rng_states', 'set_rng_states', 'save_checkpoint',
+           'load_checkpoint', 'evaluate', 'prefinetune_tables', 'toy_tables', 'load_tables', 'prefinetune',
+           'all_subsets', 'prefinetune_all_subsets', 'add_prefinetune_arguments', 'config_from_args',
+           'prefinetune_command', 'add_prefinetune_command', 'main']
 
 # %% ../nbs/05_prefinetune.ipynb #0d392c76
 def scaled_loss(logits: torch.Tensor, # [B, n_classes]
@@ -39,8 +40,6 @@ def scaled_loss(logits: torch.Tensor, # [B, n_classes]
     return F.cross_entropy(logits.float(), targets) / math.log(n_classes)
 
 # %% ../nbs/05_prefinetune.ipynb #60febf54
-TASK_SAMPLING = ("proportional", "uniform")
-
 def task_probabilities(sizes: dict, # task -> number of training clips
                        mode: str = "proportional", # "proportional" or "uniform"
                       ) -> dict:
@@ -132,56 +131,6 @@ def task_metrics(losses, # per-clip cross-entropy (natural log)
 def selection_metric(per_task: dict, select_on: str = "scaled_loss") -> float:
     "Early-stopping metric: the mean over tasks of each task's mean validation loss (lower is better)."
     return float(np.mean([m[select_on] for m in per_task.values()]))
-
-# %% ../nbs/05_prefinetune.ipynb #691e2d9d
-@dataclass
-class PrefinetuneConfig:
-    "Every setting of a pre-finetuning run."
-    max_epochs: int = 200               # upper bound on epochs (paper: 200)
-    patience: int = 3                   # stop after this many epochs without a better validation metric (paper: 3)
-    select_on: str = "scaled_loss"      # early-stopping metric: mean over tasks of "scaled_loss" or "loss"
-    lr: float = 5e-5                    # peak learning rate (AdamW)
-    weight_decay: float = 0.01
-    warmup_epochs: float = 1.0          # linear warm-up length; then linear decay to 0 at max_epochs
-    grad_clip: float | None = 1.0       # max global gradient norm (None: no clipping)
-    batch_seconds: float = 240.0        # padded audio-seconds per batch and process (default batching; sized for 24 GB, see below)
-    batch_size: int | None = None       # instead: clips per batch and process (when set, it wins over batch_seconds)
-    max_seconds: float | None = 15.0    # training clips longer than this are randomly cropped (the paper's downstream value: 5.0)
-    max_eval_seconds: float | None = 30.0  # validation clips longer than this are centre-cropped
-    eval_batch_seconds: float = 240.0   # padded audio-seconds per validation batch (when batching by seconds)
-    eval_batch_size: int = 16           # clips per validation batch (when batching by `batch_size`)
-    gradient_checkpointing: bool = False  # recompute each transformer layer in the backward pass (~half the activation memory)
-    task_sampling: str = "proportional" # "proportional" (to training clips) or "uniform"
-    tasks_per_step: int = 1             # >1: heterogeneous steps, gradients of that many task batches per update
-    max_steps_per_epoch: int | None = None  # cap on steps per epoch (validate more often on huge corpora)
-    projector_dim: int | None = None    # `Wav2Vec2ForSequenceClassification`'s projector (the paper's layout: 256)
-    freeze_feature_encoder: bool = True # keep the CNN frozen (standard recipe; shares CNN features downstream)
-    seed: int = 0                       # seeds the encoder init (tiny/config encoders), heads, sampler, dropout
-    device: str = "auto"                # "auto" (CUDA when present), "cpu" or "cuda"; under `accelerate launch`, its choice
-    bf16: bool = True                   # bf16 autocast on CUDA (ignored on CPU)
-    num_workers: int = 0                # DataLoader worker processes reading the audio cache
-    cache_dir: str | None = None        # cache root (`audio.cache_root`; default: $SPFT_CACHE_DIR, else the user cache dir)
-    keep_checkpoint: bool = False       # keep checkpoint.pt once the run has finished
-    errors: str = "raise"               # load_corpus / audio cache policy for bad entries: "raise" or "skip"
-    corpus_options: dict = field(default_factory=dict)  # per corpus load_corpus options, e.g. {"msp_improv": {"label_source": "consensus"}}
-
-# %% ../nbs/05_prefinetune.ipynb #cb000003
-@patch
-def check(self: PrefinetuneConfig) -> PrefinetuneConfig:
-    "Raise `UserError` naming the first bad setting."
-    if self.select_on not in ("loss", "scaled_loss"): raise UserError(f"select_on={self.select_on!r}: expected 'loss' or 'scaled_loss'")
-    if self.task_sampling not in TASK_SAMPLING: raise UserError(f"task_sampling={self.task_sampling!r}: expected one of {', '.join(TASK_SAMPLING)}")
-    if self.device not in ("auto", "cpu", "cuda"): raise UserError(f"device={self.device!r}: expected auto, cpu or cuda")
-    for k in ("max_epochs", "batch_size", "tasks_per_step", "eval_batch_size", "patience"):
-        if getattr(self, k) is not None and getattr(self, k) < 1: raise UserError(f"{k}={getattr(self, k)}: must be >= 1")
-    for k in ("lr", "batch_seconds", "eval_batch_seconds", "max_seconds", "max_eval_seconds"):
-        if getattr(self, k) is not None and getattr(self, k) <= 0: raise UserError(f"{k}={getattr(self, k)}: must be > 0")
-    if self.batch_size is None:   # a cropped clip must fit in a batch
-        for crop, budget in (("max_seconds", "batch_seconds"), ("max_eval_seconds", "eval_batch_seconds")):
-            if getattr(self, crop) is None or getattr(self, crop) > getattr(self, budget):
-                raise UserError(f"{crop}={getattr(self, crop)} must be set and <= {budget}={getattr(self, budget)} "
-                                f"(a cropped clip has to fit in one batch)")
-    return self
 
 # %% ../nbs/05_prefinetune.ipynb #cb000011
 MEMORY_MODEL = dict(  # fitted to peak RSS of wav2vec2-base training steps on CPU (fp32), see the table above
