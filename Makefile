@@ -9,11 +9,13 @@ BIN = $(VENV)/bin
 .PHONY: venv demo test docs clean-venv
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: setup.py settings.ini
+# pip -q still shows what the build backend writes: setuptools' one-off "Editable installation" notice (information,
+# nothing to act on) is filtered by its message, so a fresh install prints the steps below and nothing else.
+$(VENV)/.installed: setup.py settings.ini pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(if $(TORCH),$(BIN)/python -m pip install -q "$(TORCH)")
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
 demo: venv

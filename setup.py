@@ -10,19 +10,19 @@ expected = 'version description keywords author author_email license git_url lib
 missing = [o for o in expected if o not in cfg]
 assert not missing, f"settings.ini is missing: {missing}"
 
-licenses = {'apache2': ('Apache Software License 2.0', 'OSI Approved :: Apache Software License')}
+# settings.ini's nbdev license key -> its SPDX expression (PEP 639; setuptools >= 77 deprecates License classifiers)
+licenses = {'apache2': 'Apache-2.0'}
 statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Production/Stable', '6 - Mature', '7 - Inactive']
-lic = licenses[cfg['license']]
+license_expression = licenses[cfg['license']]
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
 console_scripts = cfg.get('console_scripts', '').split()
 
 setuptools.setup(
     name=cfg['lib_name'],
-    license=lic[0],
+    license_expression=license_expression,
     classifiers=['Development Status :: ' + statuses[int(cfg['status'])],
                  'Intended Audience :: Science/Research',
-                 'License :: ' + lic[1],
                  'Natural Language :: English',
                  'Topic :: Scientific/Engineering :: Artificial Intelligence',
                  'Programming Language :: Python :: 3'],
