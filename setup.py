@@ -12,7 +12,9 @@ assert not missing, f"settings.ini is missing: {missing}"
 
 # settings.ini's nbdev license key -> its SPDX expression (PEP 639; setuptools >= 77 deprecates License classifiers)
 licenses = {'apache2': 'Apache-2.0'}
-statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Production/Stable', '6 - Mature', '7 - Inactive']
+# indexed by settings.ini's `status` number, as in nbdev's template (status = 3: '3 - Alpha')
+statuses = ['0 - Pre-Planning', '1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Production/Stable',
+            '6 - Mature', '7 - Inactive']
 license_expression = licenses[cfg['license']]
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
