@@ -1,8 +1,10 @@
-"""The offline docs build: every notebook gets a page, every exported function and class its parameter table."""
+"""The offline docs build: every notebook gets a page, every exported function and class its parameter table; README.md,
+the sidebar and the links between notebooks agree with the notebooks."""
 import html, importlib, inspect, json, re, time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from speech_prefinetune.docs import build_docs, main, page_name, readme_markdown
 
@@ -105,3 +107,57 @@ def test_main_writes_site(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT / "nbs")  # the project is found from any folder inside it
     assert main(["--out", str(tmp_path / "site"), "--quiet"]) == 0
     assert (tmp_path / "site" / "index.html").exists() and "docs:" in capsys.readouterr().out
+
+
+def heading_anchor(title):
+    "The anchor Quarto (pandoc's auto_identifiers) gives a heading: `## How fast is a trial` -> `how-fast-is-a-trial`."
+    text = re.sub(r"`([^`]*)`", r"\1", title)  # code spans and links keep their text
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
+    text = re.sub(r"[^\w\s.-]", "", text.lower())
+    return re.sub(r"^[^a-z]+", "", re.sub(r"\s", "-", text.strip()))
+
+
+def test_heading_anchor():
+    assert heading_anchor("How fast is a trial") == "how-fast-is-a-trial"
+    assert heading_anchor("Memory: batches `bounded` by audio-seconds") == "memory-batches-bounded-by-audio-seconds"
+    assert heading_anchor("Pre-finetuning loop against Trainer") == "pre-finetuning-loop-against-trainer"
+
+
+def markdown_of(nb_path):
+    cells = json.loads(nb_path.read_text())["cells"]
+    return ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in cells if c["cell_type"] == "markdown"]
+
+
+def test_notebook_links_resolve():
+    "Every `[..](X.ipynb#anchor)` link in a notebook names a notebook in nbs/ and one of its headings."
+    anchors = {p.name: {heading_anchor(h) for md in markdown_of(p) for h in re.findall(r"^#+\s+(.+?)\s*$", md, re.M)}
+               for p in NBS.glob("*.ipynb")}
+    broken = []
+    for p in NBS.glob("*.ipynb"):
+        for md in markdown_of(p):
+            for target, anchor in re.findall(r"\]\(([\w.-]*\.ipynb)?(?:#([\w.-]+))?\)", md):
+                if not target and not anchor: continue
+                page = target or p.name
+                if page not in anchors or (anchor and anchor not in anchors[page]):
+                    broken.append(f"{p.name}: ({target}#{anchor})")
+    assert not broken, f"links to no notebook or no heading: {broken}"
+
+
+def test_sidebar_lists_every_notebook():
+    listed = yaml.safe_load((NBS / "sidebar.yml").read_text())["website"]["sidebar"]["contents"]
+    notebooks = {p.name for p in NBS.glob("*.ipynb") if not p.name.startswith("_")}
+    assert notebooks - set(listed) == set(), "notebooks missing from nbs/sidebar.yml"
+    assert set(listed) - notebooks == set(), "nbs/sidebar.yml lists notebooks that do not exist"
+
+
+def markdown_table_after(text, heading):
+    "The first markdown table after `heading` (a line of the text), as its lines."
+    rest = text[text.index(heading):]
+    return re.search(r"^\|.*?(?=\n(?!\|))", rest, re.M | re.S).group(0).splitlines()
+
+
+def test_readme_benchmarks_are_the_performance_summary():
+    "The README's benchmark table is the performance notebook's summary, so the two cannot drift apart."
+    summary = "\n\n".join(markdown_of(NBS / "performance.ipynb"))
+    readme = (ROOT / "README.md").read_text()
+    assert markdown_table_after(readme, "## Benchmarks") == markdown_table_after(summary, "## Summary")
