@@ -3,7 +3,8 @@
 The synthetic results are written in the paper scripts' own format (scaled_esd_downstream.csv): paper corpus
 names hyphen-joined in random order, `Mandarin`/`English`, capitalised emotions, speakers without leading zeros.
 The oracle below never uses pandas or the package's helpers: it reads the file with `csv` and computes every
-figure from the definitions in DESIGN.md.
+figure from the definitions in DESIGN.md. The planted effects' order and the paired comparison's sign and identity
+cases are pinned in nbs/08_analysis.ipynb.
 """
 import argparse, csv, itertools, math, random, statistics, sys, types
 from pathlib import Path
@@ -150,13 +151,6 @@ def test_tables_match_oracle(which, request):
     check_fig2(fig2_table(res), rows); check_fig3(fig3_table(res), rows)
     check_table1(table1(res), rows); check_fig4(fig4_table(res), rows)
 
-def test_planted_effects_visible(paper_csv):
-    t3 = fig3_table(read_any_results(paper_csv))
-    k2 = t3[t3.k == 2].set_index("corpus").delta_f1
-    assert k2["msp_podcast"] > k2["mandarin_as"] > k2["msp_improv"] > k2["iemocap"]
-    pod = t3[t3.corpus == "msp_podcast"].set_index("k").delta_f1
-    assert pod[2] > pod[8] > 0  # helps most at small k
-
 def test_normalised_columns(paper_csv):
     res = read_any_results(paper_csv)
     assert set(res.speaker) == {"0001", "0002", "0011", "0012"}
@@ -181,14 +175,6 @@ def test_paired_comparison_vs_scipy(which, request):
         assert abs(r.ci_low - ref.low) < 0.1 * width and abs(r.ci_high - ref.high) < 0.1 * width
     again = paired_comparison(res, "full", "base", n_boot=4000, seed=3)
     pd.testing.assert_frame_equal(pc, again)  # seeded, and `full` names the same model
-
-def test_paired_comparison_sign_and_identity(paper_csv):
-    res = read_any_results(paper_csv)
-    ab = paired_comparison(res, "msp_podcast", "iemocap", n_boot=500)
-    ba = paired_comparison(res, "iemocap", "msp_podcast", n_boot=500)
-    np.testing.assert_allclose(ab.mean_diff, -ba.mean_diff)
-    same = paired_comparison(res, "base", "base", n_boot=100)
-    assert (same.mean_diff == 0).all() and same.p_wilcoxon.isna().all()
 
 def test_report_cli_writes_contract_files(paper_csv, tmp_path):
     p = argparse.ArgumentParser(); sub = p.add_subparsers(); add_report_command(sub)
