@@ -20,8 +20,8 @@ import vl_convert as vlc
 from pygments.formatters import HtmlFormatter
 
 # %% auto #0
-__all__ = ['param_table', 'exec_show_docs_tables', 'DocsFilter', 'process_notebook', 'page_name', 'build_docs', 'readme_markdown',
-           'write_readme', 'main']
+__all__ = ['param_table', 'exec_show_docs_tables', 'DocsFilter', 'process_notebook', 'heading_anchor', 'page_name', 'link_pages',
+           'build_docs', 'readme_markdown', 'write_readme', 'main']
 
 # %% ../nbs/11_docs.ipynb #e4cbdd17
 def _cell_text(v) -> str:
@@ -197,12 +197,36 @@ def _page(title: str, body: str, nav: list[tuple[str, str]], here: str, site_tit
             f"<link rel='stylesheet' href='style.css'></head>\n<body><nav><a href='index.html'><b>{html.escape(site_title)}</b></a><hr>\n"
             f"{links}</nav>\n<main>\n{body}\n</main></body></html>\n")
 
-# %% ../nbs/11_docs.ipynb #20ac54a5
+# %% ../nbs/11_docs.ipynb #1548972f
+def heading_anchor(title:str, # a markdown heading's text, without the leading #s
+                  ) -> str:
+    "The anchor Quarto (pandoc's auto_identifiers) gives a heading: lower case, punctuation dropped, spaces as '-'."
+    text = re.sub(r"`([^`]*)`", r"\1", title)  # code spans and links keep their text
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
+    text = re.sub(r"[^\w\s.-]", "", text.lower())
+    return re.sub(r"^[^a-z]+", "", re.sub(r"\s", "-", text.strip()))
+
+# %% ../nbs/11_docs.ipynb #8a5f66f8
 def page_name(nb_path) -> str:
     "The HTML page nbdev gives a notebook: its name without the number prefix (`00_core.ipynb` -> `core.html`)."
     stem = Path(nb_path).stem
     return re.sub(r"^\d+[a-zA-Z0-9]*_", "", stem) + ".html"
 
+# %% ../nbs/11_docs.ipynb #b649ea40
+_NOTEBOOK_LINK = re.compile(r'href="([\w.-]+\.ipynb)(#[^"]*)?"')
+_HEADING = re.compile(r'<h([1-6]) id="([^"]*)">(.*?)</h\1>', re.S)
+
+def _quarto_anchor(m) -> str:
+    anchor = heading_anchor(html.unescape(re.sub(r"<[^>]+>", "", m.group(3))))
+    return m.group(0) if anchor in ("", m.group(2)) else f'<span id="{anchor}"></span>' + m.group(0)
+
+def link_pages(body:str, # a page's HTML as nbconvert writes it
+              ) -> str:
+    "`body` with links to notebooks pointing at their pages, and every heading reachable by Quarto's anchor too."
+    body = _NOTEBOOK_LINK.sub(lambda m: f'href="{page_name(m.group(1))}{m.group(2) or ""}"', body)
+    return _HEADING.sub(_quarto_anchor, body)
+
+# %% ../nbs/11_docs.ipynb #20ac54a5
 def build_docs(out="_docs", # output folder, relative to the project root unless absolute
                root=None, # project root (the folder with settings.ini); default: found from the current folder
                progress:bool=True, # print one line per page
@@ -232,7 +256,7 @@ def build_docs(out="_docs", # output folder, relative to the project root unless
     nav = [(name, title) for p, name, title, _ in pages if name != "index.html"]
     site_title = cfg.get("title", cfg.lib_name)
     for p, name, title, body in pages:
-        body = body.replace(site_url, "")
+        body = link_pages(body.replace(site_url, ""))
         if name == "index.html":
             body += "\n<h2>Modules</h2>\n<ul>\n" + "".join(f'<li><a href="{h}">{html.escape(t)}</a></li>\n' for h, t in nav) + "</ul>"
         (out/name).write_text(_page(title, body, nav, name, site_title), encoding="utf-8")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from speech_prefinetune.docs import build_docs, main, page_name, readme_markdown
+from speech_prefinetune.docs import build_docs, heading_anchor, main, page_name, readme_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / "nbs"
@@ -26,7 +26,8 @@ def documented_symbols(module_name):
     out = {}
     for name in getattr(mod, "__all__", []):
         obj = getattr(mod, name)
-        if not (inspect.isfunction(obj) or inspect.isclass(obj)) or getattr(obj, "__module__", None) != mod.__name__: continue
+        if not (inspect.isfunction(obj) or inspect.isclass(obj)) or getattr(obj, "__module__", None) != mod.__name__:
+            continue
         try: params = [p for p in inspect.signature(obj).parameters if p not in ("self", "cls")]
         except (TypeError, ValueError): continue
         out[name] = params
@@ -71,7 +72,8 @@ def test_parameter_tables(site, nb):
     page = (out / page_name(nb)).read_text()
     for name, params in documented_symbols(mod).items():
         sec = section(page, name)
-        assert sec is not None, f"{nb.name}: {name} has no show_doc section on {page_name(nb)} (exported in a hidden cell?)"
+        assert sec is not None, (f"{nb.name}: {name} has no show_doc section on {page_name(nb)} "
+                                 "(exported in a hidden cell?)")
         if not params: continue
         assert "<th><strong>Type</strong></th>" in sec, f"{page_name(nb)}: no parameter table for {name}"
         cells = set(re.findall(r"<td>\**(\w+)</td>", sec))
@@ -98,6 +100,13 @@ def test_pages_hide_what_nbdev_hides(site):
     assert 'mean_f1="mean"' not in text  # but not its exported source
 
 
+def test_links_between_pages(site):
+    "A link written for Quarto's site (`performance.ipynb#how-fast-is-a-trial`) lands on the same heading offline."
+    out = site[0]
+    assert 'id="how-fast-is-a-trial"' in (out / "performance.html").read_text()
+    assert 'href="performance.html#how-fast-is-a-trial"' in (out / "fewshot.html").read_text()
+
+
 def test_readme_is_index_notebook():
     assert (ROOT / "README.md").read_text() == readme_markdown(NBS / "index.ipynb"), \
         "README.md differs from nbs/index.ipynb: run `python -m speech_prefinetune.docs --readme`"
@@ -109,23 +118,11 @@ def test_main_writes_site(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "site" / "index.html").exists() and "docs:" in capsys.readouterr().out
 
 
-def heading_anchor(title):
-    "The anchor Quarto (pandoc's auto_identifiers) gives a heading: `## How fast is a trial` -> `how-fast-is-a-trial`."
-    text = re.sub(r"`([^`]*)`", r"\1", title)  # code spans and links keep their text
-    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
-    text = re.sub(r"[^\w\s.-]", "", text.lower())
-    return re.sub(r"^[^a-z]+", "", re.sub(r"\s", "-", text.strip()))
-
-
-def test_heading_anchor():
-    assert heading_anchor("How fast is a trial") == "how-fast-is-a-trial"
-    assert heading_anchor("Memory: batches `bounded` by audio-seconds") == "memory-batches-bounded-by-audio-seconds"
-    assert heading_anchor("Pre-finetuning loop against Trainer") == "pre-finetuning-loop-against-trainer"
-
-
 def markdown_of(nb_path):
     cells = json.loads(nb_path.read_text())["cells"]
-    return ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in cells if c["cell_type"] == "markdown"]
+    sources = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in cells
+               if c["cell_type"] == "markdown"]
+    return sources
 
 
 def test_notebook_links_resolve():
