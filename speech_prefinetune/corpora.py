@@ -28,6 +28,7 @@ COLUMNS = ("corpus", "utt_id", "path", "speaker", "language", "label", "split")
 class CorpusWarning(UserWarning):
     "Entries skipped (or oddities noticed) while loading a corpus."
 
+# %% ../nbs/02_corpora.ipynb #fa00435c
 class LoadProblems:
     "Raise on the first bad entry (`errors='raise'`) or count skipped entries and warn once (`errors='skip'`)."
     def __init__(self, corpus: str, # corpus name, used in messages
@@ -79,6 +80,7 @@ def _check_split(split, corpus):
     if split not in ("utterance", "speaker"):
         raise UserError(f"{corpus}: split={split!r}: expected 'utterance' or 'speaker'")
 
+# %% ../nbs/02_corpora.ipynb #7cf75ef8
 def _assign_splits(rows: list[dict], # table rows with `utt_id` and `speaker`
                    corpus: str, # salt of the hash
                    split: str, # "utterance" (hash of utt_id) or "speaker" (`held_out`)
@@ -107,6 +109,7 @@ def _subs(p: Path, pattern: str) -> list[Path]:
     "Sub-folders of `p` whose whole name matches `pattern`, ignoring case."
     return [c for c in _dirs(p) if re.fullmatch(pattern, c.name, re.I)]
 
+# %% ../nbs/02_corpora.ipynb #2785d82c
 def _wav_files(folder: Path) -> list[Path]:
     "The `.wav` files anywhere below `folder`, sorted, without hidden ones (macOS `._*`)."
     return [f for f in sorted(folder.rglob("*"))
@@ -117,7 +120,7 @@ def _listing(root: Path, paths, most: int=8) -> str:
     names = [p.relative_to(root).as_posix() if p != root else "." for p in paths]
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
-# %% ../nbs/02_corpora.ipynb #ba6cf90c
+# %% ../nbs/02_corpora.ipynb #41d10a9d
 def find_corpus_root(root: Path, # the folder the user gave
                      corpus: str, # corpus name, for messages
                      marks, # predicate: does this folder hold the corpus (by the corpus's own marks)?
@@ -163,6 +166,7 @@ def utf16_without_bom(data: bytes) -> str | None:
     hi, lo, enc = (odd, even, "utf-16-le") if odd >= even else (even, odd, "utf-16-be")
     return enc if hi >= max(2, len(data) // 40) and 4 * lo <= hi else None
 
+# %% ../nbs/02_corpora.ipynb #2aed78da
 def decode_text(data: bytes, prefer_chinese: bool=True) -> str:
     "Decode text of unknown encoding: UTF-16 (BOM, or NUL pattern), UTF-8, GB18030 (if `prefer_chinese`), Latin-1."
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"): return data.decode("utf-16", errors="replace")
@@ -205,6 +209,7 @@ def _esd_marks(p: Path) -> bool:
     emotions = {x.lower() for x in ESD_EMOTIONS}
     return any(e.name.lower() in emotions for c in _subs(p, r"\d{4}") for e in _dirs(c))
 
+# %% ../nbs/02_corpora.ipynb #e68c7cac
 def _esd_transcripts(spk_dir: Path, lang: str, problems: LoadProblems) -> dict[str, str]:
     "`{utt_id: text}` of the speaker's `<spk>/<spk>.txt` if there is one; a problem with it is only noted."
     tpath = spk_dir / f"{spk_dir.name}.txt"
@@ -301,6 +306,7 @@ def _iemocap_codes(v, # comma-separated string or list of codes
                         f"known: {' '.join(IEMOCAP_CODES)}")
     return codes
 
+# %% ../nbs/02_corpora.ipynb #2ee7aa58
 def iemocap_kept_codes(keep_codes=None, # keep only these codes; overrides `drop_codes`
                        drop_codes="xxx,dis", # codes to drop
                       ) -> set[str]:
@@ -362,6 +368,7 @@ def _iemocap_marks(p: Path) -> bool:
     "Whether `p` holds IEMOCAP session folders (`Session<N>` holding `dialog/` or `sentences/`)."
     return any(_subs(s, "dialog|sentences") for s in _subs(p, r"session\d+"))
 
+# %% ../nbs/02_corpora.ipynb #6c53151b
 def iemocap_rows(root: Path, # the folder holding Session1..Session5, or a folder above it
                  problems: LoadProblems, # where bad entries go
                  keep_codes=None, # keep only these codes (comma-separated string or list); overrides `drop_codes`
@@ -403,6 +410,7 @@ MSP_IMPROV_CODES = {"A": "angry", "H": "happy", "S": "sad", "N": "neutral", "O":
 _IMPROV_ID = re.compile(r"^MSP-IMPROV-S(\d+)([A-Z])-([FM]\d+)-([A-Z])-([A-Z]{2}\d+)$")
 _IMPROV_EVAL = re.compile(r"^UTD-IMPROV-([A-Za-z0-9-]+)\.avi\s*;\s*([A-Za-z])\s*;(.*)$")
 
+# %% ../nbs/02_corpora.ipynb #21553b01
 def read_msp_improv_evaluation(path: Path, problems: LoadProblems) -> dict[str, tuple]:
     "`{utt_id: (code, {attribute: value}, 'file:line')}` from the summary lines of `Evaluation.txt`."
     out = {}
@@ -477,6 +485,7 @@ def _improv_marks(p: Path) -> bool:
     "Whether `p` holds MSP-IMPROV session folders (`session<N>/S<nn><E>/` holding `P`, `R`, `S` or `T`)."
     return any(_subs(t, "[PRST]") for s in _subs(p, r"session\d+") for t in _subs(s, r"S\d+[A-Z]"))
 
+# %% ../nbs/02_corpora.ipynb #7366af70
 def msp_improv_rows(root: Path, # the folder holding session1..session6 (or Audio/), or a folder above it
                     problems: LoadProblems, # where bad entries go
                     label_source="target", # "target" (the scenario's emotion letter) or "consensus" (Evaluation.txt)
@@ -509,6 +518,7 @@ MSP_PODCAST_LABEL_FILES = ("labels_consensus.csv", "labels_concensus.csv",
                            "labels_consensus.json", "labels_concensus.json")
 _PODCAST_FIELDS = ("FileName", "EmoClass", "SpkrID", "Split_Set")   # the fields a label record must have
 
+# %% ../nbs/02_corpora.ipynb #554fadb2
 def msp_podcast_label_file(base: Path) -> Path:
     "The consensus label file of the copy at `base`: the first of `MSP_PODCAST_LABEL_FILES` in `Labels/` or `label/`."
     folders = _subs(base, "labels?")
@@ -535,6 +545,7 @@ def _csv_records(lf: Path, problems: LoadProblems):
             continue
         yield f"{lf}:{ln}", {h: x.strip() for h, x in zip(header, rec)}
 
+# %% ../nbs/02_corpora.ipynb #8d20c335
 def _json_key_lines(text: str) -> dict[str, int]:
     "Line number of each key that opens an object or a list (`\"key\": {`), in one pass."
     lines, line, pos = {}, 1, 0
@@ -544,6 +555,7 @@ def _json_key_lines(text: str) -> dict[str, int]:
         lines.setdefault(json.loads(f'"{m.group(1)}"'), line)
     return lines
 
+# %% ../nbs/02_corpora.ipynb #1d84cca2
 def _json_records(lf: Path, problems: LoadProblems):
     "`(file:line, {field: text})` for each record of a JSON label file (the line of its key)."
     text = lf.read_text(encoding="utf-8-sig", errors="replace")
@@ -564,6 +576,7 @@ def _json_records(lf: Path, problems: LoadProblems):
             continue
         yield where, {"FileName": name} | {k: "" if v is None else str(v).strip() for k, v in rec.items()}
 
+# %% ../nbs/02_corpora.ipynb #f3ace520
 def podcast_label_records(lf: Path, # a labels_consensus.csv / .json file
                           problems: LoadProblems, # where bad entries go
                          ):
@@ -578,6 +591,7 @@ def _podcast_number(rec: dict, key: str) -> float:
     except ValueError:
         return float("nan")
 
+# %% ../nbs/02_corpora.ipynb #e886a6a7
 def _podcast_row(where: str, rec: dict, audio: Path, problems: LoadProblems) -> dict | None:
     "One table row from a label record (None when it is dropped or bad)."
     name, code, ss = rec.get("FileName", ""), rec.get("EmoClass", "").upper(), rec.get("Split_Set", "")
@@ -600,6 +614,7 @@ def _podcast_row(where: str, rec: dict, audio: Path, problems: LoadProblems) -> 
                 arousal=_podcast_number(rec, "EmoAct"), valence=_podcast_number(rec, "EmoVal"),
                 dominance=_podcast_number(rec, "EmoDom"))
 
+# %% ../nbs/02_corpora.ipynb #fa79e286
 def msp_podcast_rows(root: Path, # the folder holding Audios/ (or Audio/) and Labels/ (or label/), or a folder above it
                      problems: LoadProblems, # where bad entries go
                     ) -> list[dict]:
@@ -619,6 +634,7 @@ def _masc_marks(p: Path) -> bool:
     "Whether `p` holds MASC speaker folders (`001`..`068`) with emotion folders inside."
     return any(_subs(s, "|".join(MASC_EMOTIONS)) for s in _subs(p, r"\d{3}"))
 
+# %% ../nbs/02_corpora.ipynb #924d2c8d
 def mandarin_as_rows(root: Path, # the LDC package folder, man_aff_spch/, its data/ folder, or a folder above
                      problems: LoadProblems, # where bad entries go
                      include_utterance=False, # also read the utterance/ folders (default: phrase/ only)
@@ -681,6 +697,7 @@ def _unique_rows(rows: list[dict], problems: LoadProblems) -> list[dict]:
         unique.append(r)
     return unique
 
+# %% ../nbs/02_corpora.ipynb #4b46df19
 def load_corpus(name: str, # corpus name: esd, iemocap, msp_improv, msp_podcast, mandarin_as (or the paper's spelling)
                 root, # the corpus folder (or a folder above it)
                 errors: str="raise", # "raise" on the first bad entry, or "skip" bad entries with one counted warning
@@ -715,6 +732,7 @@ def header_seconds(paths, progress: bool=False) -> list[float]:
     paths = tqdm(list(paths), desc="reading headers", disable=not progress, leave=False)
     return [audio_info(p).duration for p in paths]   # its AudioError (a UserError) names an unreadable file
 
+# %% ../nbs/02_corpora.ipynb #eff8547a
 def corpus_summary(table: pd.DataFrame, # an utterance table from `load_corpus` (one or several corpora)
                    durations: bool=False, # add total hours, read from file headers
                    progress: bool=False, # progress bar while reading headers
