@@ -33,6 +33,7 @@ def _check_rate(sr):
         raise ValueError(f"sample rate must be a positive int, got {sr!r}")
     return int(sr)
 
+# %% ../nbs/01_audio.ipynb #738393f5
 def _open_error(path, e) -> AudioError:
     "The `AudioError` for `path` that failed to open with `e`: missing, a folder, empty or undecodable."
     if not isinstance(path, (str, os.PathLike)):
@@ -88,6 +89,7 @@ def to_int16(x, # float samples, 1-D
         e += 1
     return np.rint(x * np.float32(2.0 ** (15 - e))).astype(np.int16), e
 
+# %% ../nbs/01_audio.ipynb #02ebf0dc
 def from_int16(q, # int16 samples
                e:int, # the clip's exponent from `to_int16`
               ) -> np.ndarray: # float32 samples
@@ -382,7 +384,21 @@ def _commit(self: AudioCache, f, tmp: Path, new: dict):
         _write_index(self.index_path, self.sr, entries)
     self._refresh()
 
-# %% ../nbs/01_audio.ipynb #e8f38875
+# %% ../nbs/01_audio.ipynb #0b208ea6
+@patch
+def _to_decode(self: AudioCache, paths) -> list[str]:
+    "Keys of `paths`, each once, that are missing, stale or stored less precisely than this cache's `dtype`."
+    self._refresh()
+    todo, seen = [], set()
+    for p in paths:
+        key = self._key(p)
+        if key in seen: continue
+        seen.add(key)
+        e = self._entry(key)
+        if e is None or not self._current(key, e, check=True): todo.append(key)
+    return todo
+
+# %% ../nbs/01_audio.ipynb #5c257d96
 @patch
 def add(self: AudioCache, paths, # audio files (any path-likes)
         progress:bool=True, # show a tqdm bar
@@ -393,14 +409,7 @@ def add(self: AudioCache, paths, # audio files (any path-likes)
     if errors not in ("raise", "skip"):
         raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
     if isinstance(paths, (str, os.PathLike)): paths = [paths]
-    self._refresh()
-    todo, seen = [], set()
-    for p in paths:
-        key = self._key(p)
-        if key in seen: continue
-        seen.add(key)
-        e = self._entry(key)
-        if e is None or not self._current(key, e, check=True): todo.append(key)
+    todo = self._to_decode(paths)
     bad, f = [], None
     bar_class = tqdm_class or tqdm
     try:
@@ -455,6 +464,7 @@ def cache_root(cache_dir=None, # the root folder; None: env SPFT_CACHE_DIR, else
         root = os.environ.get("SPFT_CACHE_DIR") or platformdirs.user_cache_dir("speech_prefinetune")
     return Path(root).expanduser().resolve()
 
+# %% ../nbs/01_audio.ipynb #e69b0cc1
 def open_audio_cache(cache_dir=None, # the cache root (see `cache_root`); the store is `<root>/audio/sr{sr}`
                      sr:int=16000, # target sample rate
                      **kwargs, # more `AudioCache` arguments (`dtype`, `verify`, `shard_bytes`)
