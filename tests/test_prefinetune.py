@@ -12,8 +12,8 @@ import speech_prefinetune.prefinetune as pf
 from speech_prefinetune.audio import open_audio_cache
 from speech_prefinetune.model import MultiTaskClassifier, load_preprocessor, prepare_batch
 from speech_prefinetune.prefinetune import (CHECKPOINT, ClipBatches, PrefinetuneConfig, load_checkpoint, make_accelerator,
-                                            prefinetune_tables, scaled_loss, selection_metric, task_metrics, toy_tables,
-                                            training_step)
+                                            prefinetune_tables, scaled_loss, selection_metric, task_metrics, training_step)
+from speech_prefinetune.synth import toy_tables
 from transformers import get_linear_schedule_with_warmup
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +58,8 @@ def test_validation_metric_is_mean_of_task_means():
 
 def _run_code(out, wav, max_epochs):
     return (f"import torch; torch.set_num_threads(1)\n"
-            f"from speech_prefinetune.prefinetune import *\n"
+            f"from speech_prefinetune.prefinetune import PrefinetuneConfig, prefinetune_tables\n"
+            f"from speech_prefinetune.synth import toy_tables\n"
             f"tables = toy_tables({str(wav)!r}, n_train=24, n_valid=6)\n"
             f"cfg = PrefinetuneConfig(max_epochs={max_epochs}, patience=100, lr=1e-3, batch_size=4, device='cpu', keep_checkpoint=True,"
             f" max_seconds=0.5, cache_dir={str(wav / 'cache')!r})\n"
@@ -145,7 +146,8 @@ def test_heterogeneous_steps_and_uniform_sampling_train(tables, tmp_path):
 def test_ddp_two_processes_on_cpu(tmp_path):
     "The same loop under torch.distributed (gloo, 2 CPU processes): half the steps per epoch, validation over all clips."
     script = tmp_path / "run.py"
-    script.write_text("import sys, torch; torch.set_num_threads(1)\nfrom speech_prefinetune.prefinetune import *\n"
+    script.write_text("import sys, torch; torch.set_num_threads(1)\nfrom speech_prefinetune.prefinetune import PrefinetuneConfig, prefinetune_tables\n"
+                      "from speech_prefinetune.synth import toy_tables\n"
                       f"tables = toy_tables({str(tmp_path / 'wav')!r}, n_train=16, n_valid=7)\n"
                       "cfg = PrefinetuneConfig(max_epochs=2, patience=100, lr=1e-3, batch_size=4, device='cpu')\n"
                       "prefinetune_tables(tables, 'tiny-wav2vec2', sys.argv[1], cfg, progress=False)\n")
@@ -292,7 +294,7 @@ def test_batches_by_seconds_by_default_and_exact_counts_on_request(tables, tmp_p
     # validation batches are bounded too, each clip exactly once, centre-cropped at max_eval_seconds
     audio = open_audio_cache(tmp_path / "cache", sr=16000)
     n = np.array([audio.num_samples(p) for p in two["iemocap"].query("split == 'valid'").path])
-    items = pf._valid_items("iemocap", n, cfg, 16000)
+    items = pf.valid_plan_items("iemocap", n, cfg, 16000)
     assert sorted(np.concatenate([r for _, r, _ in items]).tolist()) == list(range(len(n)))
     for _, rows, offs in items:
         eff = np.minimum(n[rows], 16000)
@@ -303,7 +305,7 @@ def test_batches_by_seconds_by_default_and_exact_counts_on_request(tables, tmp_p
     run = prefinetune_tables(two, "tiny-wav2vec2", tmp_path / "count", old, progress=False)
     plan = json.loads((run / "spft_model.json").read_text())["plan"]
     assert plan["batches"] == 2 * 3 and plan["clips_at_max"] == 4                  # 10 clips per task -> 4 + 4 + 2
-    assert [len(r) for _, r, _ in pf._valid_items("iemocap", np.arange(20) + 8000, old, 16000)] == [16, 4]
+    assert [len(r) for _, r, _ in pf.valid_plan_items("iemocap", np.arange(20) + 8000, old, 16000)] == [16, 4]
 
 
 # ---- gradient checkpointing changes memory, not gradients ----
