@@ -48,7 +48,7 @@ def parse_corpus_set(value) -> str:
         raise ValueError(f"{s!r} is not a set of pre-finetuning corpora")
     return corpus_set_name(names)
 
-# %% ../nbs/08_analysis.ipynb #881fd182
+# %% ../nbs/08_analysis.ipynb #1dccf428
 def _parse_language(v) -> str:
     "`en` or `zh` from a code or a language name (`Mandarin`)."
     try:
@@ -56,6 +56,7 @@ def _parse_language(v) -> str:
     except KeyError:
         raise ValueError(f"unknown language {v!r}; expected en/zh or English/Mandarin") from None
 
+# %% ../nbs/08_analysis.ipynb #13d660fd
 def _parse_emotion(v) -> str:
     "The canonical ESD label of an emotion, in any case (`Angry`) or as a noun (`anger`)."
     try:
@@ -63,6 +64,7 @@ def _parse_emotion(v) -> str:
     except KeyError:
         raise ValueError(f"unknown emotion {v!r}; expected one of {', '.join(LABELS['esd'])}") from None
 
+# %% ../nbs/08_analysis.ipynb #9509d846
 def _parse_speaker(v) -> str:
     "An ESD speaker number as 4 digits (`11` -> `0011`)."
     s = str(v).strip()
@@ -70,16 +72,18 @@ def _parse_speaker(v) -> str:
         raise ValueError(f"speaker {v!r} is not an ESD speaker number")
     return f"{int(s):04d}"
 
-# %% ../nbs/08_analysis.ipynb #fa5a609f
+# %% ../nbs/08_analysis.ipynb #48ebdd62
 def _show(v) -> str:
     "A value as messages show it: strings quoted."
     return repr(v) if isinstance(v, str) else str(v)
 
+# %% ../nbs/08_analysis.ipynb #91d9f8b6
 def _first_row(col: pd.Series, value) -> object:
     "The index of the first row of `col` holding `value` (NaN included)."
     hit = col.isna() if pd.isna(value) else col.eq(value)
     return col.index[hit.to_numpy()][0]
 
+# %% ../nbs/08_analysis.ipynb #8a357565
 def _map_column(col: pd.Series, parse, where, what) -> pd.Series:
     "`col` with each distinct value parsed once by `parse`; a `UserError` names the first bad value and its row."
     parsed = {}
@@ -92,7 +96,7 @@ def _map_column(col: pd.Series, parse, where, what) -> pd.Series:
             raise UserError(f"{where(_first_row(col, v))}: bad {what} {_show(v)}: {e}") from None
     return col.map(parsed)
 
-# %% ../nbs/08_analysis.ipynb #417e481f
+# %% ../nbs/08_analysis.ipynb #b20a2257
 def _numbers(col: pd.Series, where, what, integer=False, lo=None, hi=None) -> pd.Series:
     "`col` as numbers (ints if `integer`) within [`lo`, `hi`]; a `UserError` names the first bad value and its row."
     x = pd.to_numeric(col, errors="coerce")
@@ -106,7 +110,7 @@ def _numbers(col: pd.Series, where, what, integer=False, lo=None, hi=None) -> pd
         raise UserError(f"{where(i)}: bad {what} {_show(col[i])}: expected {expected}{expected_range}")
     return x.astype(int) if integer else x.astype(float)
 
-# %% ../nbs/08_analysis.ipynb #6fb08aa0
+# %% ../nbs/08_analysis.ipynb #2dff213d
 def normalise_results(df: pd.DataFrame, # one row per trial, our column names (`macro_f1`, `accuracy`)
                       where=lambda i: "results" if i is None else f"row {i}", # row index (None: all) -> text
                      ) -> pd.DataFrame:
@@ -135,12 +139,13 @@ def normalise_results(df: pd.DataFrame, # one row per trial, our column names (`
     extra = [c for c in out.columns if c not in FRAME_COLUMNS]
     return out[list(FRAME_COLUMNS) + extra].reset_index(drop=True)
 
-# %% ../nbs/08_analysis.ipynb #f3607219
+# %% ../nbs/08_analysis.ipynb #6ae9e516
 def _read_store(path: Path) -> pd.DataFrame:
     "Our results store (or one shard file) through `grid.load_results`."
     from speech_prefinetune.grid import load_results  # imported here: analysis works on CSVs without the training stack
     return load_results(path)
 
+# %% ../nbs/08_analysis.ipynb #b5c3be0b
 def _read_results_csv(path: Path) -> pd.DataFrame:
     "A results CSV (the paper scripts' or ours) as text columns named like ours; a `UserError` if it is neither."
     try:
@@ -164,7 +169,7 @@ def _read_results_csv(path: Path) -> pd.DataFrame:
                         f"(the paper's scaled_esd_downstream.csv) or ours ({', '.join(FRAME_COLUMNS)})")
     return df
 
-# %% ../nbs/08_analysis.ipynb #012295c9
+# %% ../nbs/08_analysis.ipynb #c7b7f0f4
 def read_any_results(path # our results store (a directory) or a CSV (ours or the paper's `scaled_esd_downstream.csv`)
                     ) -> pd.DataFrame:
     "Read results from our store or a CSV and normalise them to `FRAME_COLUMNS`."
@@ -180,7 +185,7 @@ def read_any_results(path # our results store (a directory) or a CSV (ours or th
     return normalise_results(_read_results_csv(path),
                              where=lambda i: f"{path}" + ("" if i is None else f": line {i + 2}"))
 
-# %% ../nbs/08_analysis.ipynb #c2716586
+# %% ../nbs/08_analysis.ipynb #78626bab
 def fig2_table(results: pd.DataFrame # normalised results (`read_any_results`)
               ) -> pd.DataFrame:
     "Fig. 2: mean F1, standard error and count per (k, number of pre-finetuning corpora)."
@@ -189,13 +194,14 @@ def fig2_table(results: pd.DataFrame # normalised results (`read_any_results`)
     t["se"] = t["sd"] / np.sqrt(t["n"])
     return t[["k", "n_corpora", "mean_f1", "se", "n"]].sort_values(["k", "n_corpora"], ignore_index=True)
 
-# %% ../nbs/08_analysis.ipynb #06ac7d5e
+# %% ../nbs/08_analysis.ipynb #8ef8dc2e
 _CELL_KEYS = ["speaker", "emotion", "k"]
 
 def _contains_corpus(results: pd.DataFrame, corpus: str) -> pd.Series:
     "Rows whose corpus set contains `corpus`."
     return results["corpora"].str.split("+").map(lambda s: corpus in s)
 
+# %% ../nbs/08_analysis.ipynb #abd00776
 def fig3_table(results: pd.DataFrame # normalised results (`read_any_results`)
               ) -> pd.DataFrame:
     "Fig. 3: per k and corpus, mean over (speaker, emotion) cells of F1(models containing c) - F1(base)."
@@ -213,7 +219,7 @@ def fig3_table(results: pd.DataFrame # normalised results (`read_any_results`)
     t["_order"] = t["corpus"].map(PREFINETUNE_CORPORA.index)
     return t.sort_values(["k", "_order"]).drop(columns="_order").reset_index(drop=True)
 
-# %% ../nbs/08_analysis.ipynb #1acfe17c
+# %% ../nbs/08_analysis.ipynb #315c1fc7
 def table1(results: pd.DataFrame # normalised results (`read_any_results`)
           ) -> pd.DataFrame:
     "Table 1: per k and corpus c, F1 of {c} alone (`f1_in`), of C minus c (`f1_ex`) and their difference."
@@ -237,7 +243,7 @@ def table1(results: pd.DataFrame # normalised results (`read_any_results`)
             rows.append(dict(k=int(k), corpus=c, f1_in=f1_in, f1_ex=f1_ex, delta=f1_in - f1_ex))
     return pd.DataFrame(rows, columns=["k", "corpus", "f1_in", "f1_ex", "delta"])
 
-# %% ../nbs/08_analysis.ipynb #ed31b396
+# %% ../nbs/08_analysis.ipynb #4efafabb
 def fig4_table(results: pd.DataFrame # normalised results (`read_any_results`)
               ) -> pd.DataFrame:
     "Fig. 4: mean F1 of the all-corpora model (`f1_full`) and the base model (`f1_base`) per language, emotion, k."
@@ -251,7 +257,7 @@ def fig4_table(results: pd.DataFrame # normalised results (`read_any_results`)
     t["_order"] = t["emotion"].map(LABELS["esd"].index)
     return t.sort_values(["language", "_order", "k"])[columns].reset_index(drop=True)
 
-# %% ../nbs/08_analysis.ipynb #defa8f1a
+# %% ../nbs/08_analysis.ipynb #e87230e9
 def _select_model(results: pd.DataFrame, name) -> pd.DataFrame:
     "The rows of the model `name`: a `model` value, a corpus set (any spelling, or a list), `full` or `base`."
     if name == "full":
@@ -270,7 +276,7 @@ def _select_model(results: pd.DataFrame, name) -> pd.DataFrame:
         raise UserError(f"model {name!r} not in the results; have: {have}")
     return selected
 
-# %% ../nbs/08_analysis.ipynb #93cb03a5
+# %% ../nbs/08_analysis.ipynb #8b3909c1
 def _wilcoxon_p(d: np.ndarray) -> float:
     "scipy's Wilcoxon signed-rank p-value of the differences `d`; NaN when all are zero or there are none."
     if len(d) == 0 or not np.any(d != 0):
@@ -279,7 +285,7 @@ def _wilcoxon_p(d: np.ndarray) -> float:
         warnings.simplefilter("ignore")
         return float(stats.wilcoxon(d).pvalue)
 
-# %% ../nbs/08_analysis.ipynb #bc3d86f7
+# %% ../nbs/08_analysis.ipynb #11ed7b12
 def paired_comparison(results: pd.DataFrame, # normalised results (`read_any_results`)
                       model_a="full", # corpus set (any spelling), `full`, `base` or a `model` value
                       model_b="base", # the model A is compared against
@@ -302,7 +308,7 @@ def paired_comparison(results: pd.DataFrame, # normalised results (`read_any_res
                          ci_low=lo, ci_high=hi, p_wilcoxon=_wilcoxon_p(d)))
     return pd.DataFrame(rows, columns=["k", "n", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high", "p_wilcoxon"])
 
-# %% ../nbs/08_analysis.ipynb #e71dcbce
+# %% ../nbs/08_analysis.ipynb #37cb8eae
 _CORPUS_SCALE = alt.Scale(domain=[CORPUS_TITLES[c] for c in PREFINETUNE_CORPORA])
 
 def fig2_chart(t: pd.DataFrame # `fig2_table` output
@@ -319,7 +325,7 @@ def fig2_chart(t: pd.DataFrame # `fig2_table` output
         tooltip=["k", "n_corpora", alt.Tooltip("mean_f1", format=".4f"), alt.Tooltip("se", format=".4f"), "n"])
     return (band + line).properties(width=420, height=300, title="Fig. 2: F1 by number of pre-finetuning corpora")
 
-# %% ../nbs/08_analysis.ipynb #5594729c
+# %% ../nbs/08_analysis.ipynb #f54f5bdf
 def fig3_chart(t: pd.DataFrame # `fig3_table` output
               ) -> alt.Chart:
     "Fig. 3 as an Altair chart: F1 difference to the base model per corpus, grouped by k."
@@ -334,7 +340,7 @@ def fig3_chart(t: pd.DataFrame # `fig3_table` output
     return (bars + zero).properties(width=420, height=300,
                                     title="Fig. 3: contribution of each corpus over the base model")
 
-# %% ../nbs/08_analysis.ipynb #a21deedb
+# %% ../nbs/08_analysis.ipynb #c6c6cf2f
 def fig4_chart(t: pd.DataFrame # `fig4_table` output
               ) -> alt.Chart:
     "Fig. 4 as an Altair chart: full pre-finetuning vs. base across k, one panel per emotion and language."
@@ -352,7 +358,7 @@ def fig4_chart(t: pd.DataFrame # `fig4_table` output
     return (lines.properties(width=130, height=120).facet(**panels)
             .properties(title="Fig. 4: full pre-finetuning vs. base, per emotion and language"))
 
-# %% ../nbs/08_analysis.ipynb #8af6c595
+# %% ../nbs/08_analysis.ipynb #d3256ed1
 def charts(results: pd.DataFrame # normalised results (`read_any_results`)
           ) -> dict[str, alt.Chart]:
     "The paper's figures as Altair charts: `{'fig2': ..., 'fig3': ..., 'fig4': ...}` (empty tables are skipped)."
@@ -364,7 +370,7 @@ def charts(results: pd.DataFrame # normalised results (`read_any_results`)
             out[name] = make_chart(t)
     return out
 
-# %% ../nbs/08_analysis.ipynb #74cc94c3
+# %% ../nbs/08_analysis.ipynb #3061e9d5
 def save_chart(chart: alt.TopLevelMixin, # an Altair chart
                stem, # output path without suffix
                formats=("html", "svg", "png"), # any of html (self-contained), svg, png
@@ -384,7 +390,7 @@ def save_chart(chart: alt.TopLevelMixin, # an Altair chart
         paths.append(p)
     return paths
 
-# %% ../nbs/08_analysis.ipynb #239d4f12
+# %% ../nbs/08_analysis.ipynb #85f1a331
 TABLE_FILES = {"table1": table1, "fig2": fig2_table, "fig3": fig3_table, "fig4": fig4_table}
 
 _CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
@@ -404,13 +410,14 @@ _REPORT_SECTIONS = [  # table name, heading, note
      "Mean F1 of the model pre-finetuned on all four corpora and of the base model."),
 ]
 
+# %% ../nbs/08_analysis.ipynb #316ec6f9
 def _html_table(t: pd.DataFrame) -> str:
     "A table for the report (floats to 4 decimals), or a note when it is empty."
     if t.empty:
         return '<p class="note">Not available for these results.</p>'
     return t.to_html(index=False, float_format=lambda x: f"{x:.4f}", na_rep="", border=0)
 
-# %% ../nbs/08_analysis.ipynb #740a56e6
+# %% ../nbs/08_analysis.ipynb #6f6ac137
 def report_html(results: pd.DataFrame, # normalised results
                 tables: dict, # `TABLE_FILES` name -> table
                 svgs: dict, # chart name -> inline SVG
@@ -438,7 +445,7 @@ def report_html(results: pd.DataFrame, # normalised results
         parts.append("<p class='note'>Needs both the full and the base model.</p>")
     return "\n".join(parts + ["</body></html>"])
 
-# %% ../nbs/08_analysis.ipynb #4020ebf4
+# %% ../nbs/08_analysis.ipynb #f74a8ad6
 def write_report(results_path, # our results store (directory) or a results CSV (ours or the paper scripts')
                  out, # output directory (created)
                  formats=("html", "svg", "png"), # chart files to write besides report.html
@@ -464,7 +471,7 @@ def write_report(results_path, # our results store (directory) or a results CSV 
     (out / "report.html").write_text(report_html(results, tables, svgs, paired, source=results_path), encoding="utf-8")
     return out / "report.html"
 
-# %% ../nbs/08_analysis.ipynb #f96ff6f3
+# %% ../nbs/08_analysis.ipynb #eca0855c
 def _report_cmd(args) -> int:
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     bad = [f for f in formats if f not in ("html", "svg", "png")]

@@ -40,13 +40,14 @@ def tiny_config(name: str) -> PretrainedConfig:
         return WavLMConfig(**_TINY, num_buckets=32, max_bucket_distance=64)
     raise UserError(f"unknown tiny encoder {name!r}; built-in: {', '.join(TINY_ENCODERS)}")
 
-# %% ../nbs/04_model.ipynb #295c2e8e
+# %% ../nbs/04_model.ipynb #a4ebdb79
 class _DropUnexpectedKeysReport(logging.Filter):
     "Drop transformers' load report when it only lists checkpoint weights the model does not use."
     def filter(self, record):
         msg = record.getMessage()
         return "LOAD REPORT" not in msg or any(s in msg for s in ("MISSING", "MISMATCH", "CONVERSION"))
 
+# %% ../nbs/04_model.ipynb #56572c2e
 @contextmanager
 def _quiet_hf():
     "Silence transformers' progress bars and its unexpected-keys-only load report (restored afterwards)."
@@ -62,7 +63,7 @@ def _quiet_hf():
         if was:
             hf_logging.enable_progress_bar()
 
-# %% ../nbs/04_model.ipynb #c0407438
+# %% ../nbs/04_model.ipynb #2d5c27ec
 def _check_audio_encoder(model, spec):
     "`model` if it has the wav2vec2 family's CNN + projection + transformer layout, else a `UserError` naming `spec`."
     missing = [a for a in ("feature_extractor", "feature_projection", "encoder") if not hasattr(model, a)]
@@ -73,14 +74,14 @@ def _check_audio_encoder(model, spec):
         raise UserError(f"encoder {spec!r}: config.add_adapter=True is not supported (pooling needs CNN frame lengths)")
     return model
 
-# %% ../nbs/04_model.ipynb #13f48095
+# %% ../nbs/04_model.ipynb #7c2edd7b
 def _seeded_model(config, seed):
     "`AutoModel.from_config(config)` initialised from `seed` (the global RNG is left as it was)."
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return AutoModel.from_config(config)
 
-# %% ../nbs/04_model.ipynb #6605819d
+# %% ../nbs/04_model.ipynb #ec212a79
 def load_encoder(spec, seed: int = 0) -> PreTrainedModel:
     "A speech encoder from a tiny name, a config, a local folder or a hub id (seeded init where random)."
     if isinstance(spec, PreTrainedModel):
@@ -108,11 +109,12 @@ def load_encoder(spec, seed: int = 0) -> PreTrainedModel:
                         f"or a loadable hub id ({str(e).splitlines()[0]})") from None
     return _check_audio_encoder(model, spec)
 
-# %% ../nbs/04_model.ipynb #e219ef13
+# %% ../nbs/04_model.ipynb #7ca33787
 DEFAULT_PREPROCESSOR = dict(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
                             return_attention_mask=True)
 PREPROCESSOR_FILE = "preprocessor_config.json"
 
+# %% ../nbs/04_model.ipynb #98477a8c
 def _check_preprocessor(fe, spec):
     "`fe` if it turns raw mono waves into `input_values`, else a `UserError` naming `spec`."
     if getattr(fe, "model_input_names", [None])[0] != "input_values" or getattr(fe, "feature_size", None) != 1:
@@ -120,13 +122,14 @@ def _check_preprocessor(fe, spec):
                         "`input_values`: not a wav2vec2-style audio encoder")
     return fe
 
+# %% ../nbs/04_model.ipynb #5864d307
 def _default_preprocessor(why: str | None = None):
     "`DEFAULT_PREPROCESSOR` as a feature extractor; with a warning saying `why` when given."
     if why:
         warnings.warn(f"{why}; using the default preprocessor {DEFAULT_PREPROCESSOR}", stacklevel=3)
     return Wav2Vec2FeatureExtractor(**DEFAULT_PREPROCESSOR)
 
-# %% ../nbs/04_model.ipynb #869279dc
+# %% ../nbs/04_model.ipynb #ce53f843
 def load_preprocessor(spec=None, # feature extractor | kwargs dict | tiny name | config | model | folder | hub id | None
                      ) -> FeatureExtractionMixin:
     "The feature extractor that prepares `spec`'s inputs: the checkpoint's own where it has one, else the default."
@@ -150,7 +153,7 @@ def load_preprocessor(spec=None, # feature extractor | kwargs dict | tiny name |
     except (OSError, ValueError) as e:
         return _default_preprocessor(f"encoder {str(spec)!r}: no loadable feature extractor ({str(e).splitlines()[0]})")
 
-# %% ../nbs/04_model.ipynb #2aba87da
+# %% ../nbs/04_model.ipynb #7dc91d1b
 def prepare_batch(waves, # 1-D float waves (mono), already at `preprocessor.sampling_rate`
                   preprocessor, # the encoder's feature extractor (`load_preprocessor`, `model.preprocessor`)
                  ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,12 +170,12 @@ def prepare_batch(waves, # 1-D float waves (mono), already at `preprocessor.samp
                        return_tensors="pt")
     return out["input_values"].to(torch.float32), out["attention_mask"].to(torch.long)
 
-# %% ../nbs/04_model.ipynb #d0407c9f
+# %% ../nbs/04_model.ipynb #f270efd5
 def derive_head_seed(seed: int, name: str) -> int:
     "Seed of one head's initialisation: a pure function of the model seed and the task name."
     return derive_seed("head", seed, name)
 
-# %% ../nbs/04_model.ipynb #e456656b
+# %% ../nbs/04_model.ipynb #b08a15ab
 class MultiTaskClassifier(nn.Module):
     "Speech encoder + masked mean pooling + one linear head per task (optionally after a shared projector)."
     def __init__(self, encoder: PreTrainedModel, # a wav2vec2-style `transformers` audio encoder
@@ -200,7 +203,7 @@ class MultiTaskClassifier(nn.Module):
         self._mask_takes_attention = "attention_mask" in mask_parameters
         self.replace_heads(tasks, seed=seed)
 
-# %% ../nbs/04_model.ipynb #2a93a63a
+# %% ../nbs/04_model.ipynb #c7a385d5
 @patch
 def _init_linear(self: MultiTaskClassifier, layer: nn.Linear, seed: int):
     "Initialise `layer` like the encoder's own linear layers, from `seed` (the global RNG is left as it was)."
@@ -209,7 +212,7 @@ def _init_linear(self: MultiTaskClassifier, layer: nn.Linear, seed: int):
         nn.init.normal_(layer.weight, std=self.encoder.config.initializer_range)
         nn.init.zeros_(layer.bias)
 
-# %% ../nbs/04_model.ipynb #cacff2bc
+# %% ../nbs/04_model.ipynb #0d1fea15
 @patch(as_prop=True)
 def head_width(self: MultiTaskClassifier) -> int:
     "Input width of every head: the projector's output, or the encoder's hidden size."
@@ -217,7 +220,7 @@ def head_width(self: MultiTaskClassifier) -> int:
         return self.projector.out_features
     return self.encoder.config.hidden_size
 
-# %% ../nbs/04_model.ipynb #303a6d8c
+# %% ../nbs/04_model.ipynb #a6b3c653
 @patch
 def replace_heads(self: MultiTaskClassifier, tasks: dict, # task name -> labels, in output order
                   seed: int = 0, # model seed (each head's seed is `derive_head_seed(seed, task)`)
@@ -238,19 +241,20 @@ def replace_heads(self: MultiTaskClassifier, tasks: dict, # task name -> labels,
     self.tasks = tasks
     return self
 
-# %% ../nbs/04_model.ipynb #626c0a68
+# %% ../nbs/04_model.ipynb #9cffcb0b
 @patch(as_prop=True)
 def sampling_rate(self: MultiTaskClassifier) -> int:
     "Sampling rate (Hz) the encoder expects: its preprocessor's."
     return int(self.preprocessor.sampling_rate)
 
+# %% ../nbs/04_model.ipynb #b6d25942
 @patch
 def prepare(self: MultiTaskClassifier, waves, # 1-D float waves at `model.sampling_rate`
            ) -> tuple[torch.Tensor, torch.Tensor]:
     "`prepare_batch(waves, self.preprocessor)`: `(input_values, attention_mask)` for this model."
     return prepare_batch(waves, self.preprocessor)
 
-# %% ../nbs/04_model.ipynb #3867cdb2
+# %% ../nbs/04_model.ipynb #c9327950
 @patch(as_prop=True)
 def min_samples(self: MultiTaskClassifier) -> int:
     "Shortest input (in samples) that gives one CNN frame."
@@ -260,7 +264,7 @@ def min_samples(self: MultiTaskClassifier) -> int:
         n = (n - 1) * stride + kernel
     return n
 
-# %% ../nbs/04_model.ipynb #8e444384
+# %% ../nbs/04_model.ipynb #79e7589b
 @patch
 def _frame_mask(self: MultiTaskClassifier, attention_mask, n_frames, batch_size, device):
     "Valid CNN frames `[B, n_frames]` of a batch with sample mask `attention_mask` (None: all valid)."
@@ -273,7 +277,7 @@ def _frame_mask(self: MultiTaskClassifier, attention_mask, n_frames, batch_size,
                          f"receptive field ({self.min_samples} samples)")
     return torch.arange(n_frames, device=device)[None, :] < lengths[:, None]
 
-# %% ../nbs/04_model.ipynb #df3e9447
+# %% ../nbs/04_model.ipynb #e81a2c45
 @patch
 def feature_encoder_outputs(self: MultiTaskClassifier, input_values, attention_mask=None):
     "CNN features `[B,T',C]` and the valid-frame mask `[B,T']` (no gradients when the CNN is frozen)."
@@ -281,7 +285,7 @@ def feature_encoder_outputs(self: MultiTaskClassifier, input_values, attention_m
         features = self.encoder.feature_extractor(input_values).transpose(1, 2)
     return features, self._frame_mask(attention_mask, features.shape[1], features.shape[0], features.device)
 
-# %% ../nbs/04_model.ipynb #cef8eaad
+# %% ../nbs/04_model.ipynb #afa9517c
 @patch
 def encode_features(self: MultiTaskClassifier, features, frame_mask):
     "Transformer outputs `[B,T',H]` given CNN features (what `encoder(...).last_hidden_state` computes)."
@@ -296,7 +300,7 @@ def encode_features(self: MultiTaskClassifier, features, frame_mask):
             hidden = enc._mask_hidden_states(hidden)
     return enc.encoder(hidden, attention_mask=frame_mask)[0]
 
-# %% ../nbs/04_model.ipynb #42f24102
+# %% ../nbs/04_model.ipynb #002f9c54
 @patch
 def pool(self: MultiTaskClassifier, hidden, frame_mask):
     "Masked mean over valid frames (after the projector, if any)."
@@ -305,7 +309,7 @@ def pool(self: MultiTaskClassifier, hidden, frame_mask):
     weights = frame_mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
 
-# %% ../nbs/04_model.ipynb #b41d1f59
+# %% ../nbs/04_model.ipynb #152b2a7b
 @patch
 def _task(self: MultiTaskClassifier, task):
     "`task`, or the model's only task when `task` is None."
@@ -317,7 +321,7 @@ def _task(self: MultiTaskClassifier, task):
         raise KeyError(f"unknown task {task!r}; the model's tasks: {', '.join(self.tasks)}")
     return task
 
-# %% ../nbs/04_model.ipynb #f9b02b48
+# %% ../nbs/04_model.ipynb #990b1a0c
 @patch
 def forward_from_features(self: MultiTaskClassifier, features, frame_mask, task=None):
     "Logits `[B, n_labels(task)]` from CNN features: `forward` minus the CNN."
@@ -329,7 +333,7 @@ def forward(self: MultiTaskClassifier, input_values, attention_mask=None, task=N
     "Logits `[B, n_labels(task)]` of `task` (may be omitted when the model has one task)."
     return self.forward_from_features(*self.feature_encoder_outputs(input_values, attention_mask), task)
 
-# %% ../nbs/04_model.ipynb #6e40e2a3
+# %% ../nbs/04_model.ipynb #a00ceeba
 @patch(cls_method=True)
 def from_encoder(cls: MultiTaskClassifier, spec, # tiny name | hub id | local folder | config | model
                  tasks: dict, # task name -> labels
@@ -348,7 +352,7 @@ def from_encoder(cls: MultiTaskClassifier, spec, # tiny name | hub id | local fo
     return cls(encoder, tasks, projector_dim=projector_dim, freeze_feature_encoder=freeze_feature_encoder,
                metadata=dict(encoder=name), seed=seed, preprocessor=preprocessor)
 
-# %% ../nbs/04_model.ipynb #476c6226
+# %% ../nbs/04_model.ipynb #b0510557
 @patch
 def cnn_fingerprint(self: MultiTaskClassifier) -> str:
     "Hex digest of the feature encoder (CNN): its type, geometry and weights, and the preprocessing of its input."
@@ -366,9 +370,10 @@ def cnn_fingerprint(self: MultiTaskClassifier) -> str:
         digest.update(weight.numpy().tobytes())
     return digest.hexdigest()[:20]
 
-# %% ../nbs/04_model.ipynb #165f0c9f
+# %% ../nbs/04_model.ipynb #683a1c00
 HEADS_FILE, META_FILE, ENCODER_DIR = "heads.safetensors", "spft_model.json", "encoder"
 
+# %% ../nbs/04_model.ipynb #81685b7d
 @patch
 def _write_encoder_dir(self: MultiTaskClassifier, dir: Path):
     "Write `dir/encoder` (transformers model + preprocessor) to a temporary folder and swap it in with two renames."
@@ -386,7 +391,7 @@ def _write_encoder_dir(self: MultiTaskClassifier, dir: Path):
     if old.exists():
         shutil.rmtree(old)
 
-# %% ../nbs/04_model.ipynb #34504e10
+# %% ../nbs/04_model.ipynb #5efd6456
 @patch
 def save_pretrained(self: MultiTaskClassifier, dir, # output folder (created)
                     metadata: dict | None = None, # added to `self.metadata` in spft_model.json
@@ -408,7 +413,7 @@ def save_pretrained(self: MultiTaskClassifier, dir, # output folder (created)
     self.metadata = meta
     return dir
 
-# %% ../nbs/04_model.ipynb #84a26dfc
+# %% ../nbs/04_model.ipynb #4a629621
 @patch(cls_method=True)
 def from_pretrained(cls: MultiTaskClassifier, dir, # a folder `save_pretrained` (or `spft prefinetune --out`) wrote
                    ) -> MultiTaskClassifier:

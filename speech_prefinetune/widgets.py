@@ -24,11 +24,12 @@ __all__ = ['chart_html', 'table_html', 'corpus_sizes', 'label_distribution', 'pr
            'CorpusChooser', 'emotion_scores', 'emotion_table', 'emotion_chart', 'model_sort_key', 'default_models',
            'ResultsViewer']
 
-# %% ../nbs/09_widgets.ipynb #378d697e
+# %% ../nbs/09_widgets.ipynb #e7ef7a9a
 def chart_html(chart: alt.TopLevelMixin) -> str:
     "Inline SVG of an Altair `chart` (rendered offline with vl-convert), ready for an `ipywidgets.HTML`."
     return vlc.vegalite_to_svg(chart.to_dict())
 
+# %% ../nbs/09_widgets.ipynb #6d5c7565
 _TABLE_CSS = ("<style>.spft-table{border-collapse:collapse;font-size:12px}"
               ".spft-table th,.spft-table td{padding:2px 10px;text-align:right}"
               ".spft-table thead th{border-bottom:1px solid #888}</style>")
@@ -38,7 +39,7 @@ def table_html(df: pd.DataFrame, float_format="{:.3f}".format, **kwargs) -> str:
     table = df.to_html(float_format=float_format, border=0, classes="spft-table", **kwargs)
     return _TABLE_CSS + table
 
-# %% ../nbs/09_widgets.ipynb #3ccfc936
+# %% ../nbs/09_widgets.ipynb #0e25b919
 def corpus_sizes(tables: dict) -> pd.DataFrame:
     "Utterances, speakers and utterances per split of each utterance table in `tables` (`{corpus: table}`)."
     rows = {}
@@ -49,6 +50,7 @@ def corpus_sizes(tables: dict) -> pd.DataFrame:
     cols = ["utterances", "speakers", *SPLITS]
     return pd.DataFrame.from_dict(rows, orient="index", columns=cols).rename_axis("corpus").astype(int)
 
+# %% ../nbs/09_widgets.ipynb #5cdf324a
 def label_distribution(tables: dict) -> pd.DataFrame:
     "Long frame `corpus, label, n, share`: each corpus's label counts in its `LABELS` order (zeros kept)."
     parts = []
@@ -62,7 +64,7 @@ def label_distribution(tables: dict) -> pd.DataFrame:
         return pd.DataFrame({"corpus": [], "label": [], "n": [], "share": []})
     return pd.concat(parts, ignore_index=True)
 
-# %% ../nbs/09_widgets.ipynb #a0cf658e
+# %% ../nbs/09_widgets.ipynb #44fe7f71
 def prefinetune_command(corpora, # pre-finetuning corpora (any order, ours or the paper's spelling)
                         roots, # the `corpora.toml` roots file the run reads
                         encoder, # encoder spec: hub id, local dir or tiny name
@@ -76,12 +78,13 @@ def prefinetune_command(corpora, # pre-finetuning corpora (any order, ours or th
     return (f"spft prefinetune --corpora {quote(','.join(names))} --roots {quote(roots)} "
             f"--encoder {quote(encoder)} --out {quote(out)}")
 
-# %% ../nbs/09_widgets.ipynb #77969068
+# %% ../nbs/09_widgets.ipynb #b7bf80e8
 class _NullFile:
     "A file that swallows what tqdm writes (the widget shows it instead)."
     def write(self, s): pass
     def flush(self): pass
 
+# %% ../nbs/09_widgets.ipynb #d86019bb
 class WidgetTqdm(std_tqdm):
     "A `tqdm` that draws into an `ipywidgets.IntProgress` (`bar`) and an `ipywidgets.HTML` (`label`)."
     def __init__(self, *args, bar: W.IntProgress = None, label: W.HTML = None, **kwargs):
@@ -103,7 +106,7 @@ class WidgetTqdm(std_tqdm):
         self.label.value = html.escape(text)
         return True
 
-# %% ../nbs/09_widgets.ipynb #c92d8085
+# %% ../nbs/09_widgets.ipynb #135eb3fb
 def widget_tqdm_class(bar: W.IntProgress, # the bar every progress bar of the class draws into
                       label: W.HTML, # the label beside it
                       log=None, # `log(line)` receives `tqdm.write` lines (None: dropped)
@@ -119,7 +122,7 @@ def widget_tqdm_class(bar: W.IntProgress, # the bar every progress bar of the cl
                 log(str(s))
     return BoundWidgetTqdm
 
-# %% ../nbs/09_widgets.ipynb #c4074cc8
+# %% ../nbs/09_widgets.ipynb #b4cec452
 def corpus_loader(config=None, # a `PrefinetuneConfig` (its `errors` and `corpus_options`), or None: the defaults
                  ):
     "`(name, root) -> utterance table`: `load_corpus` with `config`'s `errors` policy and per-corpus options."
@@ -128,18 +131,20 @@ def corpus_loader(config=None, # a `PrefinetuneConfig` (its `errors` and `corpus
         return load_corpus(name, root, errors=getattr(config, "errors", "raise"), **options)
     return load
 
+# %% ../nbs/09_widgets.ipynb #53103f58
 def _prefinetune_lazily(*args, **kwargs):
     "`prefinetune.prefinetune` (imported on first use, so the widgets load without the training stack)."
     from speech_prefinetune.prefinetune import prefinetune
     return prefinetune(*args, **kwargs)
 
-# %% ../nbs/09_widgets.ipynb #31499b86
+# %% ../nbs/09_widgets.ipynb #0dd3a89f
 def root_state(root: Path | None) -> str:
     "What the chooser says about a corpus root: `found`, `not found` or `missing from roots`."
     if root is None:
         return "missing from roots"
     return "found" if root.exists() else "not found"
 
+# %% ../nbs/09_widgets.ipynb #d5d80b0f
 def corpus_row(corpus: str, # a corpus name
                root: Path | None, # its root (None: not in the roots file)
                checkbox: W.Checkbox | None = None, # its tick box (None: the downstream corpus, not tickable)
@@ -150,7 +155,7 @@ def corpus_row(corpus: str, # a corpus name
         checkbox = W.HTML(f"<b>{corpus}</b> (downstream)", layout=W.Layout(width="11em"))
     return W.HBox([checkbox, info])
 
-# %% ../nbs/09_widgets.ipynb #5ea10fc8
+# %% ../nbs/09_widgets.ipynb #b7fbbfb1
 def chooser_roots(roots, # `corpora.toml` path or `{corpus: root}`
                   roots_file=None, # path the command names when `roots` is a dict (default `corpora.toml`)
                  ) -> tuple[dict, Path, str]:
@@ -162,7 +167,7 @@ def chooser_roots(roots, # `corpora.toml` path or `{corpus: root}`
             f"with <code>core.write_roots(roots, {str(roots_file)!r})</code></i>")
     return {canonical_corpus(k): Path(v) for k, v in roots.items()}, roots_file, hint
 
-# %% ../nbs/09_widgets.ipynb #6597e3d7
+# %% ../nbs/09_widgets.ipynb #7c2ad17a
 def label_chart(labels: pd.DataFrame # `label_distribution` output
                ) -> alt.Chart:
     "Bars of utterances per label, one row of panels per corpus (each with its own labels)."
@@ -172,7 +177,7 @@ def label_chart(labels: pd.DataFrame # `label_distribution` output
         tooltip=["corpus", "label", "n", alt.Tooltip("share:Q", format=".1%")],
     ).properties(width=300).resolve_scale(y="independent")
 
-# %% ../nbs/09_widgets.ipynb #b16c9a2d
+# %% ../nbs/09_widgets.ipynb #0e7ac2d6
 class CorpusChooser:
     "Tick pre-finetuning corpora, see their sizes and labels, copy the `spft prefinetune` command or run it."
     def __init__(self, roots, # `corpora.toml` path or `{corpus: root}`
@@ -203,7 +208,7 @@ class CorpusChooser:
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
 
-# %% ../nbs/09_widgets.ipynb #fb21bb9d
+# %% ../nbs/09_widgets.ipynb #5952e822
 @patch
 def _build(self: CorpusChooser, encoder, out):
     "Create the controls and lay them out in `self.widget`."
@@ -228,17 +233,19 @@ def _build(self: CorpusChooser, encoder, out):
                           self.chart_html, self.command_html, run_row, self.status, self.log_html])
     self.widget.add_class("spft-corpus-chooser")
 
-# %% ../nbs/09_widgets.ipynb #1540c2cb
+# %% ../nbs/09_widgets.ipynb #4f030480
 @patch(as_prop=True)
 def selected(self: CorpusChooser) -> tuple:
     "The ticked pre-finetuning corpora, in paper order."
     return tuple(c for c, b in self.checkboxes.items() if b.value)
 
+# %% ../nbs/09_widgets.ipynb #1570b5fc
 @patch(as_prop=True)
 def run_dir(self: CorpusChooser) -> Path:
     "Where the run for the ticked corpora goes: `<out>/<corpus set>`."
     return Path(self.out.value) / corpus_set_name(self.selected)
 
+# %% ../nbs/09_widgets.ipynb #0ab31846
 @patch(as_prop=True)
 def command(self: CorpusChooser) -> str | None:
     "The `spft prefinetune` command for the ticked corpora (None when none is ticked)."
@@ -246,7 +253,7 @@ def command(self: CorpusChooser) -> str | None:
         return None
     return prefinetune_command(self.selected, self.roots_file, self.encoder.value, self.run_dir)
 
-# %% ../nbs/09_widgets.ipynb #287ca571
+# %% ../nbs/09_widgets.ipynb #88b8b77c
 @patch
 def table(self: CorpusChooser, corpus) -> pd.DataFrame:
     "The utterance table of `corpus`, loaded on first use."
@@ -261,7 +268,7 @@ def table(self: CorpusChooser, corpus) -> pd.DataFrame:
         self.warnings[corpus] = [str(w.message) for w in caught]
     return self.tables[corpus]
 
-# %% ../nbs/09_widgets.ipynb #5d6b39e4
+# %% ../nbs/09_widgets.ipynb #dbfa1656
 def _problems_html(errors: dict, warnings: dict, selected) -> str:
     "Load errors (red) and warnings (orange) of the `selected` corpora, one line each."
     lines = [f"<div style='color:#b00'>{c}: {html.escape(m)}</div>" for c, m in errors.items() if c in selected]
@@ -269,6 +276,7 @@ def _problems_html(errors: dict, warnings: dict, selected) -> str:
               for c, messages in warnings.items() if c in selected for m in messages]
     return "".join(lines)
 
+# %% ../nbs/09_widgets.ipynb #1d7a1c76
 @patch
 def refresh(self: CorpusChooser, change=None):
     "Reload what depends on the ticked corpora: sizes, label chart, command."
@@ -291,14 +299,14 @@ def refresh(self: CorpusChooser, change=None):
         self.command_html.value = "<i>tick at least one pre-finetuning corpus (the base model needs no run)</i>"
     self.run_button.disabled = cmd is None or (self.thread is not None and self.thread.is_alive())
 
-# %% ../nbs/09_widgets.ipynb #9e689ac6
+# %% ../nbs/09_widgets.ipynb #51e134c8
 @patch
 def _log(self: CorpusChooser, line):
     "Append `line` to `messages` and show the last eight in the log."
     self.messages.append(line)
     self.log_html.value = "<pre class='spft-log'>" + html.escape("\n".join(self.messages[-8:])) + "</pre>"
 
-# %% ../nbs/09_widgets.ipynb #4d809fc6
+# %% ../nbs/09_widgets.ipynb #f59df4aa
 @patch
 def _run(self: CorpusChooser, corpora, roots, encoder, out, reraise=True):
     "Train on `corpora` into `out` with the chooser's progress bar; returns the run dir."
@@ -316,7 +324,7 @@ def _run(self: CorpusChooser, corpora, roots, encoder, out, reraise=True):
     finally:
         self.run_button.disabled = self.command is None
 
-# %% ../nbs/09_widgets.ipynb #ec64e627
+# %% ../nbs/09_widgets.ipynb #8eb23b79
 @patch
 def run(self: CorpusChooser, background=False):
     "Pre-finetune on the ticked corpora (the Run button); returns the run dir, or the thread if `background`."
@@ -334,7 +342,7 @@ def run(self: CorpusChooser, background=False):
     self.thread.start()
     return self.thread
 
-# %% ../nbs/09_widgets.ipynb #f7934d24
+# %% ../nbs/09_widgets.ipynb #69738c9b
 def emotion_scores(results: pd.DataFrame, # results frame: `corpora, speaker, language, emotion, k, macro_f1`
                    language: str, # "en" or "zh"
                    speaker: str, # an ESD speaker or "all"
@@ -354,7 +362,7 @@ def emotion_scores(results: pd.DataFrame, # results frame: `corpora, speaker, la
     d = d.sort_values(["emotion", "corpora"], key=lambda s: s.map(emotion_rank if s.name == "emotion" else model_rank))
     return d[["emotion", "corpora", "mean_f1", "se", "n"]].reset_index(drop=True)
 
-# %% ../nbs/09_widgets.ipynb #f5a6e6f5
+# %% ../nbs/09_widgets.ipynb #9ea24664
 def emotion_table(scores: pd.DataFrame, # `emotion_scores` output
                   models, # the chosen models, in the order of the columns
                  ) -> pd.DataFrame:
@@ -365,6 +373,7 @@ def emotion_table(scores: pd.DataFrame, # `emotion_scores` output
     table.columns.name = None
     return table
 
+# %% ../nbs/09_widgets.ipynb #a733813e
 def emotion_chart(scores: pd.DataFrame, # `emotion_scores` output
                   models, # the chosen models (colour order)
                   metric: str, # the averaged column, for the axis title
@@ -385,17 +394,18 @@ def emotion_chart(scores: pd.DataFrame, # `emotion_scores` output
     err = base.mark_rule(color="black").encode(y="lo:Q", y2="hi:Q")
     return (bars + err).properties(width=420, height=220)
 
-# %% ../nbs/09_widgets.ipynb #faeed861
+# %% ../nbs/09_widgets.ipynb #9a8e0220
 def model_sort_key(name: str) -> tuple:
     "Sort key of a corpus set: number of corpora, then the corpora's paper order (unknown names last), then the name."
     parts = [] if name == BASE_MODEL else name.split("+")
     return (len(parts), [PREFINETUNE_CORPORA.index(p) if p in PREFINETUNE_CORPORA else 99 for p in parts], name)
 
+# %% ../nbs/09_widgets.ipynb #4657e58f
 def default_models(all_models: list) -> list:
     "The models a viewer shows at start: the base model and the last (largest) of `all_models`, where present."
     return list(dict.fromkeys([m for m in (BASE_MODEL, all_models[-1]) if m in all_models]))
 
-# %% ../nbs/09_widgets.ipynb #7bca4c27
+# %% ../nbs/09_widgets.ipynb #e950a885
 def _viewer_results(results, metric: str) -> pd.DataFrame:
     "`results` (a frame, or a path to read) checked for the viewer's columns, with speakers as text."
     if not isinstance(results, pd.DataFrame):
@@ -407,7 +417,7 @@ def _viewer_results(results, metric: str) -> pd.DataFrame:
         raise UserError("results are empty")
     return results.assign(speaker=results["speaker"].astype(str))
 
-# %% ../nbs/09_widgets.ipynb #759bf993
+# %% ../nbs/09_widgets.ipynb #9cc20fd7
 class ResultsViewer:
     "Per-emotion few-shot F1 of chosen models for one language, speaker (or all) and k; updates live."
     def __init__(self, results, # results frame (`grid.load_results` / `analysis.read_any_results`) or a path
@@ -431,7 +441,7 @@ class ResultsViewer:
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
 
-# %% ../nbs/09_widgets.ipynb #6b519699
+# %% ../nbs/09_widgets.ipynb #cc8a7607
 @patch
 def _build(self: ResultsViewer, all_models, models, language, speaker, k):
     "Create the controls (starting at `models`, `language`, `speaker`, `k`) and lay them out in `self.widget`."
@@ -456,12 +466,13 @@ def _build(self: ResultsViewer, all_models, models, language, speaker, k):
     self.widget = W.VBox([controls, self.chart_html, self.table_html])
     self.widget.add_class("spft-results-viewer")
 
-# %% ../nbs/09_widgets.ipynb #ca1ed01c
+# %% ../nbs/09_widgets.ipynb #635d05e7
 @patch
 def _speakers(self: ResultsViewer, language) -> list:
     "`all` and the speakers of `language` in the results."
     return ["all", *sorted(self.results.loc[self.results["language"] == language, "speaker"].unique())]
 
+# %% ../nbs/09_widgets.ipynb #ea814f97
 @patch
 def _language_changed(self: ResultsViewer, change):
     "Offer the new language's speakers (keeping the speaker where it can), then redraw once."
@@ -473,12 +484,13 @@ def _language_changed(self: ResultsViewer, change):
         self.speaker.observe(self.update, "value")
     self.update()
 
-# %% ../nbs/09_widgets.ipynb #4e0f9057
+# %% ../nbs/09_widgets.ipynb #8966f800
 @patch(as_prop=True)
 def title(self: ResultsViewer) -> str:
     "The current choice in words: language, speaker and k."
     return f"language {self.language.value} · speaker {self.speaker.value} · k = {self.k.value}"
 
+# %% ../nbs/09_widgets.ipynb #08e08726
 @patch
 def update(self: ResultsViewer, change=None):
     "Recompute `data`, `table` and `chart` from the controls and redraw."
