@@ -14,8 +14,12 @@ epoch budget and the same early stopping on validation macro-F1. What differs is
     checkpoint per epoch).
 (c) `ours`: one `TrialRunner` for the speaker (model loaded once, CNN features computed once, length-sorted
     padded validation batches built once, best state kept in memory); its set-up time is included.
-(d) `ours_stacked`: the same trials through `TrialRunner.run_stack`, `--stack` trials at once (one batched
+(d) `ours_stacked`: the same trials through `stacked.run_stack`, `--stack` trials at once (one batched
     computation over per-trial weight rows); the same set-up time is included.
+(e) `ours_shared_workers`: the same trials one at a time (`TrialRunner.run`), shared round-robin among
+    `--shared-workers` processes on the same device (what `run_grid(workers=N)` does), each with its own runner and
+    set-up; trials/hour is the sum of the workers' rates. `stacked_vs_shared_workers: <x>` is (d) over (e): the
+    rule of nbs/06a_stacked.ipynb keeps stacked trials only if a GPU run shows it >= 2.
 
 Ours runs a grid shard's worth of trials (105 by default, as one (model, speaker) shard of the paper's grid), so
 that its once-per-shard set-up is amortised as it is in a real grid; the Trainer protocols pay their set-up in
@@ -28,7 +32,9 @@ of each protocol (GFLOP, counted with `torch.utils.flop_counter`, CPU attention 
 reaches, and ours' *forward floor*: the time of its validation and test forward passes alone, measured in the
 same run. The paper protocol's seconds per trial divided by that floor bounds the speed-up that any trainer
 doing ours' arithmetic at ours' efficiency could reach on this machine. On CUDA it also times a
-wav2vec2-base-sized random model and projects the paper's 33,600-trial grid.
+wav2vec2-base-sized random model and projects the paper's 33,600-trial grid; there it also times 15 trials
+stacked against the same 15 trials on `--shared-workers` processes sharing the GPU, at k=4 and k=32
+(`projected_stacked_vs_shared_workers_k4`, `..._k32`: the measurement that decides the stacked module's future).
 
     PYTHONPATH=. python bench/fewshot.py                 # about 4 minutes on 2 CPU cores
     PYTHONPATH=. python bench/fewshot.py --quick         # smoke run
@@ -36,6 +42,8 @@ wav2vec2-base-sized random model and projects the paper's 33,600-trial grid.
 """
 from __future__ import annotations
 import argparse, math, os, shutil, sys, tempfile, time, warnings
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 import numpy as np
@@ -47,7 +55,8 @@ from speech_prefinetune.core import derive_seed
 from speech_prefinetune.corpora import load_corpus
 from speech_prefinetune.audio import load_audio
 from speech_prefinetune.model import MultiTaskClassifier, load_preprocessor, prepare_batch
-from speech_prefinetune.fewshot import TrialConfig, TrialRunner, binary_metrics, sample_fewshot, stack_cells
+from speech_prefinetune.fewshot import TrialConfig, TrialRunner, binary_metrics, sample_fewshot
+from speech_prefinetune.stacked import StackedForward, run_stack, stack_cells, stack_predict, stack_weights
 from torch.utils import flop_counter
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -167,16 +176,61 @@ def forward_floor(runner, task, epochs, repeats=5):
 
 def stacked_forward_floor(runner, task, epochs, n, repeats=3):
     "Seconds per trial of ours_stacked's forward passes alone (validation every epoch, one test pass) with `n` trials stacked."
-    from speech_prefinetune.fewshot import StackedForward, stack_weights
     fwd = StackedForward(runner.model)
     W = stack_weights(runner.model, runner.model.heads[next(iter(runner.model.heads))], n)
     def best(split):
-        runner._stack_predict(fwd, W, split)
+        stack_predict(runner, fwd, W, split)
         times = []
         for _ in range(repeats):
-            t = time.perf_counter(); runner._stack_predict(fwd, W, split); times.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            stack_predict(runner, fwd, W, split)
+            times.append(time.perf_counter() - t)
         return min(times) / n
     return epochs * best("valid") + best("test")
+
+
+# ---------------------------------------------------------------- (e): one-at-a-time workers sharing the device
+_BARRIER = None
+
+
+def _init_shared_worker(barrier):
+    global _BARRIER
+    _BARRIER = barrier
+
+
+def shared_worker(job):
+    "One of the workers sharing the device: its own `TrialRunner` over its share of the trials; (results, start, end)."
+    esd_root, speaker, enc, cfg, cells, threads, device, warm = job
+    torch.set_num_threads(threads)
+    warnings.filterwarnings("ignore")
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    table = load_corpus("esd", esd_root)
+    runner = None
+    if warm:                                   # set-up and one warm-up trial before the clock starts
+        runner = TrialRunner(enc, table, speaker, cfg, device=device)
+        runner.run(*cells[0])
+        sync()
+    _BARRIER.wait()                            # all workers start together: they share the device all along
+    start = time.time()
+    if runner is None:
+        runner = TrialRunner(enc, table, speaker, cfg, device=device)   # set-up timed, as ours' is
+    res = [runner.run(*c) for c in cells]
+    sync()
+    return res, start, time.time()
+
+
+def shared_workers(esd_root, speaker, enc, cfg, cells, n, threads, device, warm=False):
+    "`cells` one at a time on `n` processes sharing `device`: (results, summed trials/hour, makespan seconds)."
+    shares = [cells[i::n] for i in range(n) if cells[i::n]]
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(len(shares))
+    jobs = [(str(esd_root), speaker, enc, cfg, share, threads, str(device), warm) for share in shares]
+    with ProcessPoolExecutor(len(jobs), mp_context=ctx, initializer=_init_shared_worker, initargs=(barrier,)) as ex:
+        out = list(ex.map(shared_worker, jobs))
+    results = [r for res, _, _ in out for r in res]
+    summed = sum(3600 * len(res) / (end - start) for res, start, end in out)
+    makespan = max(end for _, _, end in out) - min(start for _, start, _ in out)
+    return results, summed, makespan
 
 
 def forward_variants(enc, table, speaker, cfg, task="angry", repeats=10):
@@ -237,11 +291,21 @@ def project_grid(root, args, device="cuda", encoder_config=None):
     stacked = {}
     for k in (4, 32):                                              # 15 trials (5 emotions x 3) at once
         unit = [(e, k, t) for t in range(3) for e in ("angry", "sad", "happy", "neutral", "surprise")]
-        runner.run_stack(unit[:2]); sync(); t = time.perf_counter()
-        r = runner.run_stack(unit); sync()
+        run_stack(runner, unit[:2])
+        sync()
+        t = time.perf_counter()
+        r = run_stack(runner, unit)
+        sync()
         stacked[k] = (time.perf_counter() - t) / sum(x["epochs"] for x in r)
         print(f"{device} {type(enc).__name__} k={k:2d}, 15 stacked trials: {1000 * stacked[k]:.1f} ms per trial-epoch "
               f"({per_epoch[k] / stacked[k]:.2f}x one at a time)", flush=True)
+        r, _, makespan = shared_workers(root / "esd_proj", "0012", enc, cfg, unit, args.shared_workers, args.threads,
+                                        device, warm=True)
+        shared = makespan / sum(x["epochs"] for x in r)
+        print(f"{device} {type(enc).__name__} k={k:2d}, the same 15 trials on {args.shared_workers} one-at-a-time workers "
+              f"sharing the device: {1000 * shared:.1f} ms per trial-epoch ({per_epoch[k] / shared:.2f}x one worker)",
+              flush=True)
+        print(f"projected_stacked_vs_shared_workers_k{k}: {shared / stacked[k]:.2f}  (stacks stay only at >= 2)", flush=True)
     cells_per_k = 16 * 20 * 5 * 3
     trials_s = sum(cells_per_k * args.assumed_epochs * per_epoch[k] for k in per_epoch)
     feat_s = setup / n_clips * 35_000                               # CNN features of all of ESD, computed once
@@ -265,6 +329,8 @@ def main(argv=None):
     p.add_argument("--ours-trials", type=int, default=105, help="trials of ours (default: %(default)s, one grid shard's worth; "
                    "the first --trainer-trials are the Trainers' trials)")
     p.add_argument("--stack", type=int, default=15, help="trials per stack of ours_stacked (default: %(default)s)")
+    p.add_argument("--shared-workers", type=int, default=4,
+                   help="processes of ours_shared_workers, sharing the device (default: %(default)s; --quick: 2)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--gpu-epochs", type=int, default=10)
     p.add_argument("--assumed-epochs", type=int, default=45, help="epochs per trial assumed by the grid projection")
@@ -274,7 +340,10 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="2 epochs, 2 trials: a smoke run")
     p.add_argument("--projection-smoke", action="store_true", help="run the GPU projection code path on CPU with the tiny encoder")
     args = p.parse_args(argv)
-    if args.quick: args.max_epochs = args.patience = 2; args.trainer_trials = args.ours_trials = 2
+    if args.quick:
+        args.max_epochs = args.patience = 2
+        args.trainer_trials = args.ours_trials = 2
+        args.shared_workers = 2
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     from transformers.utils import logging as hf_logging
@@ -302,11 +371,17 @@ def main(argv=None):
                                                     args.patience, root))
             if i < args.ours_trials: res["ours"].append(runner.run(e, kk, t))
         t = time.perf_counter()
-        res["ours_stacked"] = [r for unit in stack_cells(cells(args.ours_trials), args.stack) for r in runner.run_stack(unit)]
+        res["ours_stacked"] = [r for unit in stack_cells(cells(args.ours_trials), args.stack)
+                               for r in run_stack(runner, unit)]
         stacked_wall = time.perf_counter() - t
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        res["ours_shared_workers"], summed, _ = shared_workers(root / "esd", speaker, enc, cfg, cells(args.ours_trials),
+                                                               args.shared_workers, args.threads, device)
         lines = {p: summary(p, r, sum(x["seconds"] for x in r) + (setup if p == "ours" else 0)) for p, r in res.items()
-                 if p != "ours_stacked"}
+                 if p not in ("ours_stacked", "ours_shared_workers")}
         lines["ours_stacked"] = summary("ours_stacked", res["ours_stacked"], stacked_wall + setup)
+        n_shared = len(res["ours_shared_workers"])
+        lines["ours_shared_workers"] = summary("ours_shared_workers", res["ours_shared_workers"], 3600 * n_shared / summed)
         m = args.trainer_trials
         if 0 < m < len(res["ours"]):
             paired = np.mean([r["macro_f1"] for r in res["ours"][:m]])
@@ -319,6 +394,11 @@ def main(argv=None):
         print(f"stacked_vs_ours: {lines['ours_stacked']['trials_per_hour'] / lines['ours']['trials_per_hour']:.2f}  "
               f"(stacks of {args.stack}; mean F1 {lines['ours_stacked']['mean_macro_f1']:.3f} vs {lines['ours']['mean_macro_f1']:.3f} "
               f"over the same {len(res['ours'])} trials)")
+        shared_tph = lines["ours_shared_workers"]["trials_per_hour"]
+        print(f"shared_workers_vs_ours: {shared_tph / lines['ours']['trials_per_hour']:.2f}  ({args.shared_workers} "
+              f"one-at-a-time workers sharing the {device}, {args.threads} thread(s) each; their trials/hour summed)")
+        print(f"stacked_vs_shared_workers: {lines['ours_stacked']['trials_per_hour'] / shared_tph:.2f}  (the rule of "
+              f"nbs/06a_stacked.ipynb: stacked trials stay only if a GPU run shows >= 2)")
         # where the time goes: arithmetic per trial, and ours' forward-only floor
         epochs = lines["ours"]["epochs_per_trial"]
         floor = forward_floor(runner, cells(len(res["ours"]))[-1][0], epochs)

@@ -5,22 +5,28 @@
 # %% ../nbs/07_grid.ipynb #bc4f90e1
 from __future__ import annotations
 import json, os, re, time, warnings
-try: import fcntl
-except ImportError: fcntl = None   # no advisory locks on this platform
+try:
+    import fcntl
+except ImportError:
+    fcntl = None   # no advisory locks on this platform
 import multiprocessing as mp
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 import pandas as pd
+import torch
+from tqdm.auto import tqdm
 from .core import BASE_MODEL, UserError, esd_language
 from .audio import cache_root
-from .fewshot import (CROPS, ESD_EMOTIONS, FeatureCache, TrialConfig, TrialRunner, check_emotion, check_k,
-                                        is_model_dir, model_corpora, sample_fewshot, stack_cells)
+from .corpora import load_corpus
+from .fewshot import (CROPS, ESD_EMOTIONS, FeatureCache, TrialConfig, TrialRunner, check_emotion,
+                                        check_k, is_model_dir, model_corpora, sample_fewshot)
+from .stacked import run_cells
 
 # %% auto #0
 __all__ = ['K_VALUES', 'TRIAL_KEY', 'RESULT_COLUMNS', 'EXECUTORS', 'plan_grid', 'ModelRef', 'read_model_metadata', 'model_ref',
            'slug', 'shard_file', 'read_records', 'open_shard', 'append_record', 'load_results', 'ShardJob',
-           'done_cells', 'shard_features', 'run_shard', 'run_grid', 'add_fewshot_command']
+           'done_cells', 'shard_features', 'run_shard', 'grid_models', 'run_grid', 'add_fewshot_command']
 
 # %% ../nbs/07_grid.ipynb #8b6ccf7d
 K_VALUES = (2, 4, 8, 16, 24, 32, 64)   # the paper's few-shot settings
@@ -41,19 +47,24 @@ class ModelRef:
 def read_model_metadata(folder) -> dict:
     "The metadata (`spft_model.json`) of a pre-finetuned model folder."
     f = Path(folder) / "spft_model.json"
-    try: md = json.loads(f.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e: raise UserError(f"{f}: cannot read model metadata ({e})") from None
+    try:
+        md = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"{f}: cannot read model metadata ({e})") from None
     return md.get("metadata", md) if isinstance(md.get("metadata"), dict) else md
 
 def model_ref(spec) -> ModelRef:
     "Parse `NAME=SPEC` or `SPEC` (model folder, HF folder, hub id or tiny encoder name)."
-    if isinstance(spec, ModelRef): return spec
+    if isinstance(spec, ModelRef):
+        return spec
     s, name = str(spec).strip(), None
-    if "=" in s and not Path(s).exists(): name, s = (x.strip() for x in s.split("=", 1))
+    if "=" in s and not Path(s).exists():
+        name, s = (x.strip() for x in s.split("=", 1))
     if is_model_dir(s):
         p = Path(s).resolve()
         return ModelRef(name or p.name, str(p), model_corpora(read_model_metadata(p)))
-    if Path(s).is_dir(): return ModelRef(name or Path(s).resolve().name, str(Path(s).resolve()), BASE_MODEL)
+    if Path(s).is_dir():
+        return ModelRef(name or Path(s).resolve().name, str(Path(s).resolve()), BASE_MODEL)
     return ModelRef(name or s, s, BASE_MODEL)
 
 def slug(name: str) -> str:
@@ -72,46 +83,60 @@ def shard_file(results, model: str, speaker: str) -> Path:
 
 def read_records(path) -> list[dict]:
     "The finished trials of one shard file; a torn (unterminated) last line is ignored."
-    try: data = Path(path).read_bytes()
-    except FileNotFoundError: return []
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return []
     lines, out = data.split(b"\n")[:-1], []   # the piece after the last newline is torn (or empty)
     for i, line in enumerate(lines, 1):
-        if not line.strip(): continue
-        try: out.append(json.loads(line))
-        except json.JSONDecodeError: warnings.warn(f"{path}:{i}: not a JSON record, ignored")
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            warnings.warn(f"{path}:{i}: not a JSON record, ignored")
     return out
 
 def open_shard(path) -> int:
     "An exclusive `O_APPEND` descriptor on a shard file, after cutting off a torn last line left by a crash."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)   # the umask decides who else may read it
     if fcntl is not None:   # advisory lock (released by the OS when the process dies, kill -9 included)
-        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise UserError(f"{path}: another process is writing this shard (two runs into one results store?)") from None
+            msg = f"{path}: another process is writing this shard (two runs into one results store?)"
+            raise UserError(msg) from None
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
-    if end != len(data): os.ftruncate(fd, end); os.fsync(fd)
+    if end != len(data):
+        os.ftruncate(fd, end)
+        os.fsync(fd)
     return fd
 
 def append_record(fd: int, record: dict):
     "Append `record` as one complete JSON line (one `os.write`), then `fsync`."
     data = (json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n").encode()
     n = os.write(fd, data)
-    while n < len(data): n += os.write(fd, data[n:])  # only on exotic file systems; still one writer per file
+    while n < len(data):
+        n += os.write(fd, data[n:])  # only on exotic file systems; still one writer per file
     os.fsync(fd)
 
 # %% ../nbs/07_grid.ipynb #63375f63
 def load_results(path) -> pd.DataFrame:
     "One row per finished trial of a results store folder (or one shard file), duplicates dropped."
     path = Path(path)
-    if not path.exists(): raise UserError(f"{path}: no results store here")
+    if not path.exists():
+        raise UserError(f"{path}: no results store here")
     files = [path] if path.is_file() else sorted(path.glob("*/*.jsonl"))
     df = pd.DataFrame([r for f in files for r in read_records(f)])
-    if df.empty: return pd.DataFrame(columns=list(RESULT_COLUMNS))
+    if df.empty:
+        return pd.DataFrame(columns=list(RESULT_COLUMNS))
     for c in RESULT_COLUMNS:
-        if c not in df: df[c] = None
+        if c not in df:
+            df[c] = None
     df["speaker"] = df["speaker"].astype(str)
     df = df.drop_duplicates(subset=list(TRIAL_KEY), keep="first").reset_index(drop=True)
     return df[list(RESULT_COLUMNS) + [c for c in df.columns if c not in RESULT_COLUMNS]]
@@ -127,91 +152,99 @@ class ShardJob:
     results: str                      # results store folder
     seed: int = 0
     config: TrialConfig = field(default_factory=TrialConfig)
-    cache_dir: str | None = None      # cache root (`audio.cache_root`): `<root>/features`, `<root>/audio`; None: the shared one
+    cache_dir: str | None = None      # cache root (`audio.cache_root`) for features and audio; None: the shared one
     device: str | None = None
     threads: int | None = None        # torch CPU threads in this worker
 
     @property
-    def path(self) -> Path: return shard_file(self.results, self.model.name, self.speaker)
+    def path(self) -> Path:
+        return shard_file(self.results, self.model.name, self.speaker)
 
 def done_cells(job: ShardJob) -> set:
     "(emotion, k, trial) of `job` already in its shard file (with this seed); checks the settings match."
     cid, out = job.config.config_id(), set()
     for r in read_records(job.path):
-        if r.get("seed") != job.seed: continue
+        if r.get("seed") != job.seed:
+            continue
         if r.get("config_id") != cid:
-            raise UserError(f"{job.path}: holds trials run with other trial settings (config {r.get('config_id')}, now {cid}); "
-                            "use another --results folder or the same settings")
+            raise UserError(f"{job.path}: holds trials run with other trial settings (config {r.get('config_id')}, "
+                            f"now {cid}); use another --results folder or the same settings")
         out.add((r["emotion"], int(r["k"]), int(r["trial"])))
     return out
 
 def shard_features(cache_dir=None) -> FeatureCache:
-    "The CNN-feature cache of a worker: `<root>/features` and decoded audio under the cache root (default: the shared one)."
+    "A worker's CNN-feature cache: `<root>/features` and decoded audio under the cache root (default: the shared one)."
     return FeatureCache.at(cache_dir)
 
+# %% ../nbs/07_grid.ipynb #de566db5
 def run_shard(job: ShardJob, features: FeatureCache | None = None, on_trial=None) -> int:
     "Run the missing trials of `job`, appending each to its shard file; returns how many ran."
-    import torch
-    if job.threads: torch.set_num_threads(job.threads)
+    if job.threads:
+        torch.set_num_threads(job.threads)
     fd = open_shard(job.path)      # lock first, then read what is done
     try:
         done = done_cells(job)
         todo = [c for c in job.cells if (c[0], int(c[1]), int(c[2])) not in done]
-        if not todo: return 0
-        if features is None: features = shard_features(job.cache_dir)
+        if not todo:
+            return 0
+        if features is None:
+            features = shard_features(job.cache_dir)
         runner = TrialRunner(job.model.spec, job.table, job.speaker, job.config, job.device, features)
-        if job.config.stack > 1:   # whole stacks of the requested cells, so a rerun computes what the first run did
-            units = [s for s in stack_cells(job.cells, job.config.stack) if any(tuple(c) not in done for c in s)]
-        else: units = [[c] for c in todo]
-        cells = [c for unit in units for c in unit]
-        draws = {tuple(c): sample_fewshot(job.table, job.speaker, *c, seed=job.seed) for c in cells}
-        runner.prepare([u for ids in draws.values() for u in ids])
-        lang = job.table["language"].iloc[0] if "language" in job.table and len(job.table) else esd_language(job.speaker)
-        for unit in units:
-            if job.config.stack > 1: results = runner.run_stack(unit, job.seed, train_ids=draws)
-            else: results = [runner.run(*unit[0], job.seed, train_ids=draws[tuple(unit[0])])]
-            for (emotion, k, trial), r in zip(unit, results):
-                if (emotion, int(k), int(trial)) in done: continue
-                max_epochs, patience = job.config.limits(k)
-                rec = dict(model=job.model.name, corpora=runner.corpora, speaker=job.speaker, language=lang, emotion=emotion,
-                           k=int(k), trial=int(trial), seed=job.seed, **r, max_epochs=max_epochs, patience=patience,
-                           config_id=job.config.config_id(), device=str(runner.device))
-                append_record(fd, rec)
-                if on_trial: on_trial(rec)
-    finally: os.close(fd)
+        if "language" in job.table and len(job.table):
+            lang = job.table["language"].iloc[0]
+        else:
+            lang = esd_language(job.speaker)
+        for (emotion, k, trial), r in run_cells(runner, job.cells, job.config.stack, job.seed, done):
+            max_epochs, patience = job.config.limits(k)
+            rec = dict(model=job.model.name, corpora=runner.corpora, speaker=job.speaker, language=lang,
+                       emotion=emotion, k=int(k), trial=int(trial), seed=job.seed, **r, max_epochs=max_epochs,
+                       patience=patience, config_id=job.config.config_id(), device=str(runner.device))
+            append_record(fd, rec)
+            if on_trial:
+                on_trial(rec)
+    finally:
+        os.close(fd)
     return len(todo)
 
 # %% ../nbs/07_grid.ipynb #ab795c3c
 def _as_list(x, typ=str) -> list:
-    if x is None: return None
-    if isinstance(x, (str, int)): x = str(x).split(",")
+    if x is None:
+        return None
+    if isinstance(x, (str, int)):
+        x = str(x).split(",")
     return [typ(str(v).strip()) for v in x if str(v).strip()]
 
 def _newlines(path: Path) -> int:
-    try: return Path(path).read_bytes().count(b"\n")
-    except FileNotFoundError: return 0
+    try:
+        return Path(path).read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
 
 class _Progress:
     "Counts finished trials by watching shard files grow."
     def __init__(self, jobs, total, initial, progress):
-        from tqdm.auto import tqdm
         self.files = {j.path: None for j in jobs}
         self.seen = {f: _newlines(f) for f in self.files}
         self.sizes = {f: (f.stat().st_size if f.exists() else 0) for f in self.files}
         self.bar = tqdm(total=total, initial=initial, desc="few-shot trials", unit="trial", disable=not progress)
+
     def poll(self):
         for f in self.files:
             size = f.stat().st_size if f.exists() else 0
             if size != self.sizes[f]:
                 self.sizes[f], n = size, _newlines(f)
-                if n > self.seen[f]: self.bar.update(n - self.seen[f])
+                if n > self.seen[f]:
+                    self.bar.update(n - self.seen[f])
                 self.seen[f] = n
-    def close(self): self.poll(); self.bar.close()
+
+    def close(self):
+        self.poll()
+        self.bar.close()
 
 # %% ../nbs/07_grid.ipynb #c1a1bf8e
 def _worker_device(i: int, device):
-    if device is not None: return device
-    import torch
+    if device is not None:
+        return device
     n = torch.cuda.device_count()
     return f"cuda:{i % n}" if n > 1 else None
 
@@ -226,11 +259,12 @@ def _run_local_pool(jobs, workers, threads, device, prog):
             prog.poll()
             for fut in finished:
                 j = pending.pop(fut)
-                if fut.exception() is not None: errors.append((j, fut.exception()))
+                if fut.exception() is not None:
+                    errors.append((j, fut.exception()))
     return errors
 
 def _run_submitit(jobs, results, cluster, threads, device, slurm, prog):
-    import submitit
+    import submitit   # optional: only the slurm and submitit-local executors need it
     opts = dict(slurm or {})
     ex = submitit.AutoExecutor(folder=Path(results) / ".submitit" / "%j", cluster=cluster)
     params = dict(name="spft-fewshot", timeout_min=int(opts.get("time", 240)), cpus_per_task=opts.get("cpus"),
@@ -240,16 +274,55 @@ def _run_submitit(jobs, results, cluster, threads, device, slurm, prog):
     ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
     jobs = [replace(j, threads=threads or opts.get("cpus"), device=device) for j in jobs]
     handles = ex.map_array(run_shard, jobs)
-    while not all(h.done() for h in handles): prog.poll(); time.sleep(1.0)
+    while not all(h.done() for h in handles):
+        prog.poll()
+        time.sleep(1.0)
     errors = []
     for j, h in zip(jobs, handles):
-        try: h.result()
-        except Exception as e: errors.append((j, e))
+        try:
+            h.result()
+        except Exception as e:
+            errors.append((j, e))
     return errors
 
-# %% ../nbs/07_grid.ipynb #01efd917
+# %% ../nbs/07_grid.ipynb #5e2862ba
 EXECUTORS = ("local", "slurm", "submitit-local")
 
+def grid_models(models) -> list[ModelRef]:
+    "The `ModelRef`s of `models` (a list, or comma-separated), whose names must give distinct folders."
+    items = [models] if isinstance(models, (str, Path, ModelRef)) else list(models)
+    refs = [model_ref(m) for x in items for m in (x.split(",") if isinstance(x, str) else [x]) if str(m).strip()]
+    if not refs:
+        raise UserError("no models given")
+    names = [r.name for r in refs]
+    if len(set(map(slug, names))) != len(names):
+        raise UserError(f"models with the same name {names}: name them, e.g. NAME=DIR")
+    return refs
+
+def _run_jobs(jobs, executor, workers, threads, device, slurm, results, root, prog) -> list:
+    "Run `jobs` on `executor`; `(job, exception)` of each shard that failed."
+    if executor == "local" and int(workers) == 1:
+        if threads:
+            torch.set_num_threads(threads)
+        feats = shard_features(root)
+        for j in jobs:
+            run_shard(replace(j, threads=None), feats, on_trial=lambda r: prog.poll())
+        return []
+    if executor == "local":
+        return _run_local_pool(jobs, int(workers), threads, device, prog)
+    cluster = "slurm" if executor == "slurm" else "local"
+    return _run_submitit(jobs, results, cluster, threads, device, slurm, prog)
+
+def _raise_failures(errors, jobs):
+    "Re-raise a shard's `UserError`; otherwise one error naming how many shards failed and the first failure."
+    for j, e in errors:
+        if isinstance(e, UserError):
+            raise e
+    j, e = errors[0]
+    raise RuntimeError(f"{len(errors)} of {len(jobs)} shards failed; rerun to retry them. First: "
+                       f"{j.model.name}/{j.speaker}: {e!r}")
+
+# %% ../nbs/07_grid.ipynb #01efd917
 def run_grid(models,                       # model folders / encoder specs (list or comma-separated), NAME=SPEC allowed
              esd_root=None,                # ESD root folder (or give `table`)
              results="results",            # results store folder
@@ -264,62 +337,56 @@ def run_grid(models,                       # model folders / encoder specs (list
              executor: str = "local",      # local | slurm | submitit-local
              workers: int = 1,             # local worker processes (1: in this process)
              threads: int | None = None,   # torch CPU threads per worker
-             cache_dir=None,               # cache root for CNN features and decoded audio (default: `audio.cache_root()`)
+             cache_dir=None,               # cache root: CNN features, decoded audio (default: `audio.cache_root()`)
              device=None,                  # torch device (default: CUDA if available)
              slurm: dict | None = None,    # partition, time (minutes), gpus, mem (GB), cpus, array_parallelism
              table: pd.DataFrame | None = None, # the ESD utterance table (default: `load_corpus("esd", esd_root)`)
              progress: bool = True,
             ) -> pd.DataFrame:
     "Run every missing trial of the grid into the results store; returns the grid's rows of `load_results`."
-    if executor not in EXECUTORS: raise UserError(f"executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
-    if int(workers) < 1: raise UserError(f"workers={workers}: expected >= 1")
+    if executor not in EXECUTORS:
+        raise UserError(f"executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
+    if int(workers) < 1:
+        raise UserError(f"workers={workers}: expected >= 1")
     if table is None:
-        if esd_root is None: raise UserError("run_grid: give the ESD root (esd_root) or an utterance table")
-        from speech_prefinetune.corpora import load_corpus
+        if esd_root is None:
+            raise UserError("run_grid: give the ESD root (esd_root) or an utterance table")
         table = load_corpus("esd", esd_root)
-    items = [models] if isinstance(models, (str, Path, ModelRef)) else list(models)
-    refs = [model_ref(m) for x in items for m in (x.split(",") if isinstance(x, str) else [x]) if str(m).strip()]
-    if not refs: raise UserError("no models given")
+    refs = grid_models(models)
     names = [r.name for r in refs]
-    if len(set(map(slug, names))) != len(names):
-        raise UserError(f"models with the same name {names}: name them, e.g. NAME=DIR")
     have = sorted(table["speaker"].astype(str).unique())
     speakers = _as_list(speakers) or have
     if bad := [s for s in speakers if s not in have]:
         raise UserError(f"speakers {', '.join(bad)} not in the ESD table (it has {', '.join(have)})")
     emotions = [check_emotion(e) for e in (_as_list(emotions) or ESD_EMOTIONS)]
     ks = [check_k(v) for v in _as_list(k, int)]
-    if int(trials) < 1: raise UserError(f"trials={trials}: expected >= 1")
-    config = replace(config or TrialConfig(), **{n: v for n, v in dict(max_epochs=max_epochs, patience=patience).items() if v is not None})
-    if int(config.stack) < 1: raise UserError(f"stack={config.stack}: expected >= 1 trials per stack")
+    if int(trials) < 1:
+        raise UserError(f"trials={trials}: expected >= 1")
+    overrides = {n: v for n, v in dict(max_epochs=max_epochs, patience=patience).items() if v is not None}
+    config = replace(config or TrialConfig(), **overrides)
+    if int(config.stack) < 1:
+        raise UserError(f"stack={config.stack}: expected >= 1 trials per stack")
     for s in speakers:                      # fail fast: every cell can be drawn
         for e in emotions:
-            for kk in ks: sample_fewshot(table, s, e, kk, 0, seed)
+            for kk in ks:
+                sample_fewshot(table, s, e, kk, 0, seed)
     cells = [(e, kk, t) for e in emotions for kk in ks for t in range(int(trials))]
     results = Path(results).resolve()
-    if results.exists() and not results.is_dir(): raise UserError(f"{results}: results store must be a folder")
+    if results.exists() and not results.is_dir():
+        raise UserError(f"{results}: results store must be a folder")
     results.mkdir(parents=True, exist_ok=True)
     root = str(cache_root(cache_dir))      # resolved here, so that every worker (SLURM nodes too) uses this one
-    jobs = [ShardJob(ref, s, cells, table[table["speaker"].astype(str) == s].reset_index(drop=True), str(results), seed,
-                     config, root, None if device is None else str(device), threads)
+    jobs = [ShardJob(ref, s, cells, table[table["speaker"].astype(str) == s].reset_index(drop=True), str(results),
+                     seed, config, root, None if device is None else str(device), threads)
             for s in speakers for ref in refs]
     done = sum(len(done_cells(j) & set(cells)) for j in jobs)   # also checks the settings match
     prog = _Progress(jobs, len(jobs) * len(cells), done, progress)
     try:
-        if executor == "local" and int(workers) == 1:
-            import torch
-            if threads: torch.set_num_threads(threads)
-            feats = shard_features(root)
-            errors = []
-            for j in jobs: run_shard(replace(j, threads=None), feats, on_trial=lambda r: prog.poll())
-        elif executor == "local": errors = _run_local_pool(jobs, int(workers), threads, device, prog)
-        else: errors = _run_submitit(jobs, results, "slurm" if executor == "slurm" else "local", threads, device, slurm, prog)
-    finally: prog.close()
+        errors = _run_jobs(jobs, executor, workers, threads, device, slurm, results, root, prog)
+    finally:
+        prog.close()
     if errors:
-        for j, e in errors:
-            if isinstance(e, UserError): raise e
-        raise RuntimeError(f"{len(errors)} of {len(jobs)} shards failed; rerun to retry them. First: "
-                           f"{errors[0][0].model.name}/{errors[0][0].speaker}: {errors[0][1]!r}")
+        _raise_failures(errors, jobs)
     df = load_results(results)
     keep = (df["model"].isin(names) & df["speaker"].isin(speakers) & df["emotion"].isin(emotions) & df["k"].isin(ks)
             & (df["trial"] < int(trials)) & (df["seed"] == seed))

@@ -5,12 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+from sklearn.metrics import f1_score
 
 from speech_prefinetune.core import LABELS, UserError
 from speech_prefinetune.corpora import load_corpus
-from speech_prefinetune.fewshot import (FeatureCache, TrialConfig, TrialRunner, binary_metrics, load_trial_model, macro_f1,
-                                        run_trial, sample_fewshot)
+from speech_prefinetune.fewshot import FeatureCache, TrialConfig, TrialRunner, load_trial_model, sample_fewshot
 from speech_prefinetune.model import MultiTaskClassifier
 from speech_prefinetune.synth import synth_corpora
 
@@ -70,31 +69,6 @@ def test_sampler_errors(esd):
     with pytest.raises(UserError, match="even number"): sample_fewshot(esd, "0001", "angry", 5, 0)
     with pytest.raises(UserError, match="expected one of"): sample_fewshot(esd, "0001", "fear", 2, 0)
     with pytest.raises(UserError, match="speaker 0020: 0 train clips"): sample_fewshot(esd, "0020", "sad", 2, 0)
-
-
-def test_fast_macro_f1_matches_sklearn():
-    rng = np.random.default_rng(1)
-    for n in (1, 3, 20, 100):
-        for _ in range(200):
-            yt, yp = rng.integers(0, 2, n), rng.integers(0, 2, n)
-            assert macro_f1(yt, yp) == pytest.approx(f1_score(yt, yp, labels=[0, 1], average="macro", zero_division=0), abs=1e-12)
-
-
-def test_trial_metrics_match_an_independent_computation(esd):
-    cfg = TrialConfig(max_epochs=4, patience=2, lr=1e-3)
-    r = run_trial("tiny-wav2vec2", esd, "0011", "angry", 4, 0, config=cfg, return_predictions=True)
-    test = esd[(esd.speaker == "0011") & (esd.split == "test")].set_index("utt_id")
-    assert sorted(r["test_ids"]) == sorted(test.index)
-    y = (test.label.loc[r["test_ids"]] == "angry").astype(int).to_numpy()
-    p = np.asarray(r["test_pred"])
-    assert r["macro_f1"] == pytest.approx(f1_score(y, p, average="macro"), abs=1e-12)
-    assert r["f1_pos"] == pytest.approx(f1_score(y, p, pos_label=1, zero_division=0), abs=1e-12)
-    assert r["accuracy"] == pytest.approx(accuracy_score(y, p), abs=1e-12)
-    assert r["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, p), abs=1e-12)
-    assert r["train_ids"] == sample_fewshot(esd, "0011", "angry", 4, 0)
-    assert 1 <= r["best_epoch"] <= r["epochs"] <= 4 and r["epochs"] - r["best_epoch"] <= 2
-    assert r["seconds"] > 0 and set(r) >= {"macro_f1", "f1_pos", "accuracy", "balanced_accuracy", "best_epoch", "epochs",
-                                            "train_ids", "seconds"}
 
 
 def test_best_state_is_the_best_epochs_weights(esd):
@@ -402,11 +376,12 @@ def test_whole_and_cut_features_live_in_different_store_folders(esd, tmp_path, m
 
 def test_trial_runner_cuts_every_clip_of_its_trials(esd):
     runner = TrialRunner("tiny-wav2vec2", esd, "0011", TrialConfig(max_epochs=2, patience=2, max_seconds=0.5))
-    r = runner.run("angry", 2, 0)
+    r = runner.run("angry", 2, 0, return_predictions=True)
     frames = int(runner.model.encoder._get_feat_extract_output_lengths(torch.tensor(8000)))
     assert set(runner._feats) >= set(r["train_ids"]) | set(runner._splits["test"].utt_id)
     assert max(f.shape[0] for f in runner._feats.values()) == frames   # valid, test and train clips alike
-    assert 0 <= r["macro_f1"] <= 1
+    y = (esd.set_index("utt_id").label.loc[r["test_ids"]] == "angry").astype(int).to_numpy()
+    assert r["macro_f1"] == pytest.approx(f1_score(y, r["test_pred"], average="macro", zero_division=0), abs=1e-12)
 
 
 def test_max_seconds_keeps_the_config_id_of_existing_stores():
@@ -425,9 +400,11 @@ def test_pretrained_model_folder_keeps_its_corpora(esd, tmp_path):
     m.save_pretrained(tmp_path / "m", metadata={"corpora": ["mandarin_as", "iemocap"]})
     runner = TrialRunner(tmp_path / "m", esd, "0011", TrialConfig(max_epochs=1))
     assert runner.corpora == "iemocap+mandarin_as"
-    r = runner.run("angry", 2, 0)
+    r = runner.run("angry", 2, 0, return_predictions=True)
     assert list(runner.model.tasks) == ["angry"] and runner.model.tasks["angry"] == ("not_angry", "angry")
-    assert 0 <= r["macro_f1"] <= 1
+    same = TrialRunner(m, esd, "0011", TrialConfig(max_epochs=1)).run("angry", 2, 0, return_predictions=True)
+    for key in ("macro_f1", "valid_macro_f1", "best_epoch", "epochs", "train_ids", "test_pred"):
+        assert r[key] == same[key], key      # the folder holds the model's weights: the same trial, the same numbers
     assert TrialRunner("tiny-wav2vec2", esd, "0011", TrialConfig(max_epochs=1)).corpora == "base"
     with pytest.raises(UserError, match="neither a pre-finetuned model folder"): TrialRunner(tmp_path, esd, "0011")
 
@@ -435,67 +412,3 @@ def test_pretrained_model_folder_keeps_its_corpora(esd, tmp_path):
 def test_paper_code_schedule():
     c = TrialConfig(paper_code_schedule=True)
     assert [c.limits(k) for k in (2, 8, 16, 64)] == [(200, 30), (200, 30), (50, 5), (50, 5)]
-
-
-# ---------------------------------------------------------------- stacked trials
-from speech_prefinetune.fewshot import StackedForward, pad_features, stack_weights
-from speech_prefinetune.model import tiny_config
-
-
-def quiet_config(name="tiny-wav2vec2", **kw):
-    "A tiny encoder config with no dropout, LayerDrop or SpecAugment: training is then deterministic given the seeds."
-    c = tiny_config(name)
-    for a in ("hidden_dropout", "attention_dropout", "activation_dropout", "layerdrop", "mask_time_prob"): setattr(c, a, 0.0)
-    for a, v in kw.items(): setattr(c, a, v)
-    return c
-
-
-@pytest.mark.parametrize("name, kw", [("tiny-wav2vec2", {}), ("tiny-hubert", {}),
-                                      ("tiny-wav2vec2", dict(do_stable_layer_norm=False, feat_extract_norm="group"))])
-def test_stacked_forward_on_real_features_matches_the_model(esd, name, kw):
-    "Logits of the stacked pass (rows = different trained heads) against the model's own modules, on ESD features."
-    model = MultiTaskClassifier.from_encoder(quiet_config(name, **kw), {"t": ("a", "b")}).eval()
-    runner = TrialRunner(model, esd, "0011", TrialConfig())
-    ids = esd[(esd.speaker == "0011") & (esd.split == "test")].utt_id.tolist()[:6]
-    x, mask = pad_features([runner._feats[u] for u in ids])
-    heads = [torch.nn.Linear(32, 2) for _ in range(3)]
-    W = stack_weights(model, heads[0], 3)
-    W["head.w"] = torch.stack([h.weight.detach().t() for h in heads]); W["head.b"] = torch.stack([h.bias.detach() for h in heads])
-    with torch.no_grad():
-        got = StackedForward(model)(W, x[None], mask[None])
-        for r, h in enumerate(heads):
-            model.heads["t"] = h
-            assert (got[r] - model.forward_from_features(x, mask, task="t")).abs().max() < 1e-5
-
-
-def test_stack_equals_one_at_a_time_without_randomness_and_metrics_match_sklearn(esd):
-    model = MultiTaskClassifier.from_encoder(quiet_config("tiny-hubert"), {"init": ("a", "b")})
-    runner = TrialRunner(model, esd, "0012", TrialConfig(max_epochs=4, patience=2, lr=3e-3))
-    cells = [("angry", 2, 0), ("neutral", 2, 1), ("sad", 2, 0), ("surprise", 2, 2)]
-    stacked = runner.run_stack(cells, return_predictions=True)
-    test = esd[(esd.speaker == "0012") & (esd.split == "test")].set_index("utt_id")
-    for c, s in zip(cells, stacked):
-        r = runner.run(*c, return_predictions=True)
-        assert (s["best_epoch"], s["epochs"], s["train_ids"], s["test_pred"]) == (r["best_epoch"], r["epochs"], r["train_ids"], r["test_pred"])
-        assert s["valid_macro_f1"] == pytest.approx(r["valid_macro_f1"], abs=1e-12)
-        y = (test.label.loc[s["test_ids"]] == c[0]).astype(int).to_numpy()
-        assert s["macro_f1"] == pytest.approx(f1_score(y, s["test_pred"], average="macro"), abs=1e-12)
-        assert s["train_ids"] == sample_fewshot(esd, "0012", c[0], 2, c[2])
-
-
-def test_stack_layerdrop_skipped_layers_are_not_updated(esd, monkeypatch):
-    "LayerDrop 1.0 skips every layer in every step: their weights must come out as they went in; the rest must train."
-    import speech_prefinetune.fewshot as fs
-    model = MultiTaskClassifier.from_encoder(quiet_config(layerdrop=1.0), {"init": ("a", "b")})
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    runner = TrialRunner(model, esd, "0011", TrialConfig(max_epochs=2, patience=2, lr=1e-2, lr_schedule="constant"))
-    seen, real = {}, fs.stacked_adamw_
-    def spy(W, G, M, V, S, used, *a, **kw):
-        real(W, G, M, V, S, used, *a, **kw)
-        seen.update({n: w.clone() for n, w in W.items()}, S={n: s.clone() for n, s in S.items()})
-    monkeypatch.setattr(fs, "stacked_adamw_", spy)
-    runner.run_stack([("angry", 4, 0), ("sad", 4, 0)])
-    assert torch.equal(seen["0.o.w"][0], before["encoder.encoder.layers.0.attention.out_proj.weight"].t())
-    assert torch.equal(seen["1.ff1.b"][1], before["encoder.encoder.layers.1.feed_forward.intermediate_dense.bias"])
-    assert (seen["S"]["0.o.w"] == 0).all() and (seen["S"]["fp.w"] == 2).all()      # 2 epochs x 1 step, per trial
-    assert not torch.equal(seen["fp.w"][0], before["encoder.feature_projection.projection.weight"].t())

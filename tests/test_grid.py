@@ -8,8 +8,7 @@ import torch
 from speech_prefinetune.core import UserError
 from speech_prefinetune.corpora import load_corpus
 from speech_prefinetune.fewshot import TrialConfig, sample_fewshot
-from speech_prefinetune.grid import (RESULT_COLUMNS, add_fewshot_command, append_record, load_results, open_shard,
-                                     read_records, run_grid, shard_file)
+from speech_prefinetune.grid import add_fewshot_command, load_results, run_grid, shard_file
 from speech_prefinetune.model import MultiTaskClassifier
 from speech_prefinetune.synth import synth_corpora
 
@@ -39,26 +38,6 @@ def spft_fewshot(*args):
 
 def comparable(df):
     return df.sort_values(KEY).reset_index(drop=True)[KEY + ["corpora", "language", "train_ids", "config_id"] + METRICS]
-
-
-def test_store_ignores_and_repairs_torn_lines_and_drops_duplicates(tmp_path):
-    rec = dict(model="m", corpora="base", speaker="0011", language="en", emotion="sad", k=2, trial=0, seed=0,
-               macro_f1=0.1 + 0.2, accuracy=1 / 3, train_ids=["0011_000051", "0011_000052"])
-    f = shard_file(tmp_path, "m", "0011")
-    fd = open_shard(f); append_record(fd, rec); os.close(fd)
-    with open(f, "ab") as h: h.write(b'{"model": "m", "speaker": "0011", "emo')          # kill -9 in mid-write
-    assert [r["trial"] for r in read_records(f)] == [0]
-    df = load_results(tmp_path)
-    assert len(df) == 1 and df.macro_f1[0] == 0.1 + 0.2 and df.accuracy[0] == 1 / 3   # floats round-trip exactly
-    assert list(df.columns[:len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS)
-    fd = open_shard(f)                                       # the next writer cuts the torn bytes off first
-    append_record(fd, {**rec, "trial": 1}); append_record(fd, rec); os.close(fd)
-    lines = f.read_bytes().split(b"\n")
-    assert lines[-1] == b"" and all(json.loads(l) for l in lines[:-1]) and len(lines) == 4
-    assert load_results(tmp_path).trial.tolist() == [0, 1]  # duplicate key dropped, first kept
-    (tmp_path / "empty").mkdir()
-    assert load_results(tmp_path / "empty").empty and list(load_results(tmp_path / "empty").columns) == list(RESULT_COLUMNS)
-    with pytest.raises(UserError, match="no results store"): load_results(tmp_path / "missing")
 
 
 def test_grid_rows_schema_and_paired_design(esd, tmp_path):
