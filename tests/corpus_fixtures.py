@@ -11,7 +11,8 @@ ESD_FOLDER = {"valid": "evaluation", "train": "train", "test": "test"}
 
 def wav(path, sr=16000, seconds=0.1, channels=1) -> Path:
     "Write a short noise WAV at `path` (parents created)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(zlib.crc32(path.name.encode()))
     x = rng.uniform(-.1, .1, (int(sr * seconds), channels)).astype("float32")
     sf.write(path, x if channels > 1 else x[:, 0], sr)
@@ -80,7 +81,8 @@ IEMOCAP_DEFAULT = {
 def make_iemocap(root, sessions=None, shuffle_seed=None, extra_lines=None, skip_audio=()) -> Path:
     """IEMOCAP tree: `sessions` maps session number -> [(utt_id, code)]. `extra_lines` maps a dialog name to
     raw lines appended to its label file. Audio for ids in `skip_audio` is not written."""
-    root = Path(root); sessions = sessions or IEMOCAP_DEFAULT
+    root = Path(root)
+    sessions = sessions or IEMOCAP_DEFAULT
     files: dict[tuple[int, str], list[str]] = {}
     for s, turns in sessions.items():
         for i, (utt, code) in enumerate(turns):
@@ -112,7 +114,8 @@ def make_msp_improv(root, stems=None, evaluation=None, audio_folder=None, shuffl
                     evaluation_name="Evaluation.txt") -> Path:
     """MSP-IMPROV tree; `evaluation` is the text of `<root>/<evaluation_name>` (None: not written).
     `audio_folder` puts the session folders under `<root>/<audio_folder>/`."""
-    root = Path(root); top = root / audio_folder if audio_folder else root
+    root = Path(root)
+    top = root / audio_folder if audio_folder else root
     for stem in _order(stems or MSP_IMPROV_DEFAULT, shuffle_seed):
         sent, spk, rt, pair = stem.split("-")
         d = top / f"session{int(spk[1:])}" / sent / rt
@@ -120,7 +123,8 @@ def make_msp_improv(root, stems=None, evaluation=None, audio_folder=None, shuffl
         (d / f"MSP-IMPROV-{stem}.avi").write_bytes(b"RIFF....AVI ")
         (d / f"._MSP-IMPROV-{stem}.wav").write_bytes(b"\x00\x05junk")
     if evaluation is not None:
-        root.mkdir(parents=True, exist_ok=True); (root / evaluation_name).write_text(evaluation)
+        root.mkdir(parents=True, exist_ok=True)
+        (root / evaluation_name).write_text(evaluation)
     return root
 
 
@@ -147,7 +151,8 @@ def make_msp_podcast(root, records=None, audio="Audios", labels="labels_consensu
     """MSP-PODCAST tree with `<root>/<audio>/` and `<root>/<label_folder>/<labels>`. A `.json` label file is the
     release's object keyed by file name (numbers as numbers); `extra_json` adds raw entries to it, `extra_lines`
     raw lines to a CSV."""
-    root = Path(root); (root / label_folder).mkdir(parents=True, exist_ok=True)
+    root = Path(root)
+    (root / label_folder).mkdir(parents=True, exist_ok=True)
     lines, obj = [PODCAST_HEADER], {}
     for f, c, s, g, ss in records or PODCAST_DEFAULT:
         if f not in skip_audio:

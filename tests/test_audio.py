@@ -25,7 +25,9 @@ def write_corpus(d, n=12, sr=22050, seed=0):
     d.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         x = tone(sr, 0.3 + 0.05 * i, hz=200 + 30 * i, amp=0.3) + 0.01 * rng.standard_normal(int(sr * (0.3 + 0.05 * i))).astype(np.float32)
-        p = d / f"utt{i:03d}.wav"; sf.write(p, x, sr, subtype="PCM_16"); paths.append(p)
+        p = d / f"utt{i:03d}.wav"
+        sf.write(p, x, sr, subtype="PCM_16")
+        paths.append(p)
     return paths
 
 # ---------------------------------------------------------------- load_audio
@@ -52,7 +54,8 @@ def test_stereo_is_channel_mean(tmp_path):
 @pytest.mark.parametrize("sr_in", [22050, 44100, 8000])
 def test_resampling_keeps_pitch_length_and_waveform(tmp_path, sr_in):
     x_in = tone(sr_in, 2.0, extra=123)
-    p = tmp_path / f"t{sr_in}.wav"; sf.write(p, x_in, sr_in, subtype="FLOAT")
+    p = tmp_path / f"t{sr_in}.wav"
+    sf.write(p, x_in, sr_in, subtype="FLOAT")
     x = load_audio(p, 16000)
     assert abs(len(x) - len(x_in) * 16000 / sr_in) <= 1
     spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
@@ -64,7 +67,8 @@ def test_resampling_keeps_pitch_length_and_waveform(tmp_path, sr_in):
     assert np.max(np.abs(x[mid] - ideal[mid])) < 2e-3
 
 def test_target_rate_argument(tmp_path):
-    p = tmp_path / "t.wav"; sf.write(p, tone(22050, 1.0), 22050)
+    p = tmp_path / "t.wav"
+    sf.write(p, tone(22050, 1.0), 22050)
     assert len(load_audio(p, 8000)) == 8000 and len(load_audio(p, 22050)) == 22050
     with pytest.raises(ValueError, match="positive"): load_audio(p, -1)
 
@@ -80,7 +84,8 @@ def test_flac_and_ogg(tmp_path):
     assert audio_info(tmp_path / "a.ogg").samplerate == 22050
 
 def test_file_objects_are_read_too(tmp_path):
-    p = tmp_path / "a.flac"; sf.write(p, tone(22050, 0.5), 22050)
+    p = tmp_path / "a.flac"
+    sf.write(p, tone(22050, 0.5), 22050)
     with open(p, "rb") as f: np.testing.assert_array_equal(load_audio(f), load_audio(p))
     import io
     with pytest.raises(AudioError, match="cannot decode"): load_audio(io.BytesIO(b"nope" * 100))
@@ -114,7 +119,8 @@ def test_cache_equals_load_audio_across_shards(tmp_path, dtype):
     other = open_audio_cache(tmp_path / "cache", dtype=dtype)
     os.symlink(paths[3], tmp_path / "link.wav")
     np.testing.assert_array_equal(other[tmp_path / "link.wav"], want(paths[3]))
-    cwd = os.getcwd(); os.chdir(tmp_path)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
     try: np.testing.assert_array_equal(other["c/utt004.wav"], want(paths[4]))
     finally: os.chdir(cwd)
     with pytest.raises(KeyError, match="nothere.wav"): other[tmp_path / "nothere.wav"]
@@ -130,18 +136,22 @@ def test_incremental_and_stale(tmp_path, monkeypatch):
     cache.add(paths + paths[:2], progress=False)  # only the two new files, duplicates once
     assert calls == ["utt004.wav", "utt005.wav"]
     # rewrite one file: same size, different samples and mtime -> stale until re-added
-    p = paths[1]; st = os.stat(p)
+    p = paths[1]
+    st = os.stat(p)
     x, sr = sf.read(p, dtype="float32")
     sf.write(p, -x, sr, subtype="PCM_16")
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
     assert os.stat(p).st_size == st.st_size
     assert p not in cache
     with pytest.raises(KeyError, match="changed"): cache[p]
-    calls.clear(); cache.add(paths, progress=False)
+    calls.clear()
+    cache.add(paths, progress=False)
     assert calls == ["utt001.wav"]
     np.testing.assert_array_equal(cache[p], stored(p))
     assert open_audio_cache(tmp_path / "cache")[p][100] == stored(p)[100]
-    calls.clear(); cache.add(paths, progress=False); assert calls == []
+    calls.clear()
+    cache.add(paths, progress=False)
+    assert calls == []
 
 def test_other_rate_is_a_separate_store(tmp_path):
     paths = write_corpus(tmp_path / "c", n=3)
@@ -157,7 +167,8 @@ def test_other_rate_is_a_separate_store(tmp_path):
 def test_verify_false_reads_without_sources(tmp_path):
     paths = write_corpus(tmp_path / "c", n=2)
     build_audio_cache(paths, tmp_path / "cache", progress=False)
-    want = stored(paths[0]); paths[0].unlink()
+    want = stored(paths[0])
+    paths[0].unlink()
     assert paths[0] not in open_audio_cache(tmp_path / "cache")
     np.testing.assert_array_equal(open_audio_cache(tmp_path / "cache", verify=False)[paths[0]], want)
 
@@ -215,7 +226,9 @@ def test_progress_goes_through_the_given_tqdm_class(tmp_path, monkeypatch):
     bars = []
     class Recording(std_tqdm):
         def __init__(self, *a, **k):
-            self.silenced = k.get("disable", False); bars.append(self); super().__init__(*a, file=io.StringIO(), **k)
+            self.silenced = k.get("disable", False)
+            bars.append(self)
+            super().__init__(*a, file=io.StringIO(), **k)
     monkeypatch.setattr(audio, "tqdm", None)  # the module's own tqdm must not be used
     paths = write_corpus(tmp_path / "c", n=3)
     cache = build_audio_cache(paths, tmp_path / "cache", tqdm_class=Recording)
@@ -252,13 +265,16 @@ def _dies_after(cache_dir, paths, n):
     real = audio.load_audio
     def dying(p, sr):
         if len(calls) == n: os._exit(3)  # like kill -9: no cleanup, no finally
-        calls.append(p); return real(p, sr)
+        calls.append(p)
+        return real(p, sr)
     audio.load_audio = dying
     open_audio_cache(cache_dir, shard_bytes=25000).add(paths, progress=False)  # 3 int16 clips a shard
 
 def test_killed_writer_leaves_a_consistent_resumable_cache(tmp_path, monkeypatch):
     paths = write_corpus(tmp_path / "c", n=8)
-    p = CTX.Process(target=_dies_after, args=(tmp_path / "cache", paths, 4)); p.start(); p.join(60)
+    p = CTX.Process(target=_dies_after, args=(tmp_path / "cache", paths, 4))
+    p.start()
+    p.join(60)
     assert p.exitcode == 3
     cache = open_audio_cache(tmp_path / "cache")
     done = [q for q in paths if q in cache]
@@ -274,12 +290,15 @@ def test_killed_writer_leaves_a_consistent_resumable_cache(tmp_path, monkeypatch
 
 def test_clean_removes_only_unreferenced_old_files(tmp_path):
     paths = write_corpus(tmp_path / "c", n=8)
-    p = CTX.Process(target=_dies_after, args=(tmp_path / "cache", paths, 4)); p.start(); p.join(60)
+    p = CTX.Process(target=_dies_after, args=(tmp_path / "cache", paths, 4))
+    p.start()
+    p.join(60)
     cache = open_audio_cache(tmp_path / "cache").add(paths[:4], progress=False)  # 4th clip into a new shard
     shards = cache.dir / "shards"
     assert len(list(shards.iterdir())) == 3  # committed, torn temporary, new
     assert cache.clean() == 0  # everything is younger than an hour
-    torn = next(shards.glob(".*.tmp")); size = torn.stat().st_size
+    torn = next(shards.glob(".*.tmp"))
+    size = torn.stat().st_size
     assert cache.clean(min_age=0) == size and not torn.exists()
     for q in paths[:4]: np.testing.assert_array_equal(cache[q], stored(q))
     x = cache[paths[0]]  # mapped before its shard is superseded and deleted: stays readable
@@ -288,7 +307,8 @@ def test_clean_removes_only_unreferenced_old_files(tmp_path):
     first_size = first.stat().st_size   # the shard of the first three clips
     assert first_size == 2 * sum(cache.num_samples(q) for q in paths[:3])
     for q in paths[:3]:
-        st = os.stat(q); os.utime(q, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        st = os.stat(q)
+        os.utime(q, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     cache.add(paths[:4], progress=False)
     assert cache.clean(min_age=0) == first_size and not first.exists() and len(list(shards.iterdir())) == 2
     np.testing.assert_array_equal(x, stored(paths[0]))
@@ -297,9 +317,11 @@ def test_clean_removes_only_unreferenced_old_files(tmp_path):
 def test_reader_with_an_old_index_survives_clean(tmp_path):
     paths = write_corpus(tmp_path / "c", n=2)
     build_audio_cache(paths, tmp_path / "cache", progress=False)
-    reader = open_audio_cache(tmp_path / "cache"); assert len(reader) == 2  # index read, no shard mapped yet
+    reader = open_audio_cache(tmp_path / "cache")
+    assert len(reader) == 2  # index read, no shard mapped yet
     writer = open_audio_cache(tmp_path / "cache")
-    os.remove(writer.index_path); writer._refresh()  # another writer re-decodes both (same stamps) into a new shard
+    os.remove(writer.index_path)
+    writer._refresh()  # another writer re-decodes both (same stamps) into a new shard
     old_shards = {p.name: p.stat().st_size for p in (writer.dir / "shards").iterdir()}
     writer.add(paths, progress=False)
     assert writer.clean(min_age=0) == sum(old_shards.values()) == 2 * sum(reader.num_samples(p) for p in paths)
@@ -357,14 +379,16 @@ def test_int16_is_lossless_for_16_bit_sources_at_their_rate(tmp_path, fmt, level
     rng = np.random.default_rng(7)
     pcm = (rng.integers(-32768, 32768, 24000) * level).astype(np.int16)
     pcm[:2] = [-32768, 32767] if level == 1 else pcm[:2]  # both ends of the range
-    p = tmp_path / f"a.{fmt.lower()}"; sf.write(p, pcm, 16000, format=fmt, subtype="PCM_16")
+    p = tmp_path / f"a.{fmt.lower()}"
+    sf.write(p, pcm, 16000, format=fmt, subtype="PCM_16")
     cache = open_audio_cache(tmp_path / "cache").add(p, progress=False)
     ref = sf.read(p, dtype="float32")[0]  # soundfile's own int16 -> float32 (k / 32768)
     np.testing.assert_array_equal(cache[p], ref)
     np.testing.assert_array_equal(open_audio_cache(tmp_path / "cache")[p], ref)  # a fresh reader too
     shard = next((cache.dir / "shards").glob("*.i16"))
     assert shard.stat().st_size == 2 * len(ref)  # two bytes a sample
-    q = np.fromfile(shard, "<i2"); e = json.loads(cache.index_path.read_text())["exp"][0]
+    q = np.fromfile(shard, "<i2")
+    e = json.loads(cache.index_path.read_text())["exp"][0]
     assert e <= 0 and np.array_equal(q.astype(np.int64), pcm.astype(np.int64) * 2 ** -e)
 
 def test_levels_beyond_full_scale_are_scaled_not_wrapped(tmp_path):
@@ -384,7 +408,8 @@ def test_levels_beyond_full_scale_are_scaled_not_wrapped(tmp_path):
         np.testing.assert_array_equal(np.sign(x[np.abs(ref) > 0.5]), np.sign(ref[np.abs(ref) > 0.5]))
 
 def test_non_finite_samples_are_a_bad_file_for_int16(tmp_path):
-    x = np.full(1600, 0.1, np.float32); x[800] = np.inf
+    x = np.full(1600, 0.1, np.float32)
+    x[800] = np.inf
     sf.write(tmp_path / "inf.wav", x, 16000, subtype="FLOAT")
     with pytest.raises(AudioError, match="inf.wav.*non-finite"): open_audio_cache(tmp_path / "c").add(tmp_path / "inf.wav", progress=False)
     with pytest.warns(UserWarning, match="skipped 1 of 1"): open_audio_cache(tmp_path / "c").add(tmp_path / "inf.wav", progress=False, errors="skip")
@@ -402,10 +427,12 @@ def test_one_store_holds_both_dtypes(tmp_path, monkeypatch):
     with pytest.raises(KeyError, match="utt000.wav: cached as int16, but this cache reads float32"): c32[paths[0]]
     with pytest.raises(KeyError, match="cached as int16"): c32.num_samples(paths[0])
     np.testing.assert_array_equal(open_audio_cache(tmp_path / "cache", dtype="float32", verify=False)[paths[0]], stored(paths[0]))
-    calls.clear(); c32.add(paths[1:], progress=False)
+    calls.clear()
+    c32.add(paths[1:], progress=False)
     assert calls == ["utt001.wav", "utt002.wav", "utt003.wav"]  # the int16 clip is upgraded
     for p in paths[1:]: np.testing.assert_array_equal(c32[p], real(p, 16000))
-    calls.clear(); c16 = open_audio_cache(tmp_path / "cache").add(paths, progress=False)
+    calls.clear()
+    c16 = open_audio_cache(tmp_path / "cache").add(paths, progress=False)
     assert calls == []  # an int16 cache takes float32 clips as they are, never re-decodes them down
     np.testing.assert_array_equal(c16[paths[0]], stored(paths[0]))
     for p in paths[1:]: np.testing.assert_array_equal(c16[p], real(p, 16000))
@@ -415,7 +442,8 @@ def test_one_store_holds_both_dtypes(tmp_path, monkeypatch):
 
 def test_version_1_index_is_read_and_upgraded(tmp_path):
     paths = write_corpus(tmp_path / "c", n=3)
-    d = tmp_path / "cache" / "audio" / "sr16000"; (d / "shards").mkdir(parents=True)
+    d = tmp_path / "cache" / "audio" / "sr16000"
+    (d / "shards").mkdir(parents=True)
     xs = [load_audio(p) for p in paths[:2]]  # a cache as version 1 wrote it: float32 shards, five columns
     np.concatenate(xs).astype("<f4").tofile(d / "shards" / "old.f32")
     stamps = [os.stat(p) for p in paths[:2]]
@@ -429,7 +457,8 @@ def test_version_1_index_is_read_and_upgraded(tmp_path):
     assert index["version"] == 2 and index["exp"][:2] == [0, 0] and index["shard_dtypes"][index["shard_files"].index("old.f32")] == "<f4"
     for p, x in zip(paths, xs): np.testing.assert_array_equal(open_audio_cache(tmp_path / "cache")[p], x)
     np.testing.assert_array_equal(cache[paths[2]], stored(paths[2]))
-    index["version"] = 3; (d / "index.json").write_text(json.dumps(index))
+    index["version"] = 3
+    (d / "index.json").write_text(json.dumps(index))
     with pytest.raises(UserError, match="index.json: not a version-2"): open_audio_cache(tmp_path / "cache")
 
 @pytest.mark.parametrize("umask,file_mode,dir_mode", [(0o002, 0o664, 0o775), (0o077, 0o600, 0o700)])

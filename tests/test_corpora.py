@@ -45,7 +45,8 @@ def check_contract(t, corpus):
 
 def relative(t, root):
     "Table with paths relative to `root` (to compare trees built in different folders)."
-    t = t.copy(); t["path"] = [Path(p).relative_to(Path(root).absolute()).as_posix() for p in t.path]
+    t = t.copy()
+    t["path"] = [Path(p).relative_to(Path(root).absolute()).as_posix() for p in t.path]
     return t
 
 
@@ -77,7 +78,8 @@ def test_esd_flat_layout_equals_official(tmp_path):
 @pytest.mark.parametrize("where", ["dataset", "parent", "grandparent", "plain"])
 def test_esd_root_sniffing(tmp_path, where):
     if where == "plain":
-        base = make_esd(tmp_path / "ESD", dataset_folder=None); arg = base
+        base = make_esd(tmp_path / "ESD", dataset_folder=None)
+        arg = base
     else:
         base = make_esd(tmp_path / "pkg" / "inner")
         arg = {"dataset": base, "parent": base.parent, "grandparent": base.parent.parent}[where]
@@ -166,7 +168,8 @@ def test_esd_bad_names_speakers_and_folders(tmp_path):
     bad.unlink()
     wav(base / "0021" / "Angry" / "train" / "0021_000400.wav")
     with pytest.raises(UserError, match="'0021' is not 0001-0020"): load_corpus("esd", tmp_path, errors="raise")
-    wav(bad); wav(base / "0001" / "Angry" / "extra" / "0001_000400.wav")
+    wav(bad)
+    wav(base / "0001" / "Angry" / "extra" / "0001_000400.wav")
     t, msg = load_warned("esd", tmp_path, errors="skip")
     assert "skipped 3 entries" in msg and "1 unknown speaker" in msg and "1 unexpected folder" in msg
     assert len(t) == 60
@@ -462,7 +465,8 @@ def test_bad_names_roots_options(tmp_path):
 
 
 def test_corpus_summary_against_crosstab(tmp_path):
-    make_iemocap(tmp_path / "iemocap"); make_esd(tmp_path / "esd")
+    make_iemocap(tmp_path / "iemocap")
+    make_esd(tmp_path / "esd")
     t = load_quiet("iemocap", tmp_path / "iemocap")
     s = corpus_summary(t, durations=True)
     ct = pd.crosstab(t.label, t.split).reindex(columns=list(SPLITS), fill_value=0)
@@ -479,7 +483,9 @@ def test_corpus_summary_against_crosstab(tmp_path):
 
 def test_inspect_command(tmp_path, capsys):
     make_iemocap(tmp_path)
-    p = argparse.ArgumentParser(prog="spft"); sub = p.add_subparsers(); add_inspect_command(sub)
+    p = argparse.ArgumentParser(prog="spft")
+    sub = p.add_subparsers()
+    add_inspect_command(sub)
     args = p.parse_args(["inspect", "iemocap", str(tmp_path), "--durations", "--option", "keep_codes=neu,ang",
                          "--option", "split=speaker"])
     assert args.func(args) == 0
@@ -538,16 +544,20 @@ def test_case_of_session_folders_does_not_decide(tmp_path):
 
 
 def test_several_copies_are_named(tmp_path):
-    make_esd(tmp_path / "a"); make_esd(tmp_path / "b" / "old", dataset_folder="ESD")
+    make_esd(tmp_path / "a")
+    make_esd(tmp_path / "b" / "old", dataset_folder="ESD")
     with pytest.raises(UserError, match=r"esd: 2 folders under .* hold speaker folders .*: a/Emotion Speech Dataset, b/old/ESD; pass"):
         load_corpus("esd", tmp_path, errors="skip")
     assert len(load_quiet("esd", tmp_path / "b")) == 60                              # one copy below b: fine
-    make_iemocap(tmp_path / "IEMOCAP_full_release"); make_iemocap(tmp_path / "x" / "IEMOCAP_full_release")
+    make_iemocap(tmp_path / "IEMOCAP_full_release")
+    make_iemocap(tmp_path / "x" / "IEMOCAP_full_release")
     with pytest.raises(UserError, match="iemocap: 2 folders .*: IEMOCAP_full_release, x/IEMOCAP_full_release"):
         load_corpus("iemocap", tmp_path)
-    make_msp_podcast(tmp_path / "p1"); make_msp_podcast(tmp_path / "p2", label_folder="label", labels="labels_consensus.json")
+    make_msp_podcast(tmp_path / "p1")
+    make_msp_podcast(tmp_path / "p2", label_folder="label", labels="labels_consensus.json")
     with pytest.raises(UserError, match="msp_podcast: 2 folders .*: p1, p2"): load_corpus("msp_podcast", tmp_path)
-    make_masc(tmp_path / "m1"); make_masc(tmp_path / "m2", package=None)
+    make_masc(tmp_path / "m1")
+    make_masc(tmp_path / "m2", package=None)
     with pytest.raises(UserError, match="mandarin_as: 2 folders .*: m2/man_aff_spch/data, m1/LDC2007S09/man_aff_spch/data"):
         load_corpus("mandarin_as", tmp_path)
 
@@ -560,7 +570,8 @@ def test_no_match_names_near_misses_or_sub_folders(tmp_path):
     make_msp_improv(tmp_path / "other" / "MSP-IMPROV")
     with pytest.raises(UserError, match=r"iemocap: no Session1..Session5 .*lack these marks: MSP-IMPROV$"):
         load_corpus("iemocap", tmp_path / "other")
-    (tmp_path / "empty" / "x").mkdir(parents=True); (tmp_path / "empty" / "y").mkdir()
+    (tmp_path / "empty" / "x").mkdir(parents=True)
+    (tmp_path / "empty" / "y").mkdir()
     with pytest.raises(UserError, match=r"esd: no speaker folders .*its sub-folders: x, y$"): load_corpus("esd", tmp_path / "empty")
     (tmp_path / "masc" / "001" / "boredom").mkdir(parents=True)
     with pytest.raises(UserError, match=r"mandarin_as: no data/<001..068> .*lack these marks: masc$"): load_corpus("mandarin_as", tmp_path)
@@ -572,7 +583,8 @@ def test_no_match_names_near_misses_or_sub_folders(tmp_path):
 def test_macos_zip_ghost_copy_is_not_a_second_copy(tmp_path):
     base = make_esd(tmp_path / "data")
     ghost = tmp_path / "data" / "__MACOSX" / base.name / "0001" / "Angry" / "train"
-    ghost.mkdir(parents=True); (ghost / "._0001_000351.wav").write_bytes(b"\x00\x05\x16\x07 mac resource fork")
+    ghost.mkdir(parents=True)
+    (ghost / "._0001_000351.wav").write_bytes(b"\x00\x05\x16\x07 mac resource fork")
     assert len(load_quiet("esd", tmp_path)) == 60
 
 
@@ -648,6 +660,7 @@ def test_msp_podcast_json_bad_input(tmp_path):
     (root / "Labels" / "labels_concensus.csv").write_text(PODCAST_HEADER + "\n" + "\n".join(
         f"{f},{c},2.2,4.0,2.6,{s},{g},{ss}" for f, c, s, g, ss in PODCAST_DEFAULT) + "\n")
     assert len(load_quiet("msp_podcast", root)) == 9                                  # a CSV is read first when both exist
-    lf.unlink(); (root / "Labels" / "labels_concensus.csv").unlink()
+    lf.unlink()
+    (root / "Labels" / "labels_concensus.csv").unlink()
     with pytest.raises(UserError, match=r"labels_consensus\.csv \(or labels_concensus\.csv\) not found, nor labels_consensus\.json"):
         load_corpus("msp_podcast", root)

@@ -3,17 +3,20 @@ shared cluster (`mkdtemp` makes 0700 folders and safetensors 0600 files: without
 import os
 from pathlib import Path
 import pytest
-# apply_umask itself (mkdtemp folders, mkstemp and atomic_write files) is pinned in nbs/00_core.ipynb; these are the
-# end-to-end checks of what the package writes.
 from speech_prefinetune.model import MultiTaskClassifier
 from speech_prefinetune.prefinetune import PrefinetuneConfig, prefinetune_tables, toy_tables
+
+# apply_umask itself (mkdtemp folders, mkstemp and atomic_write files) is pinned in nbs/00_core.ipynb; these are the
+# end-to-end checks of what the package writes.
 
 
 @pytest.fixture
 def umask():
     "Set the process umask for one test (`umask(0o002)`), restored afterwards."
     old = os.umask(0o022)
-    def set_(mask): os.umask(mask); return mask
+    def set_(mask):
+        os.umask(mask)
+        return mask
     yield set_
     os.umask(old)
 
