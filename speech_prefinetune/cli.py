@@ -4,46 +4,298 @@
 
 # %% ../nbs/10_cli.ipynb #e5413f4d
 from __future__ import annotations
-import argparse, importlib, os, sys, time
+import argparse, json, os, sys, time
+from dataclasses import fields
+from itertools import combinations
 from pathlib import Path
-import pandas as pd
 from . import __version__
-from .core import UserError, PREFINETUNE_CORPORA, corpus_set_name
+from .core import CORPORA, LABELS, PREFINETUNE_CORPORA, UserError, canonical_corpus, corpus_set_name
+from .config import (ERRORS, EXECUTORS, K_VALUES, QUIRKS, SYNTH_SIZES, PrefinetuneConfig, TrialConfig,
+                                       add_config_arguments, config_from_args)
 
 # %% auto #0
-__all__ = ['SUBCOMMANDS', 'DEMO', 'build_parser', 'main', 'demo_subsets', 'run_demo', 'demo_summary', 'add_demo_command']
+__all__ = ['PREFINETUNE_ALIASES', 'PREFINETUNE_OUT', 'TRIAL_NAMES', 'DEMO', 'SUBCOMMANDS', 'HelpParser', 'add_synth_command',
+           'synth_main', 'add_inspect_command', 'inspect_main', 'corpus_option', 'CorpusOption',
+           'add_prefinetune_arguments', 'add_prefinetune_command', 'prefinetune_main', 'add_grid_arguments',
+           'add_executor_arguments', 'slurm_options', 'add_fewshot_command', 'fewshot_main', 'add_report_command',
+           'report_main', 'add_reproduce_command', 'add_dry_run_arguments', 'reproduce_main', 'demo_subsets',
+           'run_demo', 'demo_summary', 'add_demo_command', 'demo_main', 'build_parser', 'main']
 
-# %% ../nbs/10_cli.ipynb #eb0ed977
-SUBCOMMANDS = (  # (module, function registering the subcommand), in the order `spft --help` lists them
-    ("speech_prefinetune.synth", "add_synth_command"),
-    ("speech_prefinetune.corpora", "add_inspect_command"),
-    ("speech_prefinetune.prefinetune", "add_prefinetune_command"),
-    ("speech_prefinetune.grid", "add_fewshot_command"),
-    ("speech_prefinetune.analysis", "add_report_command"),
-    ("speech_prefinetune.reproduce", "add_reproduce_command"),
-    ("speech_prefinetune.cli", "add_demo_command"),
-)
+# %% ../nbs/10_cli.ipynb #5cc11466
+class HelpParser(argparse.ArgumentParser):
+    "An `ArgumentParser` whose `epilog` may be a function, called only when the help is printed (it may import)."
+    def format_help(self) -> str:
+        if callable(self.epilog):
+            self.epilog = self.epilog()
+        return super().format_help()
 
-def build_parser() -> argparse.ArgumentParser:
-    "The `spft` argument parser with every subcommand registered."
-    p = argparse.ArgumentParser(prog="spft", description="Pre-finetune speech encoders on emotion corpora and "
-                                "run few-shot per-speaker emotion recognition.")
-    p.add_argument("--version", action="version", version=f"spft {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module, fn in SUBCOMMANDS: getattr(importlib.import_module(module), fn)(sub)
+# %% ../nbs/10_cli.ipynb #172588ff
+def add_synth_command(subparsers):
+    "Register `spft synth OUT [--size tiny|demo] [--seed N] [--quirk NAME ...]`."
+    p = subparsers.add_parser(
+        "synth", help="write synthetic emotional speech corpora in their real layouts",
+        description="Write the five corpora (IEMOCAP, MSP-IMPROV, MSP-PODCAST, Mandarin Affective "
+                    "Speech, ESD) as synthetic emotional speech in their real folder layouts and native sample "
+                    "rates, plus OUT/corpora.toml mapping each corpus to its root. Deterministic: the same seed "
+                    "writes the same bytes.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="quirks of real copies (--quirk NAME, repeatable; none by default):\n" +
+               "\n".join(f"  {k}: {v}" for k, v in QUIRKS.items()))
+    p.add_argument("out", metavar="OUT", help="folder to write into (created if missing)")
+    p.add_argument("--size", default="tiny", choices=SYNTH_SIZES,
+                   help="tiny: ~800 clips of 0.6-1.2 s, seconds to write (tests); demo: ~2,100 clips of 1-2 s "
+                        "(spft demo). Default: %(default)s")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--corpora", default="", help=f"comma-separated subset of {','.join(CORPORA)} (default: all)")
+    p.add_argument("--esd-layout", default="official", choices=("official", "flat"),
+                   help="ESD with train/evaluation/test folders (official) or without (flat). Default: %(default)s")
+    p.add_argument("--podcast-audio-dir", default="Audios", choices=("Audios", "Audio"),
+                   help="name of MSP-PODCAST's audio folder, which differs between releases (default: %(default)s)")
+    p.add_argument("--quirk", action="append", choices=tuple(QUIRKS), metavar="NAME",
+                   help="write a quirk of real copies (repeatable; the names are listed below)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=synth_main)
     return p
 
-# %% ../nbs/10_cli.ipynb #d4c5dadc
-def main(argv=None) -> int:
-    "Entry point of `spft`: parse `argv`, run the subcommand, map user errors to exit status 2."
-    args = build_parser().parse_args(argv)
-    try: return int(args.func(args) or 0)
-    except UserError as e:
-        print(f"spft {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"spft {args.command}: interrupted", file=sys.stderr)
-        return 130
+def synth_main(args) -> int:
+    "Run `spft synth` (imports `synth`: scipy, soundfile)."
+    from speech_prefinetune.synth import _synth_main
+    return _synth_main(args)
+
+# %% ../nbs/10_cli.ipynb #fad59496
+def _corpus_options_epilog() -> str:
+    "The `--option`s of every corpus, for `spft inspect --help` (read from the loaders: imports `corpora`)."
+    from speech_prefinetune.corpora import corpus_options
+    lines = [f"  {c}: " + (", ".join(f"{k}={v}" for k, v in corpus_options(c).items()) or "none") for c in CORPORA]
+    return ("corpus options (--option KEY=VALUE):\n" + "\n".join(lines) +
+            "\n\nexample: spft inspect iemocap /data/IEMOCAP_full_release --option keep_codes=neu,hap,exc,ang,sad")
+
+def add_inspect_command(subparsers):
+    "Register `spft inspect NAME ROOT [--durations] [--option KEY=VALUE ...] [--errors raise|skip]`."
+    p = subparsers.add_parser(
+        "inspect", help="summarise a corpus: utterances per split x label, speakers, languages",
+        description="Load a corpus from its own layout and print utterances per label x split, "
+                    "the number of speakers and the languages (and, with --durations, total hours read from "
+                    "file headers).",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_corpus_options_epilog)
+    p.add_argument("name", metavar="NAME", help=f"corpus: {', '.join(CORPORA)}")
+    p.add_argument("root", metavar="ROOT", help="corpus folder (or a folder above it)")
+    p.add_argument("--durations", action="store_true", help="add total hours per label (reads every file header)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="corpus option, repeatable")
+    p.add_argument("--errors", choices=ERRORS, default="raise",
+                   help="on a bad entry: stop with an error naming it (default) or skip it and warn once with counts")
+    p.set_defaults(func=inspect_main)
+    return p
+
+def inspect_main(args) -> int:
+    "Run `spft inspect` (imports `corpora`: pandas)."
+    from speech_prefinetune.corpora import inspect_command
+    return inspect_command(args)
+
+# %% ../nbs/10_cli.ipynb #2aa14a5f
+def corpus_option(text: str) -> tuple[str, str, object]:
+    "`CORPUS.KEY=VALUE` -> (corpus, key, value); a value that looks like JSON (number, true, list, ...) is parsed."
+    try:
+        key, value = text.split("=", 1)
+        corpus, name = key.split(".", 1)
+        return canonical_corpus(corpus), name, json.loads(value) if value[:1] in "[{0123456789-tfn\"" else value
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--option {text!r}: expected CORPUS.KEY=VALUE, "
+                                         "e.g. msp_improv.label_source=consensus") from None
+
+class CorpusOption(argparse.Action):
+    "`--option CORPUS.KEY=VALUE`, repeatable: sets `{corpus: {key: value}}` in the `corpus_options` dict."
+    def __call__(self, parser, namespace, values, option_string=None):
+        corpus, key, value = values
+        options = {c: dict(o) for c, o in getattr(namespace, self.dest).items()}
+        options.setdefault(corpus, {})[key] = value
+        setattr(namespace, self.dest, options)
+
+PREFINETUNE_ALIASES = {   # the flags `spft prefinetune` had before its flags were generated, for two settings
+    "--train-cnn": dict(dest="freeze_feature_encoder", action="store_false",
+                        help="also train the CNN feature encoder (frozen by default; = --no-freeze-feature-encoder)"),
+    "--option": dict(dest="corpus_options", action=CorpusOption, type=corpus_option, metavar="CORPUS.KEY=VALUE",
+                     help="load_corpus option, repeatable, e.g. msp_improv.label_source=consensus"),
+}
+
+# %% ../nbs/10_cli.ipynb #c510615a
+PREFINETUNE_OUT = "run folder (= model folder); with all-subsets, the parent of one folder per subset"
+
+def add_prefinetune_arguments(p: argparse.ArgumentParser, # the parser to add to
+                              corpora: dict | None = None, # `add_argument` keywords of --corpora (default: required)
+                              out_help: str = PREFINETUNE_OUT, # help of --out
+                             ) -> argparse.ArgumentParser:
+    "--corpora, --roots, --encoder, --out, one flag per `PrefinetuneConfig` field (and the aliases), --quiet."
+    corpora = corpora or dict(required=True, help="comma-separated corpora (iemocap, msp_improv, msp_podcast, "
+                              "mandarin_as) or 'all-subsets' for one run per non-empty subset of the four")
+    p.add_argument("--corpora", **corpora)
+    p.add_argument("--roots", required=True,
+                   help="corpora.toml: corpus = \"root folder\" lines (what `spft synth` writes)")
+    p.add_argument("--encoder", default="facebook/wav2vec2-base",
+                   help="tiny-wav2vec2 | tiny-hubert | tiny-wavlm | hub id | local folder (default: %(default)s)")
+    p.add_argument("--out", required=True, help=out_help)
+    add_config_arguments(p, PrefinetuneConfig, aliases=PREFINETUNE_ALIASES)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+def add_prefinetune_command(subparsers):
+    "Register `spft prefinetune`."
+    p = subparsers.add_parser(
+        "prefinetune", help="pre-finetune an encoder on emotion corpora (one head per corpus)",
+        description="Pre-finetune a speech encoder on one or more emotion corpora with one linear "
+                    "head per corpus and the scaled loss; early stopping on the mean task validation loss. "
+                    "Resumes a stopped run and skips a finished one. "
+                    "Multi-GPU: accelerate launch -m speech_prefinetune.prefinetune ARGS.")
+    add_prefinetune_arguments(p)
+    p.set_defaults(func=prefinetune_main)
+    return p
+
+def prefinetune_main(args) -> int:
+    "Run `spft prefinetune` (imports `prefinetune`: torch, transformers); prints the run folders."
+    from speech_prefinetune.prefinetune import prefinetune, prefinetune_all_subsets
+    config = config_from_args(PrefinetuneConfig, args).check()
+    if args.corpora.strip() == "all-subsets":
+        runs = prefinetune_all_subsets(args.roots, args.encoder, args.out, config, progress=not args.quiet)
+    else:
+        runs = [prefinetune(args.corpora, args.roots, args.encoder, args.out, config, progress=not args.quiet)]
+    for run in runs:
+        print(run)
+    return 0
+
+# %% ../nbs/10_cli.ipynb #c67d1b0c
+def add_grid_arguments(p: argparse.ArgumentParser):
+    "The few-shot grid's cells: speakers, emotions, k and trials per cell."
+    p.add_argument("--speakers", help="comma-separated ESD speakers (default: all)")
+    p.add_argument("--emotions", help=f"comma-separated emotions (default: {','.join(LABELS['esd'])})")
+    p.add_argument("--k", default=",".join(map(str, K_VALUES)),
+                   help="comma-separated few-shot sizes (default: %(default)s)")
+    p.add_argument("--trials", type=int, default=3, help="trials per cell (default: %(default)s)")
+
+def add_executor_arguments(p: argparse.ArgumentParser):
+    "Where the grid's shards run: local worker processes, or SLURM array tasks through submitit."
+    p.add_argument("--executor", choices=EXECUTORS, default="local", help="where shards run (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default: %(default)s)")
+    p.add_argument("--threads", type=int, help="torch CPU threads per worker (default: CPUs / workers)")
+    p.add_argument("--partition", help="SLURM partition")
+    p.add_argument("--time", type=int, default=240, help="SLURM time limit per shard in minutes (default: %(default)s)")
+    p.add_argument("--gpus", type=int, default=1, help="SLURM GPUs per shard (default: %(default)s)")
+    p.add_argument("--mem", type=float, help="SLURM memory per shard in GB")
+    p.add_argument("--cpus", type=int, help="SLURM CPUs per shard")
+
+def slurm_options(args) -> dict:
+    "`run_grid`'s `slurm` options from the parsed `add_executor_arguments`."
+    return dict(partition=args.partition, time=args.time, gpus=args.gpus, mem=args.mem, cpus=args.cpus)
+
+# %% ../nbs/10_cli.ipynb #a33d066b
+def add_fewshot_command(subparsers):
+    "Register `spft fewshot`."
+    p = subparsers.add_parser(
+        "fewshot", help="run (or complete) the few-shot trial grid into a results store",
+        description="Fine-tune every model on every (ESD speaker, emotion, k, trial) and append "
+                    "the test metrics to a results store (one file per model and speaker). Rerunning the same "
+                    "command runs only what is missing.")
+    p.add_argument("--models", required=True, help="comma-separated pre-finetuned model folders and/or encoder specs "
+                   "(tiny-wav2vec2, a hub id, a Hugging Face folder = no pre-finetuning); NAME=SPEC names one")
+    p.add_argument("--esd", required=True, help="ESD root folder")
+    p.add_argument("--results", required=True, help="results store folder (created if missing)")
+    add_grid_arguments(p)
+    add_config_arguments(p, TrialConfig)
+    p.add_argument("--seed", type=int, default=0, help="grid seed (default: %(default)s)")
+    add_executor_arguments(p)
+    p.add_argument("--cache-dir", help="cache root for decoded audio and CNN features, shared by runs and workers "
+                   "(default: $SPFT_CACHE_DIR, else the user cache directory)")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=fewshot_main)
+    return p
+
+def fewshot_main(args) -> int:
+    "Run `spft fewshot` (imports `grid`: torch, transformers); prints the trials and their mean test macro-F1."
+    from speech_prefinetune.grid import run_grid
+    df = run_grid(args.models, args.esd, args.results, speakers=args.speakers, emotions=args.emotions, k=args.k,
+                  trials=args.trials, seed=args.seed, config=config_from_args(TrialConfig, args),
+                  executor=args.executor, workers=args.workers, threads=args.threads, cache_dir=args.cache_dir,
+                  device=args.device, progress=not args.quiet, slurm=slurm_options(args))
+    if len(df):
+        print(f"{len(df)} trials in {args.results} (mean test macro-F1 {df.macro_f1.mean():.3f})")
+    else:
+        print(f"no trials in {args.results}")
+    return 0
+
+# %% ../nbs/10_cli.ipynb #8dc1234b
+def add_report_command(subparsers):
+    "Register `spft report RESULTS --out DIR`."
+    p = subparsers.add_parser(
+        "report", help="tables and charts of the paper (Fig. 2-4, Table 1) from results",
+        description="Compute the paper's Fig. 2-4 and Table 1 and a paired full-vs-base comparison "
+                    "from our results store (a directory) or the paper scripts' scaled_esd_downstream.csv, and "
+                    "write table1.csv, fig2.csv, fig3.csv, fig4.csv, paired.csv, the charts and a "
+                    "self-contained report.html to DIR.")
+    p.add_argument("results",
+                   help="results store directory or results CSV (ours or the paper's scaled_esd_downstream.csv)")
+    p.add_argument("--out", default="report", help="output directory (default: ./report)")
+    p.add_argument("--formats", default="html,svg,png",
+                   help="chart files to write, comma-separated from html,svg,png (default: all)")
+    p.add_argument("--n-boot", type=int, default=10_000,
+                   help="bootstrap resamples for the paired comparison (default: 10000)")
+    p.set_defaults(func=report_main)
+    return p
+
+def report_main(args) -> int:
+    "Run `spft report` (imports `analysis`: pandas, altair)."
+    from speech_prefinetune.analysis import _report_cmd
+    return _report_cmd(args)
+
+# %% ../nbs/10_cli.ipynb #20f79783
+TRIAL_NAMES = {name: f"trial_{name}" for name in sorted({f.name for f in fields(TrialConfig)} &
+                                                        {f.name for f in fields(PrefinetuneConfig)})}
+
+def add_reproduce_command(subparsers):
+    "Register `spft reproduce`."
+    p = subparsers.add_parser(
+        "reproduce", help="the whole paper: pre-finetune the 15 sets, run the few-shot grid, "
+                    "write the report",
+        description="Pre-finetune the encoder on every non-empty subset of the four corpora "
+                    "(OUT/models), run the few-shot grid of base + the 15 models x 20 ESD speakers x 5 emotions "
+                    "x k in 2..64 x 3 trials = 33,600 trials (OUT/results) and write the report (OUT/report). "
+                    "Every stage skips what is done: rerun the same command to resume. --dry-run prints the "
+                    "plan with disk needs and hours projected from a short calibration on this device. "
+                    "Few-shot options that pre-finetuning also has are prefixed --trial-.")
+    add_prefinetune_arguments(p, corpora=dict(default=",".join(PREFINETUNE_CORPORA), help="comma-separated corpora "
+                    "whose non-empty subsets are pre-finetuned (default: all four, 15 sets)"),
+                    out_help="output folder: OUT/models/<set>, OUT/results, OUT/report")
+    p.add_argument("--subsets", nargs="+", metavar="SET",
+                   help="only these sets (instead of --corpora's), e.g. iemocap mandarin_as iemocap+msp_podcast")
+    add_grid_arguments(p)
+    add_config_arguments(p, TrialConfig, names=TRIAL_NAMES)
+    add_executor_arguments(p)
+    add_dry_run_arguments(p)
+    p.set_defaults(func=reproduce_main)
+    return p
+
+# %% ../nbs/10_cli.ipynb #cc911e88
+def add_dry_run_arguments(p: argparse.ArgumentParser):
+    "`spft reproduce`'s --dry-run, --stop-after and the dry run's calibration and assumptions."
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (models, trials, disk, calibrated hours); train nothing")
+    p.add_argument("--stop-after", choices=("prefinetune", "grid"),
+                   help="stop after this stage (e.g. pre-finetune in a GPU job, then submit the grid from a login "
+                        "node)")
+    p.add_argument("--calibration-steps", type=int, default=3,
+                   help="dry run: timed pre-finetuning steps, 0 for no calibration (default: %(default)s)")
+    p.add_argument("--calibration-seconds", type=float, default=16.0,
+                   help="dry run: audio-seconds per calibration batch (default: %(default)s)")
+    p.add_argument("--header-files", type=int, default=2000,
+                   help="dry run: audio headers read per corpus for durations, 0 for all (default: %(default)s)")
+    p.add_argument("--assume-prefinetune-epochs", type=float, default=20,
+                   help="dry run: epochs a pre-finetuning run takes (default: %(default)s)")
+    p.add_argument("--assume-best-epoch", type=float, default=10,
+                   help="dry run: best epoch of a trial (default: %(default)s)")
+
+def reproduce_main(args) -> int:
+    "Run `spft reproduce` (imports `reproduce`: torch, transformers)."
+    from speech_prefinetune.reproduce import reproduce_command
+    return reproduce_command(args, TRIAL_NAMES)
 
 # %% ../nbs/10_cli.ipynb #bd6d3639
 DEMO = dict(
@@ -59,7 +311,6 @@ DEMO = dict(
 
 def demo_subsets(full: bool = False) -> list[tuple[str, ...]]:
     "Pre-finetuning sets the demo trains: each single corpus and all four; every non-empty subset if `full`."
-    from itertools import combinations
     n = len(PREFINETUNE_CORPORA)
     sizes = range(1, n + 1) if full else (1, n)
     return [c for r in sizes for c in combinations(PREFINETUNE_CORPORA, r)]
@@ -70,17 +321,19 @@ def _cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
 
-def run_demo(out="spft_demo", full: bool = False, seed: int = 0, workers: int = 2, progress: bool = True, **overrides) -> Path:
+def run_demo(out="spft_demo", full: bool = False, seed: int = 0, workers: int = 2, progress: bool = True,
+             **overrides) -> Path:
     "Synthesize, pre-finetune, run the few-shot grid and write the report under `out`; returns the report folder."
-    from speech_prefinetune.synth import synth_corpora
-    from speech_prefinetune.prefinetune import prefinetune, PrefinetuneConfig
+    from speech_prefinetune.synth import synth_corpora   # the heavy modules, only when the demo runs
+    from speech_prefinetune.prefinetune import prefinetune
     from speech_prefinetune.grid import run_grid, load_results
     from speech_prefinetune.analysis import write_report
-    from speech_prefinetune.fewshot import TrialConfig
     cfg = {**DEMO, **overrides}
-    out = Path(out).resolve(); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
     t0, c0 = time.time(), _cpu_seconds()
-    def say(msg): print(f"[{time.time() - t0:6.1f}s] {msg}", flush=True)
+    def say(msg):
+        print(f"[{time.time() - t0:6.1f}s] {msg}", flush=True)
     say(f"synthesizing corpora ({cfg['size']}) in {out / 'corpora'}")
     roots = synth_corpora(out / "corpora", size=cfg["size"], seed=seed)
     models = [cfg["encoder"]]
@@ -106,32 +359,68 @@ def run_demo(out="spft_demo", full: bool = False, seed: int = 0, workers: int = 
 
 # %% ../nbs/10_cli.ipynb #1d97c4dc
 def demo_summary(results: pd.DataFrame) -> pd.DataFrame:
-    "Mean test macro-F1 per pre-finetuning set (rows) and k (columns); then the mean of the pre-finetuned sets and its gain over base."
+    "Mean test macro-F1 per pre-finetuning set (rows) and k (columns), the pre-finetuned sets' mean and its gain."
     t = results.pivot_table(index="corpora", columns="k", values="macro_f1", aggfunc="mean")
     order = sorted(t.index, key=lambda s: (s != "base", s.count("+"), s))
     t = t.loc[order]
     pft = [c for c in t.index if c != "base"]
     if pft:
         t.loc["pre-finetuned (mean)"] = t.loc[pft].mean()
-        if "base" in t.index: t.loc["gain over base"] = t.loc["pre-finetuned (mean)"] - t.loc["base"]
+        if "base" in t.index:
+            t.loc["gain over base"] = t.loc["pre-finetuned (mean)"] - t.loc["base"]
     return t.round(3)
 
 # %% ../nbs/10_cli.ipynb #9e2589f8
 def add_demo_command(subparsers):
     "Register `spft demo`."
-    p = subparsers.add_parser("demo", help="run the whole method end to end on synthetic corpora (about 5 min on 2 CPU cores)",
-                              description="Synthesize the five corpora, pre-finetune a tiny encoder on each single corpus and on all "
-                              "four, run a reduced few-shot grid on two Mandarin and two English speakers (k = 2, 8, 32), write the report "
-                              "and print mean test macro-F1 per model and k.")
+    p = subparsers.add_parser(
+        "demo", help="run the whole method end to end on synthetic corpora "
+                    "(about 5 min on 2 CPU cores)",
+        description="Synthesize the five corpora, pre-finetune a tiny encoder on each single "
+                    "corpus and on all four, run a reduced few-shot grid on two Mandarin and two English "
+                    "speakers (k = 2, 8, 32), write the report and print mean test macro-F1 per model and k.")
     p.add_argument("--out", default="spft_demo", help="output folder (default: %(default)s)")
-    p.add_argument("--full", action="store_true", help="pre-finetune on all 15 subsets instead of the 4 singles and the full set")
-    p.add_argument("--seed", type=int, default=0, help="seed for synthesis, training and sampling (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=2, help="few-shot worker processes, one CPU thread each (default: %(default)s)")
+    p.add_argument("--full", action="store_true",
+                   help="pre-finetune on all 15 subsets instead of the 4 singles and the full set")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed for synthesis, training and sampling (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="few-shot worker processes, one CPU thread each (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    def run(args):
-        run_demo(args.out, full=args.full, seed=args.seed, workers=args.workers, progress=not args.quiet)
-        return 0
-    p.set_defaults(func=run)
+    p.set_defaults(func=demo_main)
+    return p
+
+def demo_main(args) -> int:
+    "Run `spft demo`."
+    run_demo(args.out, full=args.full, seed=args.seed, workers=args.workers, progress=not args.quiet)
+    return 0
+
+# %% ../nbs/10_cli.ipynb #eb0ed977
+SUBCOMMANDS = (add_synth_command, add_inspect_command, add_prefinetune_command, add_fewshot_command,
+               add_report_command, add_reproduce_command, add_demo_command)   # in the order `spft --help` lists them
+
+def build_parser() -> argparse.ArgumentParser:
+    "The `spft` argument parser with every subcommand registered (nothing heavy is imported)."
+    p = HelpParser(prog="spft", description="Pre-finetune speech encoders on emotion corpora and "
+                   "run few-shot per-speaker emotion recognition.")
+    p.add_argument("--version", action="version", version=f"spft {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add_command in SUBCOMMANDS:
+        add_command(sub)
+    return p
+
+# %% ../nbs/10_cli.ipynb #d4c5dadc
+def main(argv=None) -> int:
+    "Entry point of `spft`: parse `argv`, run the subcommand, map user errors to exit status 2."
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"spft {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"spft {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 # %% ../nbs/10_cli.ipynb #19b9fda0
 #| eval: false
