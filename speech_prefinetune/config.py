@@ -4,7 +4,7 @@
 
 # %% ../nbs/00a_config.ipynb #309aba6d
 from __future__ import annotations
-import argparse, json, math
+import argparse, functools, json, math
 from dataclasses import asdict, dataclass, field, fields
 from types import UnionType
 from typing import Literal, get_args, get_origin, get_type_hints
@@ -14,7 +14,7 @@ from .core import UserError, derive_seed
 
 # %% auto #0
 __all__ = ['TASK_SAMPLING', 'SELECT_ON', 'DEVICES', 'ERRORS', 'EVAL_BATCH_SECONDS', 'CROPS', 'LR_SCHEDULES', 'K_VALUES',
-           'EXECUTORS', 'SYNTH_SIZES', 'QUIRKS', 'PrefinetuneConfig', 'TrialConfig', 'flag_kind',
+           'EXECUTORS', 'SYNTH_SIZES', 'QUIRKS', 'PrefinetuneConfig', 'TrialConfig', 'flag_kind', 'field_help',
            'add_config_arguments', 'config_from_args']
 
 # %% ../nbs/00a_config.ipynb #a7b87809
@@ -113,13 +113,13 @@ class TrialConfig:
         if self.crop not in CROPS:
             raise UserError(f"crop={self.crop!r}: expected one of {', '.join(CROPS)}")
 
-# %% ../nbs/00a_config.ipynb #7387d6d1
+# %% ../nbs/00a_config.ipynb #833159f0
 @patch
 def limits(self: TrialConfig, k: int) -> tuple[int, int]:
     "(max_epochs, patience) for `k` training clips."
     return (50, 5) if self.paper_code_schedule and k > 8 else (self.max_epochs, self.patience)
 
-# %% ../nbs/00a_config.ipynb #13311332
+# %% ../nbs/00a_config.ipynb #3cca3541
 @patch
 def lr_factor(self: TrialConfig, k: int, n_clips: int | None = None):
     "Step -> learning-rate multiplier of `k`-shot trials (of `n_clips` clips, default k): warm-up + decay, or 1."
@@ -131,7 +131,7 @@ def lr_factor(self: TrialConfig, k: int, n_clips: int | None = None):
     warm = math.ceil(steps * self.warmup_ratio)
     return lambda i: i / max(1, warm) if i < warm else max(0.0, (steps - i) / max(1, steps - warm))
 
-# %% ../nbs/00a_config.ipynb #52d31e93
+# %% ../nbs/00a_config.ipynb #b7183b24
 @patch
 def config_id(self: TrialConfig) -> str:
     "Short hash of the settings: results of different settings must not be mixed."
@@ -145,7 +145,7 @@ def config_id(self: TrialConfig) -> str:
         del d["max_seconds"]
     return f"{derive_seed(json.dumps(d, sort_keys=True)):016x}"[:12]
 
-# %% ../nbs/00a_config.ipynb #d870080d
+# %% ../nbs/00a_config.ipynb #e28d5ce8
 K_VALUES = (2, 4, 8, 16, 24, 32, 64)              # the paper's few-shot sizes (`spft fewshot --k`)
 EXECUTORS = ("local", "slurm", "submitit-local")  # where the grid's shards run (`spft fewshot --executor`)
 SYNTH_SIZES = ("tiny", "demo")                    # the sizes `spft synth --size` offers (`synth.SIZES`)
@@ -160,7 +160,7 @@ QUIRKS = {   # quirks of real copies that `spft synth --quirk NAME` can write in
     "podcast-concensus": "MSP-PODCAST label file spelled `labels_concensus` (older releases)",
 }
 
-# %% ../nbs/00a_config.ipynb #538004ee
+# %% ../nbs/00a_config.ipynb #ab66dbde
 def _or_none(typ):
     "A converter for an optional number: `typ(text)`, or None for `none`."
     def convert(text: str):
@@ -192,7 +192,16 @@ def flag_kind(hint) -> dict:
         return dict(type=_json_object, metavar="JSON")
     return dict(type=_or_none(hint) if optional and hint in (int, float) else hint)
 
-# %% ../nbs/00a_config.ipynb #ead5dc5c
+# %% ../nbs/00a_config.ipynb #5cccc284
+@functools.cache
+def field_help(cls) -> dict[str, str | None]:
+    "Each field's trailing comment (its docment); {} where the source cannot be read."
+    try:
+        return docments(cls)
+    except OSError:
+        return {}
+
+# %% ../nbs/00a_config.ipynb #18d300ff
 def add_config_arguments(parser: argparse.ArgumentParser, # the parser to add to
                          cls, # a config dataclass: one `--flag` per field
                          names: dict | None = None, # field -> the flag's name and dest instead, e.g. {"lr": "trial_lr"}
@@ -200,7 +209,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, # the parser to add to
                          aliases: dict | None = None, # another flag -> its `add_argument` keywords, `dest` a field
                         ) -> dict[str, str]:
     "Add a `--flag` per field of `cls` (help: its docment and default) and the `aliases`; returns {field: dest}."
-    names, hints, docs, defaults = names or {}, get_type_hints(cls), docments(cls), cls()
+    names, hints, docs, defaults = names or {}, get_type_hints(cls), field_help(cls), cls()
     dests = {}
     for f in fields(cls):
         if f.name in exclude:
@@ -209,12 +218,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, # the parser to add to
         action = parser.add_argument(f"--{dest.replace('_', '-')}", dest=dest, default=getattr(defaults, f.name),
                                      **flag_kind(hints[f.name]))
         # set afterwards: BooleanOptionalAction appends a default of its own on some Python versions
-        action.help = (docs[f.name] or "").replace("%", "%%") + " (default: %(default)s)"
+        action.help = (docs.get(f.name) or "").replace("%", "%%") + " (default: %(default)s)"
     for flag, keywords in (aliases or {}).items():
         parser.add_argument(flag, **{**keywords, "dest": dests[keywords["dest"]]})
     return dests
 
-# %% ../nbs/00a_config.ipynb #61ba7e00
+# %% ../nbs/00a_config.ipynb #4a48f7a2
 def config_from_args(cls, # the config dataclass
                      args: argparse.Namespace, # parsed arguments
                      names: dict | None = None, # the `names` given to `add_config_arguments` (or its result)
