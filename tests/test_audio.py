@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import speech_prefinetune.audio as audio
-from speech_prefinetune.audio import (AudioCache, AudioError, AudioInfo, audio_info, build_audio_cache, cache_root, from_int16,
+from speech_prefinetune.audio import (AudioCache, AudioError, AudioInfo, audio_info, build_audio_cache, cache_root,
+                                      from_int16,
                                       load_audio, open_audio_cache, to_int16)
 from speech_prefinetune.core import UserError
 
@@ -24,7 +25,8 @@ def write_corpus(d, n=12, sr=22050, seed=0):
     rng, paths = np.random.default_rng(seed), []
     d.mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        x = tone(sr, 0.3 + 0.05 * i, hz=200 + 30 * i, amp=0.3) + 0.01 * rng.standard_normal(int(sr * (0.3 + 0.05 * i))).astype(np.float32)
+        seconds = 0.3 + 0.05 * i
+        x = tone(sr, seconds, hz=200 + 30 * i, amp=0.3) + 0.01 * rng.standard_normal(int(sr * seconds)).astype(np.float32)
         p = d / f"utt{i:03d}.wav"
         sf.write(p, x, sr, subtype="PCM_16")
         paths.append(p)
@@ -96,7 +98,8 @@ def test_file_objects_are_read_too(tmp_path):
 def test_cache_equals_load_audio_across_shards(tmp_path, dtype):
     paths = write_corpus(tmp_path / "c", n=10)
     want = stored if dtype == "int16" else load_audio
-    cache = open_audio_cache(tmp_path / "cache", shard_bytes=10000 * np.dtype(dtype).itemsize, dtype=dtype).add(paths, progress=False)
+    cache = open_audio_cache(tmp_path / "cache", shard_bytes=10000 * np.dtype(dtype).itemsize, dtype=dtype)
+    cache.add(paths, progress=False)
     # a shard is sealed once it holds >= 10,000 samples: count the shards that rule gives for these clip lengths
     expected, held = 0, 0
     for p in paths:
@@ -189,7 +192,8 @@ def test_raise_keeps_work_done_before_the_bad_file(tmp_path):
     paths = write_corpus(tmp_path / "c", n=4)
     (tmp_path / "bad.wav").write_bytes(b"not audio")
     cache = open_audio_cache(tmp_path / "cache")
-    with pytest.raises(AudioError, match="bad.wav"): cache.add(paths[:2] + [tmp_path / "bad.wav"] + paths[2:], progress=False)
+    with pytest.raises(AudioError, match="bad.wav"):
+        cache.add(paths[:2] + [tmp_path / "bad.wav"] + paths[2:], progress=False)
     assert len(cache) == 2 and paths[1] in cache and paths[2] not in cache
 
 def test_bad_index_is_a_user_error(tmp_path):
@@ -255,7 +259,8 @@ def test_concurrent_writers_and_reader(tmp_path):
     for k, v in want.items(): np.testing.assert_array_equal(cache[k], v)
     index = json.loads(cache.index_path.read_text())
     shards = {p.name for p in (cache.dir / "shards").iterdir()}
-    assert len(index["keys"]) == len(set(index["keys"])) == 16 and all(len(index[c]) == 16 for c in ("shard", "offset", "samples", "size", "mtime_ns", "exp"))
+    assert len(index["keys"]) == len(set(index["keys"])) == 16
+    assert all(len(index[c]) == 16 for c in ("shard", "offset", "samples", "size", "mtime_ns", "exp"))
     assert {index["shard_files"][i] for i in index["shard"]} <= shards
     assert not [s for s in shards if not s.endswith(".i16")]  # no temporary shard left behind
     assert not list(cache.dir.glob(".*.tmp"))
@@ -368,7 +373,8 @@ def test_separate_runs_share_the_default_cache(tmp_path, monkeypatch):
     assert cache.dir == (tmp_path / "shared" / "audio" / "sr16000").resolve() and len(cache) == 8
     for p in paths: np.testing.assert_array_equal(cache[p], stored(p))
     # a fresh interpreter (another `spft` command) finds the same clips through the environment alone
-    code = f"from speech_prefinetune.audio import open_audio_cache as o; c = o(); print(len(c), c[{str(paths[0])!r}].sum())"
+    code = (f"from speech_prefinetune.audio import open_audio_cache as o; c = o(); "
+            f"print(len(c), c[{str(paths[0])!r}].sum())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == [str(8), str(cache[paths[0]].sum())]
 
@@ -395,7 +401,8 @@ def test_levels_beyond_full_scale_are_scaled_not_wrapped(tmp_path):
     t = np.arange(44100) / 44100
     loud = (2.5 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)  # a float WAV may hold any level
     sf.write(tmp_path / "loud.wav", loud, 16000, subtype="FLOAT")
-    square = np.sign(np.sin(2 * np.pi * 150 * t)) * (32767 / 32768)  # full-scale square at 44.1 kHz: resampling overshoots
+    # a full-scale square at 44.1 kHz: resampling overshoots
+    square = np.sign(np.sin(2 * np.pi * 150 * t)) * (32767 / 32768)
     sf.write(tmp_path / "square.wav", square, 44100, subtype="PCM_16")
     paths = [tmp_path / "loud.wav", tmp_path / "square.wav"]
     cache = open_audio_cache(tmp_path / "cache").add(paths, progress=False)
@@ -411,9 +418,12 @@ def test_non_finite_samples_are_a_bad_file_for_int16(tmp_path):
     x = np.full(1600, 0.1, np.float32)
     x[800] = np.inf
     sf.write(tmp_path / "inf.wav", x, 16000, subtype="FLOAT")
-    with pytest.raises(AudioError, match="inf.wav.*non-finite"): open_audio_cache(tmp_path / "c").add(tmp_path / "inf.wav", progress=False)
-    with pytest.warns(UserWarning, match="skipped 1 of 1"): open_audio_cache(tmp_path / "c").add(tmp_path / "inf.wav", progress=False, errors="skip")
-    assert np.isinf(open_audio_cache(tmp_path / "c", dtype="float32").add(tmp_path / "inf.wav", progress=False)[tmp_path / "inf.wav"][800])
+    inf = tmp_path / "inf.wav"
+    with pytest.raises(AudioError, match="inf.wav.*non-finite"):
+        open_audio_cache(tmp_path / "c").add(inf, progress=False)
+    with pytest.warns(UserWarning, match="skipped 1 of 1"):
+        open_audio_cache(tmp_path / "c").add(inf, progress=False, errors="skip")
+    assert np.isinf(open_audio_cache(tmp_path / "c", dtype="float32").add(inf, progress=False)[inf][800])
     with pytest.raises(ValueError, match="int16"): open_audio_cache(tmp_path / "c", dtype="float64")
 
 def test_one_store_holds_both_dtypes(tmp_path, monkeypatch):
@@ -426,7 +436,8 @@ def test_one_store_holds_both_dtypes(tmp_path, monkeypatch):
     assert paths[0] not in c32 and len(c32) == 2  # cached, but less precisely than it asks
     with pytest.raises(KeyError, match="utt000.wav: cached as int16, but this cache reads float32"): c32[paths[0]]
     with pytest.raises(KeyError, match="cached as int16"): c32.num_samples(paths[0])
-    np.testing.assert_array_equal(open_audio_cache(tmp_path / "cache", dtype="float32", verify=False)[paths[0]], stored(paths[0]))
+    trusting = open_audio_cache(tmp_path / "cache", dtype="float32", verify=False)
+    np.testing.assert_array_equal(trusting[paths[0]], stored(paths[0]))
     calls.clear()
     c32.add(paths[1:], progress=False)
     assert calls == ["utt001.wav", "utt002.wav", "utt003.wav"]  # the int16 clip is upgraded
@@ -438,7 +449,8 @@ def test_one_store_holds_both_dtypes(tmp_path, monkeypatch):
     for p in paths[1:]: np.testing.assert_array_equal(c16[p], real(p, 16000))
     index = json.loads(c16.index_path.read_text())
     assert index["version"] == 2 and sorted(set(index["shard_dtypes"])) == ["<f4", "<i2"]
-    assert [Path(f).suffix for f in index["shard_files"]] == [{"<i2": ".i16", "<f4": ".f32"}[d] for d in index["shard_dtypes"]]
+    suffix = {"<i2": ".i16", "<f4": ".f32"}
+    assert [Path(f).suffix for f in index["shard_files"]] == [suffix[d] for d in index["shard_dtypes"]]
 
 def test_version_1_index_is_read_and_upgraded(tmp_path):
     paths = write_corpus(tmp_path / "c", n=3)
@@ -448,13 +460,15 @@ def test_version_1_index_is_read_and_upgraded(tmp_path):
     np.concatenate(xs).astype("<f4").tofile(d / "shards" / "old.f32")
     stamps = [os.stat(p) for p in paths[:2]]
     (d / "index.json").write_text(json.dumps({"format": "spft-audio-cache", "version": 1, "sr": 16000, "dtype": "<f4",
-        "shard_files": ["old.f32"], "keys": [str(p.resolve()) for p in paths[:2]], "shard": [0, 0], "offset": [0, len(xs[0])],
-        "samples": [len(x) for x in xs], "size": [s.st_size for s in stamps], "mtime_ns": [s.st_mtime_ns for s in stamps]}))
+        "shard_files": ["old.f32"], "keys": [str(p.resolve()) for p in paths[:2]], "shard": [0, 0],
+        "offset": [0, len(xs[0])], "samples": [len(x) for x in xs], "size": [s.st_size for s in stamps],
+        "mtime_ns": [s.st_mtime_ns for s in stamps]}))
     cache = open_audio_cache(tmp_path / "cache")
     for p, x in zip(paths, xs): np.testing.assert_array_equal(cache[p], x)
     cache.add(paths, progress=False)
     index = json.loads((d / "index.json").read_text())
-    assert index["version"] == 2 and index["exp"][:2] == [0, 0] and index["shard_dtypes"][index["shard_files"].index("old.f32")] == "<f4"
+    assert index["version"] == 2 and index["exp"][:2] == [0, 0]
+    assert index["shard_dtypes"][index["shard_files"].index("old.f32")] == "<f4"
     for p, x in zip(paths, xs): np.testing.assert_array_equal(open_audio_cache(tmp_path / "cache")[p], x)
     np.testing.assert_array_equal(cache[paths[2]], stored(paths[2]))
     index["version"] = 3

@@ -56,7 +56,8 @@ def test_prefinetune_run_and_cache_honour_the_umask(tmp_path, umask, mask):
     "End to end: a tiny pre-finetuning run; its folder (model, metrics, checkpoint) and the audio cache it filled."
     umask(mask)
     tables = toy_tables(tmp_path / "wav", n_train=6, n_valid=3)
-    cfg = PrefinetuneConfig(max_epochs=1, device="cpu", batch_size=4, cache_dir=str(tmp_path / "cache"), keep_checkpoint=True)
+    cfg = PrefinetuneConfig(max_epochs=1, device="cpu", batch_size=4, cache_dir=str(tmp_path / "cache"),
+                            keep_checkpoint=True)
     run = prefinetune_tables(tables, "tiny-wav2vec2", tmp_path / "run", cfg, progress=False)
     assert {"encoder/model.safetensors", "encoder/preprocessor_config.json", "heads.safetensors", "spft_model.json",
             "checkpoint.pt", "metrics.csv"} <= set(modes(run))
