@@ -10,7 +10,7 @@ from speech_prefinetune.docs import build_docs, heading_anchor, main, page_name,
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / "nbs"
-MODULE_NBS = sorted(p for p in NBS.glob("[0-9][0-9]_*.ipynb"))
+MODULE_NBS = sorted(p for p in NBS.glob("[0-9][0-9]*_*.ipynb"))  # 00_core, 00a_config, 06a_stacked, ...
 
 
 def default_exp(nb_path):
