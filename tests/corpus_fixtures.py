@@ -158,7 +158,8 @@ def make_msp_podcast(root, records=None, audio="Audios", labels="labels_consensu
         if f not in skip_audio:
             wav(root / audio / f, sr=44100 if f in stereo else 16000, channels=2 if f in stereo else 1)
         lines.append(f"{f},{c},2.2,4.0,2.6,{s},{g},{ss}")
-        obj[f] = {"EmoClass": c, "EmoAct": 2.2, "EmoVal": 4.0, "EmoDom": 2.6, "SpkrID": _json_id(s), "Gender": g, "Split_Set": ss}
+        obj[f] = {"EmoClass": c, "EmoAct": 2.2, "EmoVal": 4.0, "EmoDom": 2.6, "SpkrID": _json_id(s), "Gender": g,
+                  "Split_Set": ss}
     lines += list(extra_lines)
     if labels.endswith(".json"):
         (root / label_folder / labels).write_text(json.dumps(obj | dict(extra_json or {}), indent=4))
@@ -171,7 +172,7 @@ MASC_EMOTIONS = ("anger", "elation", "neutral", "panic", "sadness")
 
 def make_masc(root, speakers=("001", "002", "003"), stems=("0001", "0002"), package="LDC2007S09",
               include_man_aff_spch=True, shuffle_seed=None, extra_emotions=()) -> Path:
-    "MASC tree `<root>/<package>/man_aff_spch/data/<spk>/<emotion>/{phrase,utterance}/<stem>.wav`; returns `<root>/<package>`."
+    "MASC tree `<root>/<package>/man_aff_spch/data/<spk>/<emotion>/{phrase,utterance}/*.wav`; returns `root/package`."
     top = Path(root) / package if package else Path(root)
     data = (top / "man_aff_spch" if include_man_aff_spch else top) / "data"
     jobs = [(s, e, k, st) for s in speakers for e in MASC_EMOTIONS + tuple(extra_emotions)

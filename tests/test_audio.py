@@ -26,7 +26,8 @@ def write_corpus(d, n=12, sr=22050, seed=0):
     d.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         seconds = 0.3 + 0.05 * i
-        x = tone(sr, seconds, hz=200 + 30 * i, amp=0.3) + 0.01 * rng.standard_normal(int(sr * seconds)).astype(np.float32)
+        noise = 0.01 * rng.standard_normal(int(sr * seconds)).astype(np.float32)
+        x = tone(sr, seconds, hz=200 + 30 * i, amp=0.3) + noise
         p = d / f"utt{i:03d}.wav"
         sf.write(p, x, sr, subtype="PCM_16")
         paths.append(p)

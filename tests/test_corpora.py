@@ -9,8 +9,9 @@ from speech_prefinetune.core import LABELS, SPLITS, UserError
 from speech_prefinetune.corpora import (COLUMNS, CorpusWarning, add_inspect_command, corpus_summary, esd_offset_split,
                                         hash_split, load_corpus, parse_option)
 from speech_prefinetune.corpora import decode_text
-from corpus_fixtures import (IEMOCAP_DEFAULT, PODCAST_DEFAULT, PODCAST_HEADER, ZH_EMOTION_WORDS, esd_transcript_lines, make_esd,
-                             make_iemocap, make_masc, make_msp_improv, make_msp_podcast, wav, write_esd_transcript)
+from corpus_fixtures import (IEMOCAP_DEFAULT, PODCAST_DEFAULT, PODCAST_HEADER, ZH_EMOTION_WORDS, esd_transcript_lines,
+                             make_esd, make_iemocap, make_masc, make_msp_improv, make_msp_podcast, wav,
+                             write_esd_transcript)
 
 
 def load_quiet(*a, **k):
@@ -93,8 +94,9 @@ def test_esd_no_speakers_is_user_error(tmp_path):
     with pytest.raises(UserError, match="no speaker folders"): load_corpus("esd", tmp_path)
 
 
-@pytest.mark.parametrize("encoding,sep,newline", [("gb2312", "\t", "\n"), ("utf-16", "\t", "\r\n"), ("utf-8", "\t", "\n"),
-                                                  ("utf-8-sig", " ", "\n"), ("gb2312", " ", "\r\n"), ("utf-16", " ", "\n"),
+@pytest.mark.parametrize("encoding,sep,newline", [("gb2312", "\t", "\n"), ("utf-16", "\t", "\r\n"),
+                                                  ("utf-8", "\t", "\n"), ("utf-8-sig", " ", "\n"),
+                                                  ("gb2312", " ", "\r\n"), ("utf-16", " ", "\n"),
                                                   ("utf-16-le", "\t", "\r\n"), ("utf-16-be", "\t", "\n"),
                                                   ("utf-16-le", " ", "\n"), ("utf-16-be", " ", "\r\n")])
 def test_esd_transcripts_in_any_encoding(tmp_path, encoding, sep, newline):
@@ -107,22 +109,24 @@ def test_esd_transcripts_in_any_encoding(tmp_path, encoding, sep, newline):
         for utt, text, _ in esd_transcript_lines(spk):
             assert t.loc[utt, "transcript"] == text, (encoding, utt, t.loc[utt, "transcript"])
     assert t.transcript.isna().sum() == len(t) - 10
-    if encoding.startswith("utf-16-"): assert not (base / "0003" / "0003.txt").read_bytes().startswith((b"\xff\xfe", b"\xfe\xff"))
+    if encoding.startswith("utf-16-"):
+        assert not (base / "0003" / "0003.txt").read_bytes().startswith((b"\xff\xfe", b"\xfe\xff"))
 
 
 @pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-16", "gb2312", "utf-8", "utf-8-sig"])
 @pytest.mark.parametrize("sep", ["\t", " "])
 def test_esd_mandarin_emotion_words_in_every_encoding(tmp_path, encoding, sep):
-    "The five Chinese emotion words survive every encoding of CORPORA.md, BOM-less UTF-16 included (Python's codecs as the oracle)."
+    "The five Chinese emotion words survive each encoding of CORPORA.md, BOM-less UTF-16 too (Python's codecs: oracle)."
     path = tmp_path / "0006.txt"
     write_esd_transcript(path, "0006", encoding, sep, "\r\n")
     lines = esd_transcript_lines("0006")
     data = path.read_bytes()
-    if encoding.startswith("utf-16"): assert data.count(0) < len(data) // 4        # too few NULs for a "mostly ASCII" rule
+    if encoding.startswith("utf-16"):
+        assert data.count(0) < len(data) // 4        # too few NULs for a "mostly ASCII" rule
     text = decode_text(data)
     assert text == "".join(sep.join(l) + "\r\n" for l in lines)
     assert [l.split(sep)[-1] for l in text.splitlines()] == list(ZH_EMOTION_WORDS)
-    en = tmp_path / "0016.txt"                                   # an English speaker in Latin-1 (the release's 0016/0017)
+    en = tmp_path / "0016.txt"   # an English speaker in Latin-1 (the release's 0016/0017)
     write_esd_transcript(en, "0016", "latin-1" if encoding in ("gb2312",) else encoding, sep)
     assert "naïve" in decode_text(en.read_bytes(), prefer_chinese=False)
 
@@ -212,9 +216,11 @@ def test_iemocap_default(tmp_path):
     assert (r.speaker.str[-1] == r.index.str.rsplit("_", n=1).str[-1].str[0]).all()
     # dialog variants
     assert r.loc["Ses01F_script01_1b_F003", "dialog"] == "Ses01F_script01_1b"
-    assert r.loc["Ses02M_script02_2_M011", "path"].endswith("Session2/sentences/wav/Ses02M_script02_2/Ses02M_script02_2_M011.wav")
+    want = "Session2/sentences/wav/Ses02M_script02_2/Ses02M_script02_2_M011.wav"
+    assert r.loc["Ses02M_script02_2_M011", "path"].endswith(want)
     assert dict(zip(r.code, r.label)) == {"neu": "neutral", "ang": "angry", "exc": "excited", "fru": "frustrated",
-                                          "sad": "sad", "hap": "happy", "sur": "surprise", "fea": "fear", "oth": "other"}
+                                          "sad": "sad", "hap": "happy", "sur": "surprise", "fea": "fear",
+                                          "oth": "other"}
     assert (r.language == "en").all() and r.loc["Ses01F_impro01_F000", "session"] == 1
     assert r.loc["Ses02M_impro08b_F010", "improvised"] and not r.loc["Ses02M_script02_2_M011", "improvised"]
     assert r.loc["Ses01F_impro01_F000", ["valence", "arousal", "dominance"]].tolist() == [2.5, 3.0, 2.0]
@@ -229,7 +235,8 @@ def test_iemocap_code_options(tmp_path):
     more = load_quiet("iemocap", tmp_path, drop_codes="xxx,dis,oth,fru")
     assert not more.code.isin(["oth", "fru", "xxx", "dis"]).any() and len(more) == 8
     with pytest.raises(UserError, match="dis.*no canonical label"): load_corpus("iemocap", tmp_path, drop_codes="xxx")
-    with pytest.raises(UserError, match="xxx.*no canonical label"): load_corpus("iemocap", tmp_path, keep_codes="neu,xxx")
+    with pytest.raises(UserError, match="xxx.*no canonical label"):
+        load_corpus("iemocap", tmp_path, keep_codes="neu,xxx")
     with pytest.raises(UserError, match="unknown code.*foo"): load_corpus("iemocap", tmp_path, keep_codes="neu,foo")
 
 
@@ -274,7 +281,8 @@ def test_iemocap_splits(tmp_path):
 def test_empty_split_is_noted(tmp_path):
     make_iemocap(tmp_path, sessions={k: v for k, v in IEMOCAP_DEFAULT.items() if k != 5})
     t, msg = load_warned("iemocap", tmp_path, split="speaker")
-    assert (t.split == "train").all() and msg.startswith("iemocap: 1 empty split(s), e.g. no valid/test utterances (split='speaker'")
+    assert (t.split == "train").all()
+    assert msg.startswith("iemocap: 1 empty split(s), e.g. no valid/test utterances (split='speaker'")
 
 
 def test_iemocap_independent_of_creation_order_and_folder_names(tmp_path):
@@ -302,8 +310,8 @@ def test_msp_improv_target_labels(tmp_path):
     check_contract(t, "msp_improv")
     assert len(t) == 8 and not t.path.str.endswith(".avi").any()
     r = t.set_index("utt_id")
-    assert r.loc["MSP-IMPROV-S02H-F01-S-FM01", ["speaker", "label", "recording_type", "sentence", "gender"]].tolist() == \
-        ["F01", "happy", "S", "S02", "F"]
+    columns = ["speaker", "label", "recording_type", "sentence", "gender"]
+    assert r.loc["MSP-IMPROV-S02H-F01-S-FM01", columns].tolist() == ["F01", "happy", "S", "S02", "F"]
     assert dict(zip(r.index.str[14], r.label)) == {"A": "angry", "H": "happy", "S": "sad", "N": "neutral"}
     assert (r.label == r.target_label).all() and set(r.speaker) == {"F01", "M01", "F06", "M06", "M02"}
 
@@ -323,7 +331,8 @@ def test_msp_improv_consensus(tmp_path):
 
 def test_msp_improv_consensus_errors(tmp_path):
     make_msp_improv(tmp_path)
-    with pytest.raises(UserError, match="needs Evaluation.txt"): load_corpus("msp_improv", tmp_path, label_source="consensus")
+    with pytest.raises(UserError, match="needs Evaluation.txt"):
+        load_corpus("msp_improv", tmp_path, label_source="consensus")
     ev = tmp_path / "Evaluation.txt"
     ev.write_text(EVALUATION + "UTD-IMPROV-S09A-F02-P-FM02.avi; A; A:1; V:1; D:1;\n")
     with pytest.raises(UserError, match=r"Evaluation\.txt:10: audio for MSP-IMPROV-S09A-F02-P-FM02 not found"):
@@ -336,7 +345,8 @@ def test_msp_improv_consensus_errors(tmp_path):
         load_corpus("msp_improv", tmp_path, label_source="consensus")
     t, msg = load_warned("msp_improv", tmp_path, label_source="consensus", errors="skip")
     assert "skipped 2 entries (1 missing audio" in msg and "1 unparsable label line" in msg and len(t) == 5
-    with pytest.raises(UserError, match="'target' or 'consensus'"): load_corpus("msp_improv", tmp_path, label_source="x")
+    with pytest.raises(UserError, match="'target' or 'consensus'"):
+        load_corpus("msp_improv", tmp_path, label_source="x")
 
 
 def test_msp_improv_bad_file_name_and_unknown_letter(tmp_path):
@@ -345,7 +355,8 @@ def test_msp_improv_bad_file_name_and_unknown_letter(tmp_path):
     wav(tmp_path / "session1" / "S01Q" / "P" / "MSP-IMPROV-S01Q-F01-P-FM01.wav")
     with pytest.raises(UserError, match=r"notes\.wav: expected MSP-IMPROV"): load_corpus("msp_improv", tmp_path)
     t, msg = load_warned("msp_improv", tmp_path, errors="skip")
-    assert "skipped 2 entries (1 bad file name" in msg and "1 unknown label code" in msg and "'Q'" in msg and len(t) == 8
+    assert "skipped 2 entries (1 bad file name" in msg and "1 unknown label code" in msg and "'Q'" in msg
+    assert len(t) == 8
 
 
 def test_msp_improv_audio_folder_and_splits(tmp_path):
@@ -368,7 +379,8 @@ def test_msp_podcast_variants(tmp_path, audio, labels):
     check_contract(t, "msp_podcast")
     r = t.set_index("utt_id")
     assert len(t) == 9 and "MSP-PODCAST_0002_0001" not in r.index          # X dropped
-    assert r.loc["MSP-PODCAST_0001_0009", "speaker"] == "Unknown" and r.loc["MSP-PODCAST_0003_0001", "speaker"] == "0012"
+    assert r.loc["MSP-PODCAST_0001_0009", "speaker"] == "Unknown"
+    assert r.loc["MSP-PODCAST_0003_0001", "speaker"] == "0012"
     assert r.split.to_dict() == {"MSP-PODCAST_0001_0008": "test", "MSP-PODCAST_0001_0009": "train",
                                  "MSP-PODCAST_0003_0001": "valid", "MSP-PODCAST_0004_0001": "valid",
                                  "MSP-PODCAST_0005_0001": "test", "MSP-PODCAST_0006_0001": "test",
@@ -384,7 +396,8 @@ def test_msp_podcast_errors(tmp_path):
                                             "MSP-PODCAST_0100_0003.wav,N,1,1,1,3,Male,Holdout",
                                             "MSP-PODCAST_0100_0004.wav,N,1,1,1,3,Male,Train"])
     lf = tmp_path / "Labels" / "labels_consensus.csv"
-    with pytest.raises(UserError, match=r"labels_consensus\.csv:12: unknown EmoClass 'Z'"): load_corpus("msp_podcast", tmp_path)
+    with pytest.raises(UserError, match=r"labels_consensus\.csv:12: unknown EmoClass 'Z'"):
+        load_corpus("msp_podcast", tmp_path)
     t, msg = load_warned("msp_podcast", tmp_path, errors="skip")
     assert len(t) == 9
     assert "skipped 4 entries" in msg and "1 missing audio" in msg and "1 unknown label code" in msg
@@ -393,7 +406,8 @@ def test_msp_podcast_errors(tmp_path):
     with pytest.raises(UserError, match=r"labels_consensus\.csv:2: audio .*MSP-PODCAST_0100_0004\.wav not found"):
         load_corpus("msp_podcast", tmp_path)
     lf.write_text("FileName,EmoClass,Split_Set\nx.wav,N,Train\n")
-    with pytest.raises(UserError, match=r"labels_consensus\.csv:1: header lacks SpkrID"): load_corpus("msp_podcast", tmp_path)
+    with pytest.raises(UserError, match=r"labels_consensus\.csv:1: header lacks SpkrID"):
+        load_corpus("msp_podcast", tmp_path)
     lf.unlink()
     with pytest.raises(UserError, match="labels_consensus.csv .or labels_concensus.csv. not found"):
         load_corpus("msp_podcast", tmp_path)
@@ -426,7 +440,8 @@ def test_masc_include_utterance_and_flat_package(tmp_path):
     top = make_masc(tmp_path, include_man_aff_spch=False, package=None)
     t = load_quiet("mandarin_as", top, include_utterance=True)
     assert len(t) == 3 * 5 * 2 * 2 and t.utt_id.is_unique and set(t.kind) == {"phrase", "utterance"}
-    with pytest.raises(UserError, match="include_utterance='yes'"): load_corpus("mandarin_as", top, include_utterance="yes")
+    with pytest.raises(UserError, match="include_utterance='yes'"):
+        load_corpus("mandarin_as", top, include_utterance="yes")
 
 
 def test_masc_unknown_emotion_folder(tmp_path):
@@ -445,14 +460,17 @@ def test_masc_splits_deterministic(tmp_path):
     s = load_quiet("mandarin_as", a, split="speaker")
     assert s.split.tolist() == [hash_split(spk, "mandarin_as") for spk in s.speaker]   # each speaker in one split
     assert set(s.split) == {"train", "valid", "test"}
-    with pytest.raises(UserError, match="need both >= 0"): load_corpus("mandarin_as", a, valid_fraction=0.9, test_fraction=0.2)
+    with pytest.raises(UserError, match="need both >= 0"):
+        load_corpus("mandarin_as", a, valid_fraction=0.9, test_fraction=0.2)
 
 
 # ------------------------------------------------------------------------------------------------------ general
 def test_bad_names_roots_options(tmp_path):
-    with pytest.raises(UserError, match="unknown corpus 'ravdess'.*known: iemocap, msp_improv, msp_podcast, mandarin_as, esd"):
+    with pytest.raises(UserError,
+                       match="unknown corpus 'ravdess'.*known: iemocap, msp_improv, msp_podcast, mandarin_as, esd"):
         load_corpus("ravdess", tmp_path)
-    with pytest.raises(UserError, match=f"root {tmp_path / 'missing'} not found"): load_corpus("esd", tmp_path / "missing")
+    with pytest.raises(UserError, match=f"root {tmp_path / 'missing'} not found"):
+        load_corpus("esd", tmp_path / "missing")
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="is not a folder"): load_corpus("esd", tmp_path / "file")
     make_masc(tmp_path)
@@ -530,11 +548,12 @@ def test_every_corpus_found_by_its_own_marks_side_by_side(tmp_path, reverse):
         pd.testing.assert_frame_equal(load_quiet(corpus, tmp_path), own)          # one level higher still
         assert own.path.str.startswith(str(root.absolute())).all()
     t, msg = load_warned("msp_improv", tmp_path / "data", label_source="consensus", split="speaker")
-    assert len(t) == 5 and t.path.str.contains("MSP-IMPROV").all() and "1 wav files without an Evaluation.txt entry" in msg
+    assert len(t) == 5 and t.path.str.contains("MSP-IMPROV").all()
+    assert "1 wav files without an Evaluation.txt entry" in msg
 
 
 def test_case_of_session_folders_does_not_decide(tmp_path):
-    "IEMOCAP with lower-case session folders and MSP-IMPROV with capitalised ones are still told apart by their contents."
+    "IEMOCAP with lower-case session folders and MSP-IMPROV with capitalised ones are told apart by their contents."
     a = make_iemocap(tmp_path / "data" / "IEMOCAP")
     for s in (1, 2, 5): (a / f"Session{s}").rename(a / f"session{s}")
     b = make_msp_improv(tmp_path / "data" / "MSP-IMPROV")
@@ -546,7 +565,9 @@ def test_case_of_session_folders_does_not_decide(tmp_path):
 def test_several_copies_are_named(tmp_path):
     make_esd(tmp_path / "a")
     make_esd(tmp_path / "b" / "old", dataset_folder="ESD")
-    with pytest.raises(UserError, match=r"esd: 2 folders under .* hold speaker folders .*: a/Emotion Speech Dataset, b/old/ESD; pass"):
+    with pytest.raises(UserError,
+                       match=r"esd: 2 folders under .* hold speaker folders .*: "
+                             r"a/Emotion Speech Dataset, b/old/ESD; pass"):
         load_corpus("esd", tmp_path, errors="skip")
     assert len(load_quiet("esd", tmp_path / "b")) == 60                              # one copy below b: fine
     make_iemocap(tmp_path / "IEMOCAP_full_release")
@@ -558,7 +579,8 @@ def test_several_copies_are_named(tmp_path):
     with pytest.raises(UserError, match="msp_podcast: 2 folders .*: p1, p2"): load_corpus("msp_podcast", tmp_path)
     make_masc(tmp_path / "m1")
     make_masc(tmp_path / "m2", package=None)
-    with pytest.raises(UserError, match="mandarin_as: 2 folders .*: m2/man_aff_spch/data, m1/LDC2007S09/man_aff_spch/data"):
+    with pytest.raises(UserError,
+                       match="mandarin_as: 2 folders .*: m2/man_aff_spch/data, m1/LDC2007S09/man_aff_spch/data"):
         load_corpus("mandarin_as", tmp_path)
 
 
@@ -572,9 +594,11 @@ def test_no_match_names_near_misses_or_sub_folders(tmp_path):
         load_corpus("iemocap", tmp_path / "other")
     (tmp_path / "empty" / "x").mkdir(parents=True)
     (tmp_path / "empty" / "y").mkdir()
-    with pytest.raises(UserError, match=r"esd: no speaker folders .*its sub-folders: x, y$"): load_corpus("esd", tmp_path / "empty")
+    with pytest.raises(UserError, match=r"esd: no speaker folders .*its sub-folders: x, y$"):
+        load_corpus("esd", tmp_path / "empty")
     (tmp_path / "masc" / "001" / "boredom").mkdir(parents=True)
-    with pytest.raises(UserError, match=r"mandarin_as: no data/<001..068> .*lack these marks: masc$"): load_corpus("mandarin_as", tmp_path)
+    with pytest.raises(UserError, match=r"mandarin_as: no data/<001..068> .*lack these marks: masc$"):
+        load_corpus("mandarin_as", tmp_path)
     (tmp_path / "deep" / "a" / "b" / "c").mkdir(parents=True)
     make_iemocap(tmp_path / "deep" / "a" / "b" / "c" / "IEMOCAP")                 # 4 levels down: too deep
     with pytest.raises(UserError, match="no Session1..Session5"): load_corpus("iemocap", tmp_path / "deep")
@@ -604,7 +628,8 @@ def test_msp_improv_audio_level_evalution_spelling_from_above(tmp_path):
     plain = make_msp_improv(tmp_path / "plain", evaluation=EVALUATION)
     for arg in (tmp_path / "data", root, root / "Audio"):
         got = load_warned("msp_improv", arg, label_source="consensus")[0]
-        pd.testing.assert_frame_equal(got.drop(columns="path"), load_warned("msp_improv", plain, label_source="consensus")[0].drop(columns="path"))
+        want = load_warned("msp_improv", plain, label_source="consensus")[0]
+        pd.testing.assert_frame_equal(got.drop(columns="path"), want.drop(columns="path"))
         assert got.path.str.contains("/MSP-IMPROV/Audio/session").all()
 
 
@@ -630,37 +655,46 @@ def test_msp_podcast_json_structure_matches_public_loaders(tmp_path):
     assert sorted(Path(f).stem for f in kept) == t.index.tolist()
     for f, a in kept.items():
         r = t.loc[Path(f).stem]
-        assert (r.code, r.split_set, r.speaker, r.gender, r.arousal) == (a["EmoClass"], a["Split_Set"], str(a["SpkrID"]), a["Gender"], a["EmoAct"])
+        assert (r.code, r.split_set, r.speaker, r.gender, r.arousal) == \
+            (a["EmoClass"], a["Split_Set"], str(a["SpkrID"]), a["Gender"], a["EmoAct"])
 
 
 def test_msp_podcast_json_bad_input(tmp_path):
     root = make_msp_podcast(tmp_path, labels="labels_consensus.json", extra_json={
-        "MSP-PODCAST_0100_0001.wav": {"EmoClass": "Z", "EmoAct": 1, "EmoVal": 1, "EmoDom": 1, "SpkrID": 3, "Gender": "Male", "Split_Set": "Train"},
+        "MSP-PODCAST_0100_0001.wav": {"EmoClass": "Z", "EmoAct": 1, "EmoVal": 1, "EmoDom": 1, "SpkrID": 3,
+                                      "Gender": "Male", "Split_Set": "Train"},
         "MSP-PODCAST_0100_0002.wav": {"EmoClass": "N", "SpkrID": 3},
         "MSP-PODCAST_0100_0003.wav": ["N", 3, "Train"],
         "MSP-PODCAST_0100_0004.wav": {"EmoClass": "N", "SpkrID": 3, "Split_Set": "Holdout"},
         "MSP-PODCAST_0100_0005.wav": {"EmoClass": "N", "SpkrID": 3, "Split_Set": "Train"}})
     lf = root / "Labels" / "labels_consensus.json"
-    key_line = {m.group(1): i for i, l in enumerate(lf.read_text().splitlines(), 1) if (m := re.match(r'^    "([^"]+)": ', l))}
+    key_line = {m.group(1): i for i, l in enumerate(lf.read_text().splitlines(), 1)
+                if (m := re.match(r'^    "([^"]+)": ', l))}
     assert len(key_line) == len(PODCAST_DEFAULT) + 5
-    with pytest.raises(UserError, match=rf"labels_consensus\.json:{key_line['MSP-PODCAST_0100_0001.wav']}: unknown EmoClass 'Z'"):
+    line_z = key_line["MSP-PODCAST_0100_0001.wav"]
+    with pytest.raises(UserError, match=rf"labels_consensus\.json:{line_z}: unknown EmoClass 'Z'"):
         load_corpus("msp_podcast", root)
     t, msg = load_warned("msp_podcast", root, errors="skip")
     assert len(t) == 9 and "skipped 5 entries" in msg and "2 unparsable label line" in msg and "1 unknown split" in msg
-    assert f"labels_consensus.json:{key_line['MSP-PODCAST_0100_0002.wav']}: entry 'MSP-PODCAST_0100_0002.wav' lacks Split_Set" in msg
+    line_2 = key_line["MSP-PODCAST_0100_0002.wav"]
+    assert f"labels_consensus.json:{line_2}: entry 'MSP-PODCAST_0100_0002.wav' lacks Split_Set" in msg
     assert "1 missing audio" in msg and "1 unknown label code" in msg
     text = lf.read_text()
     lf.write_text(text[:200] + "\n,,\n" + text[200:])
     bad_line = text[:200].count("\n") + 2
-    with pytest.raises(UserError, match=rf"labels_consensus\.json:{bad_line}: not valid JSON"): load_corpus("msp_podcast", root, errors="skip")
+    with pytest.raises(UserError, match=rf"labels_consensus\.json:{bad_line}: not valid JSON"):
+        load_corpus("msp_podcast", root, errors="skip")
     lf.write_text('[{"FileName": "MSP-PODCAST_0001_0008.wav"}]')
-    with pytest.raises(UserError, match=r"labels_consensus\.json: expected a JSON object keyed by file name, found a list"):
+    with pytest.raises(UserError,
+                       match=r"labels_consensus\.json: expected a JSON object keyed by file name, found a list"):
         load_corpus("msp_podcast", root)
     lf.write_text(text)
     (root / "Labels" / "labels_concensus.csv").write_text(PODCAST_HEADER + "\n" + "\n".join(
         f"{f},{c},2.2,4.0,2.6,{s},{g},{ss}" for f, c, s, g, ss in PODCAST_DEFAULT) + "\n")
-    assert len(load_quiet("msp_podcast", root)) == 9                                  # a CSV is read first when both exist
+    assert len(load_quiet("msp_podcast", root)) == 9   # a CSV is read first when both exist
     lf.unlink()
     (root / "Labels" / "labels_concensus.csv").unlink()
-    with pytest.raises(UserError, match=r"labels_consensus\.csv \(or labels_concensus\.csv\) not found, nor labels_consensus\.json"):
+    with pytest.raises(UserError,
+                       match=r"labels_consensus\.csv \(or labels_concensus\.csv\) not found, "
+                             r"nor labels_consensus\.json"):
         load_corpus("msp_podcast", root)
