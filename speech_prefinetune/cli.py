@@ -21,7 +21,7 @@ __all__ = ['PREFINETUNE_ALIASES', 'PREFINETUNE_OUT', 'TRIAL_NAMES', 'DEMO', 'SUB
            'report_main', 'add_reproduce_command', 'add_dry_run_arguments', 'reproduce_main', 'demo_subsets',
            'run_demo', 'demo_summary', 'add_demo_command', 'demo_main', 'build_parser', 'main']
 
-# %% ../nbs/10_cli.ipynb #5cc11466
+# %% ../nbs/10_cli.ipynb #e2597e5b
 class HelpParser(argparse.ArgumentParser):
     "An `ArgumentParser` whose `epilog` may be a function, called only when the help is printed (it may import)."
     def format_help(self) -> str:
@@ -29,7 +29,7 @@ class HelpParser(argparse.ArgumentParser):
             self.epilog = self.epilog()
         return super().format_help()
 
-# %% ../nbs/10_cli.ipynb #172588ff
+# %% ../nbs/10_cli.ipynb #2471e117
 def add_synth_command(subparsers):
     "Register `spft synth OUT [--size tiny|demo] [--seed N] [--quirk NAME ...]`."
     p = subparsers.add_parser(
@@ -57,12 +57,13 @@ def add_synth_command(subparsers):
     p.set_defaults(func=synth_main)
     return p
 
+# %% ../nbs/10_cli.ipynb #7f020606
 def synth_main(args) -> int:
     "Run `spft synth` (imports `synth`: scipy, soundfile)."
     from speech_prefinetune.synth import _synth_main
     return _synth_main(args)
 
-# %% ../nbs/10_cli.ipynb #fad59496
+# %% ../nbs/10_cli.ipynb #04002436
 def _corpus_options_epilog() -> str:
     "The `--option`s of every corpus, for `spft inspect --help` (read from the loaders: imports `corpora`)."
     from speech_prefinetune.corpora import corpus_options
@@ -70,6 +71,7 @@ def _corpus_options_epilog() -> str:
     return ("corpus options (--option KEY=VALUE):\n" + "\n".join(lines) +
             "\n\nexample: spft inspect iemocap /data/IEMOCAP_full_release --option keep_codes=neu,hap,exc,ang,sad")
 
+# %% ../nbs/10_cli.ipynb #da9e20d2
 def add_inspect_command(subparsers):
     "Register `spft inspect NAME ROOT [--durations] [--option KEY=VALUE ...] [--errors raise|skip]`."
     p = subparsers.add_parser(
@@ -87,12 +89,13 @@ def add_inspect_command(subparsers):
     p.set_defaults(func=inspect_main)
     return p
 
+# %% ../nbs/10_cli.ipynb #54e414b3
 def inspect_main(args) -> int:
     "Run `spft inspect` (imports `corpora`: pandas)."
     from speech_prefinetune.corpora import inspect_command
     return inspect_command(args)
 
-# %% ../nbs/10_cli.ipynb #2aa14a5f
+# %% ../nbs/10_cli.ipynb #a124f90a
 def corpus_option(text: str) -> tuple[str, str, object]:
     "`CORPUS.KEY=VALUE` -> (corpus, key, value); a value that looks like JSON (number, true, list, ...) is parsed."
     try:
@@ -118,7 +121,7 @@ PREFINETUNE_ALIASES = {   # the flags `spft prefinetune` had before its flags we
                      help="load_corpus option, repeatable, e.g. msp_improv.label_source=consensus"),
 }
 
-# %% ../nbs/10_cli.ipynb #c510615a
+# %% ../nbs/10_cli.ipynb #de280abb
 PREFINETUNE_OUT = "run folder (= model folder); with all-subsets, the parent of one folder per subset"
 
 def add_prefinetune_arguments(p: argparse.ArgumentParser, # the parser to add to
@@ -150,6 +153,7 @@ def add_prefinetune_command(subparsers):
     p.set_defaults(func=prefinetune_main)
     return p
 
+# %% ../nbs/10_cli.ipynb #6f2082eb
 def prefinetune_main(args) -> int:
     "Run `spft prefinetune` (imports `prefinetune`: torch, transformers); prints the run folders."
     from speech_prefinetune.prefinetune import prefinetune, prefinetune_all_subsets
@@ -162,7 +166,7 @@ def prefinetune_main(args) -> int:
         print(run)
     return 0
 
-# %% ../nbs/10_cli.ipynb #c67d1b0c
+# %% ../nbs/10_cli.ipynb #7a15a906
 def add_grid_arguments(p: argparse.ArgumentParser):
     "The few-shot grid's cells: speakers, emotions, k and trials per cell."
     p.add_argument("--speakers", help="comma-separated ESD speakers (default: all)")
@@ -186,7 +190,7 @@ def slurm_options(args) -> dict:
     "`run_grid`'s `slurm` options from the parsed `add_executor_arguments`."
     return dict(partition=args.partition, time=args.time, gpus=args.gpus, mem=args.mem, cpus=args.cpus)
 
-# %% ../nbs/10_cli.ipynb #a33d066b
+# %% ../nbs/10_cli.ipynb #adb4f64f
 def add_fewshot_command(subparsers):
     "Register `spft fewshot`."
     p = subparsers.add_parser(
@@ -209,6 +213,7 @@ def add_fewshot_command(subparsers):
     p.set_defaults(func=fewshot_main)
     return p
 
+# %% ../nbs/10_cli.ipynb #e1b4b567
 def fewshot_main(args) -> int:
     "Run `spft fewshot` (imports `grid`: torch, transformers); prints the trials and their mean test macro-F1."
     from speech_prefinetune.grid import run_grid
@@ -222,7 +227,7 @@ def fewshot_main(args) -> int:
         print(f"no trials in {args.results}")
     return 0
 
-# %% ../nbs/10_cli.ipynb #8dc1234b
+# %% ../nbs/10_cli.ipynb #d013409b
 def add_report_command(subparsers):
     "Register `spft report RESULTS --out DIR`."
     p = subparsers.add_parser(
@@ -241,12 +246,13 @@ def add_report_command(subparsers):
     p.set_defaults(func=report_main)
     return p
 
+# %% ../nbs/10_cli.ipynb #66dbd683
 def report_main(args) -> int:
     "Run `spft report` (imports `analysis`: pandas, altair)."
     from speech_prefinetune.analysis import _report_cmd
     return _report_cmd(args)
 
-# %% ../nbs/10_cli.ipynb #20f79783
+# %% ../nbs/10_cli.ipynb #2d79a780
 TRIAL_NAMES = {name: f"trial_{name}" for name in sorted({f.name for f in fields(TrialConfig)} &
                                                         {f.name for f in fields(PrefinetuneConfig)})}
 
@@ -273,7 +279,7 @@ def add_reproduce_command(subparsers):
     p.set_defaults(func=reproduce_main)
     return p
 
-# %% ../nbs/10_cli.ipynb #cc911e88
+# %% ../nbs/10_cli.ipynb #47a6b6fd
 def add_dry_run_arguments(p: argparse.ArgumentParser):
     "`spft reproduce`'s --dry-run, --stop-after and the dry run's calibration and assumptions."
     p.add_argument("--dry-run", action="store_true",
@@ -292,6 +298,7 @@ def add_dry_run_arguments(p: argparse.ArgumentParser):
     p.add_argument("--assume-best-epoch", type=float, default=10,
                    help="dry run: best epoch of a trial (default: %(default)s)")
 
+# %% ../nbs/10_cli.ipynb #bc788d8b
 def reproduce_main(args) -> int:
     "Run `spft reproduce` (imports `reproduce`: torch, transformers)."
     from speech_prefinetune.reproduce import reproduce_command
@@ -390,6 +397,7 @@ def add_demo_command(subparsers):
     p.set_defaults(func=demo_main)
     return p
 
+# %% ../nbs/10_cli.ipynb #fd71b105
 def demo_main(args) -> int:
     "Run `spft demo`."
     run_demo(args.out, full=args.full, seed=args.seed, workers=args.workers, progress=not args.quiet)
