@@ -22,7 +22,8 @@ SR = 22050
 
 def synth_utterance(rng, seconds):
     "A speech-like clip: a voiced harmonic source with a wandering pitch, syllable envelope and breath noise."
-    n = int(seconds * SR); t = np.arange(n) / SR
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
     f0 = rng.uniform(100, 250) * (1 + 0.15 * np.sin(2 * np.pi * rng.uniform(0.5, 2) * t))
     phase = 2 * np.pi * np.cumsum(f0) / SR
     x = sum(np.sin(k * phase) / k for k in range(1, 6))
@@ -44,14 +45,17 @@ def build_child(list_file, cache_dir, dtype):
     paths = Path(list_file).read_text().split("\n")
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()
-    if cache_dir == "-": cache = [load_audio(p, 16000) for p in paths]  # the naive alternative, for comparison
-    else: cache = build_audio_cache(paths, cache_dir, 16000, progress=False, dtype=dtype)
+    if cache_dir == "-":   # the naive alternative, for comparison
+        cache = [load_audio(p, 16000) for p in paths]
+    else:
+        cache = build_audio_cache(paths, cache_dir, 16000, progress=False, dtype=dtype)
     secs = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps(dict(files=len(cache), base_kib=base, peak_kib=peak, seconds=secs)))
 
 def build_in_subprocess(paths, work, name, in_ram=False, dtype="int16"):
-    lst = work / f"{name}.txt"; lst.write_text("\n".join(map(str, paths)))
+    lst = work / f"{name}.txt"
+    lst.write_text("\n".join(map(str, paths)))
     out = subprocess.run([sys.executable, __file__, "--_build", str(lst), "-" if in_ram else str(work / name), dtype],
                          check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -82,8 +86,9 @@ def main():
         rss = {}
         for name, n in [("small", a.small), ("large", 10 * a.small)]:
             r = rss[name] = build_in_subprocess(paths[:n], work, name)
-            print(f"build {name:5s}: {r['files']:5d} files in {r['seconds']:6.2f} s; peak RSS {r['peak_kib'] / 1024:6.1f} MiB "
-                  f"({r['base_kib'] / 1024:.1f} MiB after imports, +{(r['peak_kib'] - r['base_kib']) / 1024:.1f} MiB building)")
+            print(f"build {name:5s}: {r['files']:5d} files in {r['seconds']:6.2f} s; "
+                  f"peak RSS {r['peak_kib'] / 1024:6.1f} MiB ({r['base_kib'] / 1024:.1f} MiB after imports, "
+                  f"+{(r['peak_kib'] - r['base_kib']) / 1024:.1f} MiB building)")
         grow = (rss["large"]["peak_kib"] - rss["small"]["peak_kib"]) / 1024
         c16 = open_audio_cache(work / "large")
         decoded = sum(c16.num_samples(p) for p in paths[:10 * a.small]) * 4 / 2**20
@@ -93,17 +98,21 @@ def main():
         print(f"for comparison, decoding the large corpus into a list in RAM: peak RSS {r['peak_kib'] / 1024:.1f} MiB "
               f"(+{(r['peak_kib'] - r['base_kib']) / 1024:.1f} MiB)")
         r = build_in_subprocess(paths[:10 * a.small], work, "large32", dtype="float32")
-        print(f"build large as float32: {r['files']:5d} files in {r['seconds']:6.2f} s; peak RSS {r['peak_kib'] / 1024:6.1f} MiB")
+        print(f"build large as float32: {r['files']:5d} files in {r['seconds']:6.2f} s; "
+              f"peak RSS {r['peak_kib'] / 1024:6.1f} MiB")
 
         c32 = open_audio_cache(work / "large32", dtype="float32")
         seconds = sum(c16.num_samples(p) for p in paths[:10 * a.small]) / 16000
         for name, c in [("int16", c16), ("float32", c32)]:
             shards = sum(f.stat().st_size for f in (c.dir / "shards").iterdir())
-            print(f"bytes per audio-second, {name:7s}: {shards / seconds:8.0f} in shards, {(shards + c.index_path.stat().st_size) / seconds:8.0f} "
+            with_index = shards + c.index_path.stat().st_size
+            print(f"bytes per audio-second, {name:7s}: {shards / seconds:8.0f} in shards, {with_index / seconds:8.0f} "
                   f"with the index ({seconds / 3600:.2f} h at 16 kHz in {shards / 2**20:.1f} MiB)")
 
         speed = paths[:a.files]
-        t = time.perf_counter(); cache = open_audio_cache(work / "large"); t_open = time.perf_counter() - t
+        t = time.perf_counter()
+        cache = open_audio_cache(work / "large")
+        t_open = time.perf_counter() - t
         assert all(p in cache and p in c32 for p in speed)
         for p in speed[:5]:
             x = load_audio(p, 16000)
@@ -116,11 +125,15 @@ def main():
             copy_t.append(timed(lambda p: c32[p].copy(), speed))
         copy_t = min(copy_t)
         n = len(speed)
-        print(f"load_audio         : {n} files, best {min(load_t):.3f} s ({1e3 * min(load_t) / n:.3f} ms/file), first pass {load_t[0]:.3f} s")
-        print(f"cache read int16   : {n} files, best {min(read_t):.4f} s ({1e6 * min(read_t) / n:.1f} us/file), first pass {read_t[0]:.4f} s "
+        print(f"load_audio         : {n} files, best {min(load_t):.3f} s ({1e3 * min(load_t) / n:.3f} ms/file), "
+              f"first pass {load_t[0]:.3f} s")
+        print(f"cache read int16   : {n} files, best {min(read_t):.4f} s ({1e6 * min(read_t) / n:.1f} us/file), "
+              f"first pass {read_t[0]:.4f} s "
               f"(+ {1e3 * t_open:.1f} ms to open the index of {len(cache)} clips)")
-        print(f"cache read float32 : {n} files, best {min(read32_t):.4f} s ({1e6 * min(read32_t) / n:.1f} us/file), first pass {read32_t[0]:.4f} s")
-        print(f"float32 cache read materialised with .copy() instead: {1e6 * copy_t / n:.1f} us/file ({min(load_t) / copy_t:.1f}x)")
+        print(f"cache read float32 : {n} files, best {min(read32_t):.4f} s ({1e6 * min(read32_t) / n:.1f} us/file), "
+              f"first pass {read32_t[0]:.4f} s")
+        print(f"float32 cache read materialised with .copy() instead: {1e6 * copy_t / n:.1f} us/file "
+              f"({min(load_t) / copy_t:.1f}x)")
         print(f"int16 read time / float32 read time: {min(read_t) / min(read32_t):.2f}")
         print(f"speedup float32: {min(load_t) / min(read32_t):.1f}")
         print(f"first-pass speedup: {load_t[0] / read_t[0]:.1f}")
