@@ -44,6 +44,7 @@ def check_k(k) -> int:
         raise UserError(f"k={k!r}: expected an even number >= 2")
     return int(k)
 
+# %% ../nbs/06_fewshot.ipynb #82f03fec
 def sample_fewshot(table: pd.DataFrame, # utterance table (`load_corpus("esd", ...)`): utt_id, speaker, label, split
                    speaker: str,        # ESD speaker, e.g. "0011"
                    emotion: str,        # target emotion (one of `LABELS["esd"]`)
@@ -149,26 +150,31 @@ class FeatureCache:
         root = cache_root(cache_dir)
         return cls(root / "features", max_groups, audio=partial(open_audio_cache, root))
 
-    def _audio_at(self, sr: int):
-        "The decoded-audio store at `sr`, or None (then clips are decoded from their files)."
-        a = self._audio
-        if a is None or hasattr(a, "sr"):
-            return a if a is not None and a.sr == sr else None
-        if sr not in self._audios:
-            self._audios[sr] = a(sr=sr)
-        return self._audios[sr]
+# %% ../nbs/06_fewshot.ipynb #5c2f0a12
+@patch
+def _audio_at(self: FeatureCache, sr: int):
+    "The decoded-audio store at `sr`, or None (then clips are decoded from their files)."
+    a = self._audio
+    if a is None or hasattr(a, "sr"):
+        return a if a is not None and a.sr == sr else None
+    if sr not in self._audios:
+        self._audios[sr] = a(sr=sr)
+    return self._audios[sr]
 
-    def _wave(self, path, sr: int) -> np.ndarray:
-        a = self._audio_at(sr)
-        if a is not None and path in a:
-            return np.asarray(a[path], dtype=np.float32)
-        return load_audio(path, sr=sr)
+@patch
+def _wave(self: FeatureCache, path, sr: int) -> np.ndarray:
+    "The decoded clip at `path`: from the audio store if it holds it, else from its file."
+    a = self._audio_at(sr)
+    if a is not None and path in a:
+        return np.asarray(a[path], dtype=np.float32)
+    return load_audio(path, sr=sr)
 
-    def _decode(self, paths, sr: int):
-        "Decode `paths` into the audio cache (if any) first: later runs with other CNNs read them from there."
-        a = self._audio_at(sr)
-        if a is not None and hasattr(a, "add"):
-            a.add(paths, progress=False)
+@patch
+def _decode(self: FeatureCache, paths, sr: int):
+    "Decode `paths` into the audio cache (if any) first: later runs with other CNNs read them from there."
+    a = self._audio_at(sr)
+    if a is not None and hasattr(a, "add"):
+        a.add(paths, progress=False)
 
 # %% ../nbs/06_fewshot.ipynb #8dc2805e
 @patch
@@ -196,6 +202,7 @@ def features(self: FeatureCache, model,        # a `MultiTaskClassifier`
         self._write_chunk(fp, str(group), new)
     return {u: store[u] for u in ids}
 
+# %% ../nbs/06_fewshot.ipynb #cd498560
 @patch
 def _compute(self: FeatureCache, model, items, progress, max_samples=None, crop="start"):
     "CNN features of each clip alone (unpadded): decoded at the model's rate, cut, prepared by its own preprocessor."
@@ -241,6 +248,7 @@ def _read_chunks(self: FeatureCache, fp: str, group: str, store: dict, seen: set
             if t.dtype == torch.float32 and t.dim() == 2:
                 store.setdefault(u, t)
 
+# %% ../nbs/06_fewshot.ipynb #2d90c7eb
 @patch
 def _write_chunk(self: FeatureCache, fp: str, group: str, new: dict):
     "One new immutable chunk file holding the clips `new` (named by their ids), written atomically."
@@ -261,6 +269,7 @@ def pad_features(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]
     x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
     return x, torch.arange(x.shape[1])[None] < lens[:, None]
 
+# %% ../nbs/06_fewshot.ipynb #20d81125
 def eval_batches(lengths,          # frames per clip
                  max_frames: float, # padded size budget of a batch: clips x longest clip
                  max_clips: int,    # clips per batch at most

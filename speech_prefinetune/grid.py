@@ -53,6 +53,7 @@ def read_model_metadata(folder) -> dict:
         raise UserError(f"{f}: cannot read model metadata ({e})") from None
     return md.get("metadata", md) if isinstance(md.get("metadata"), dict) else md
 
+# %% ../nbs/07_grid.ipynb #6b253fff
 def model_ref(spec) -> ModelRef:
     "Parse `NAME=SPEC` or `SPEC` (model folder, HF folder, hub id or tiny encoder name)."
     if isinstance(spec, ModelRef):
@@ -97,6 +98,7 @@ def read_records(path) -> list[dict]:
             warnings.warn(f"{path}:{i}: not a JSON record, ignored")
     return out
 
+# %% ../nbs/07_grid.ipynb #b03725aa
 def open_shard(path) -> int:
     "An exclusive `O_APPEND` descriptor on a shard file, after cutting off a torn last line left by a crash."
     path = Path(path)
@@ -160,6 +162,7 @@ class ShardJob:
     def path(self) -> Path:
         return shard_file(self.results, self.model.name, self.speaker)
 
+# %% ../nbs/07_grid.ipynb #fae35e2c
 def done_cells(job: ShardJob) -> set:
     "(emotion, k, trial) of `job` already in its shard file (with this seed); checks the settings match."
     cid, out = job.config.config_id(), set()
@@ -220,6 +223,7 @@ def _newlines(path: Path) -> int:
     except FileNotFoundError:
         return 0
 
+# %% ../nbs/07_grid.ipynb #d1ac4e32
 class _Progress:
     "Counts finished trials by watching shard files grow."
     def __init__(self, jobs, total, initial, progress):
@@ -263,6 +267,7 @@ def _run_local_pool(jobs, workers, threads, device, prog):
                     errors.append((j, fut.exception()))
     return errors
 
+# %% ../nbs/07_grid.ipynb #0c63a2db
 def _run_submitit(jobs, results, cluster, threads, device, slurm, prog):
     import submitit   # optional: only the slurm and submitit-local executors need it
     opts = dict(slurm or {})
@@ -299,6 +304,7 @@ def grid_models(models) -> list[ModelRef]:
         raise UserError(f"models with the same name {names}: name them, e.g. NAME=DIR")
     return refs
 
+# %% ../nbs/07_grid.ipynb #96cc79aa
 def _run_jobs(jobs, executor, workers, threads, device, slurm, results, root, prog) -> list:
     "Run `jobs` on `executor`; `(job, exception)` of each shard that failed."
     if executor == "local" and int(workers) == 1:

@@ -211,6 +211,7 @@ def _spec_augment(self: StackedForward, x, W, frame_mask, np_rngs):
         x = x.masked_fill(torch.as_tensor(np.stack(feature_masks), device=x.device)[:, :, None, :], 0)
     return x
 
+# %% ../nbs/06a_stacked.ipynb #d4e241f2
 @patch
 def _layerdrop(self: StackedForward, gens) -> torch.Tensor | None:
     "Which rows run the next layer (each trial draws whether LayerDrop skips it); None: all of them."
@@ -227,6 +228,7 @@ def masked_mean(x: torch.Tensor, frame_mask: torch.Tensor | None) -> torch.Tenso
     m = frame_mask[..., None].to(x.dtype)
     return (x * m).sum(2) / m.sum(2).clamp(min=1)
 
+# %% ../nbs/06a_stacked.ipynb #9a8829d5
 @patch
 def __call__(self: StackedForward, W: dict, # stacked weights (`stack_weights`), n rows
              x: torch.Tensor,               # CNN features [n or 1, B, L, C]
@@ -296,6 +298,7 @@ def stacked_adamw_(W: dict,          # name -> stacked weights [n, ...], updated
             new = w * (1 - lr * weight_decay) - m / (v.sqrt() / bc2 + eps) * (lr / bc1)
             w.copy_(torch.where(u, new, w))
 
+# %% ../nbs/06a_stacked.ipynb #84a1cfc3
 def clip_rows_(grads: list, max_norm: float) -> torch.Tensor:
     "Scale each row of the stacked `grads` so that the row's total norm is at most `max_norm`; returns the norms."
     norms = sum(g.pow(2).flatten(1).sum(1) for g in grads).sqrt()
@@ -337,6 +340,7 @@ def stack_start(runner: TrialRunner, cells: list, seeds: list) -> dict:
     W["head.b"] = torch.stack([h.bias.detach() for h in heads]).contiguous()
     return {name: w.to(runner.device) for name, w in W.items()}
 
+# %% ../nbs/06a_stacked.ipynb #f182253f
 def stacked_step_(fwd: StackedForward, W: dict, # the forward pass; stacked weights (updated in place)
                   adamw: dict,       # `stacked_adamw_`'s state: {"exp_avg": ..., "exp_avg_sq": ..., "step": ...}
                   x, frame_mask, y,  # each row's batch: features [n, B, L, C], mask [n, B, L], labels [n, B]
@@ -364,6 +368,7 @@ def stacked_step_(fwd: StackedForward, W: dict, # the forward pass; stacked weig
 def _take_rows(d: dict, rows: torch.Tensor) -> dict:
     return {name: t.index_select(0, rows) for name, t in d.items()}
 
+# %% ../nbs/06a_stacked.ipynb #fc8362fd
 def run_stack(runner: TrialRunner,  # the shard's runner: model, speaker, features, settings
               cells: list,          # [(emotion, k, trial)], all of one k
               seed: int = 0,        # grid seed
