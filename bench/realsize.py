@@ -1,4 +1,4 @@
-"""Real-size pre-finetuning step: ours against transformers' `Trainer` + `Wav2Vec2ForSequenceClassification`, same audio per step.
+"""Real-size pre-finetuning step: ours against `Trainer` + `Wav2Vec2ForSequenceClassification`, same audio per step.
 
 A local checkpoint folder built like `facebook/wav2vec2-base` (`Wav2Vec2Config()` defaults: the base geometry, 94M
 parameters, seeded random weights, `save_pretrained`) with the real checkpoint's `preprocessor_config.json` values
@@ -35,8 +35,8 @@ FLOPs of its timed steps are counted with `bench/fewshot.py`'s `count_flops` (to
 shapes in eval mode (every layer, no LayerDrop, so slightly above the work done in training): TFLOP/s and MFU against
 `--peak-tflops` (default: the dense bf16 peak of a known GPU).
 
-    PYTHONPATH=$PWD python bench/realsize.py                    # CPU: 6 steps of 16 padded audio-s per variant, ~6.5 min on 2 cores
-    PYTHONPATH=$PWD python bench/realsize.py --device cuda      # GPU: 30 steps at PrefinetuneConfig's batch_seconds, fp32 and bf16
+    PYTHONPATH=$PWD python bench/realsize.py                    # CPU: 6 steps of 16 padded audio-s, ~6.5 min on 2 cores
+    PYTHONPATH=$PWD python bench/realsize.py --device cuda      # GPU: 30 steps of PrefinetuneConfig's batch_seconds
     PYTHONPATH=$PWD python bench/realsize.py --tiny --steps 2   # smoke run (tiny encoder; FLOPs counted on CPU too)
 
 Ours' optimizer is the one `prefinetune_tables` builds (`prefinetune.make_optimizer`: fused AdamW, as `Trainer`'s
@@ -47,7 +47,7 @@ Last lines: `speedup_vs_trainer: <x>` (ours' audio-s/s over the default Trainer'
 `epoch_speedup_vs_trainer`, `peak_rss_ratio_vs_trainer` (and `peak_gpu_ratio_vs_trainer`), `goal_met: yes|no`.
 """
 from __future__ import annotations
-import argparse, importlib.util, json, os, resource, subprocess, sys, tempfile, time, warnings
+import argparse, importlib.util, json, os, resource, shutil, subprocess, sys, tempfile, time, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -62,7 +62,8 @@ from speech_prefinetune.prefinetune import PrefinetuneConfig, bucket_batches  # 
 SR = 16000
 TASK = "iemocap"
 # facebook/wav2vec2-base's preprocessor_config.json
-BASE_PREPROCESSOR = dict(feature_size=1, sampling_rate=SR, padding_value=0.0, do_normalize=True, return_attention_mask=False)
+BASE_PREPROCESSOR = dict(feature_size=1, sampling_rate=SR, padding_value=0.0, do_normalize=True,
+                         return_attention_mask=False)
 # --tiny: the base layout (group-norm CNN, post-norm transformer) at toy widths
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(32, 32, 32),
             conv_kernel=(10, 8, 8), conv_stride=(5, 8, 8), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
@@ -79,13 +80,14 @@ def clip_lengths(n, seed=0) -> np.ndarray:
 
 
 def synth_waves(lengths, seed=0, source_seconds=300) -> list:
-    "Speech-like float32 clips: windows at random offsets of one long voice (gliding pitch, syllables, noise, varying level)."
+    "Speech-like float32 clips: windows at random offsets of one long voice (gliding pitch, syllables, noise, level)."
     rng = np.random.default_rng(seed)
     n = max(int(source_seconds * SR), int(np.max(lengths)) + 1)
     t = np.arange(n) / SR
     f0 = 150 * np.exp(0.3 * np.sin(2 * np.pi * 0.07 * t) + 0.05 * np.sin(2 * np.pi * 5 * t))
     phase = 2 * np.pi * np.cumsum(f0) / SR
-    voice = (np.sin(phase) + 0.5 * np.sin(2 * phase) + 0.25 * np.sin(3 * phase)) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t) ** 2)
+    syllables = 0.6 + 0.4 * np.sin(2 * np.pi * 4 * t) ** 2
+    voice = (np.sin(phase) + 0.5 * np.sin(2 * phase) + 0.25 * np.sin(3 * phase)) * syllables
     level = 0.02 + 0.28 * (0.5 + 0.5 * np.sin(2 * np.pi * t / 37))   # quiet and loud stretches
     source = (level * voice + 0.005 * rng.standard_normal(n)).astype(np.float32)
     return [source[o:o + m] for m, o in zip(lengths, rng.integers(0, n - np.asarray(lengths) + 1))]
@@ -133,24 +135,28 @@ def build_checkpoint(dir, tiny=False, seed=0) -> Path:
 
 def gate(args):
     "Under the parent's lock-step (`--lockstep`): say this process is idle, wait until it may run its next step."
-    if args.lockstep: print("wait", flush=True); sys.stdin.readline()
+    if args.lockstep:
+        print("wait", flush=True)
+        sys.stdin.readline()
 
 
 def _sync(device):
-    if device == "cuda": torch.cuda.synchronize()
+    if device == "cuda":
+        torch.cuda.synchronize()
 
 
 def _flop_counter():
     "`count_flops` of bench/fewshot.py (torch's FLOP formulas, CPU attention kernels included)."
     spec = importlib.util.spec_from_file_location("bench_fewshot", ROOT / "bench" / "fewshot.py")
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
     return mod.count_flops
 
 
 def _result(args, steps, rss_setup_kb, epoch_lengths, epoch_batches, worst_step) -> dict:
-    """The child's report: per-step records `(wall s, cpu s, real samples, batch, padded length)`, the first (warm-up) not
-    timed; the sampler's whole-epoch padding; the peak RSS before and after `worst_step(i)` (one step on the epoch's
-    largest padded batch, run unless a step so large already ran)."""
+    """The child's report: per-step records `(wall s, cpu s, real samples, batch, padded length)`, the first (warm-up)
+    not timed; the sampler's whole-epoch padding; the peak RSS before and after `worst_step(i)` (one step on the
+    epoch's largest padded batch, run unless a step so large already ran)."""
     timed = steps[1:]
     wall, cpu = sum(s[0] for s in timed), sum(s[1] for s in timed)
     real, padded = sum(s[2] for s in timed) / SR, sum(s[3] * s[4] for s in timed) / SR
@@ -164,15 +170,19 @@ def _result(args, steps, rss_setup_kb, epoch_lengths, epoch_batches, worst_step)
     r["projected_epoch_audio_s_per_s"] = (1 - r["epoch_padded_fraction"]) / r["s_per_padded_audio_s"]
     r["peak_rss_timed_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ran = max(s[3] * s[4] for s in steps)
-    if ran < max(epoch_padded): gate(args); worst_step(int(np.argmax(epoch_padded)))
+    if ran < max(epoch_padded):
+        gate(args)
+        worst_step(int(np.argmax(epoch_padded)))
     r["max_padded_audio_s"] = max(ran, max(epoch_padded)) / SR
     r["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if args.device == "cuda": r["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    if args.device == "cuda":
+        r["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return r
 
 
 def run_ours(args, lengths, waves, labels, max_len) -> dict:
     "Time our pre-finetuning step on the first `steps + 1` batches of our epoch plan."
+    # imports here, not at the top: each variant's process loads only what it runs, so its peak RSS is its own
     from transformers import get_linear_schedule_with_warmup
     from speech_prefinetune.model import MultiTaskClassifier, prepare_batch
     from speech_prefinetune.prefinetune import make_accelerator, make_optimizer, scaled_loss, training_step
@@ -212,10 +222,13 @@ def run_ours(args, lengths, waves, labels, max_len) -> dict:
 
 
 class CroppedClips(torch.utils.data.Dataset):
-    "Clips cropped and normalised by the feature extractor at access, as the audio-classification example's `set_transform`."
+    "Clips cropped and normalised by the feature extractor when read, as the audio-classification example's transform."
     def __init__(self, waves, labels, offsets, max_len, fe):
         self.waves, self.labels, self.offsets, self.max_len, self.fe = waves, labels, offsets, max_len, fe
-    def __len__(self): return len(self.waves)
+
+    def __len__(self):
+        return len(self.waves)
+
     def __getitem__(self, i):
         w = self.waves[i][self.offsets[i]:self.offsets[i] + self.max_len]
         return dict(input_values=self.fe(w, sampling_rate=SR).input_values[0], label=int(self.labels[i]))
@@ -223,8 +236,8 @@ class CroppedClips(torch.utils.data.Dataset):
 
 def run_trainer(args, lengths, waves, labels, max_len, strategy="random") -> dict:
     "Time `Trainer` + `Wav2Vec2ForSequenceClassification` (frozen CNN, standard collator) for `steps + 1` steps."
-    from transformers import (AutoFeatureExtractor, DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments,
-                              Wav2Vec2ForSequenceClassification)
+    from transformers import (AutoFeatureExtractor, DataCollatorWithPadding, Trainer, TrainerCallback,  # see run_ours
+                              TrainingArguments, Wav2Vec2ForSequenceClassification)
     from transformers.utils import logging as hf_logging
     hf_logging.set_verbosity_error()
     fe = AutoFeatureExtractor.from_pretrained(args.folder)
@@ -241,18 +254,26 @@ def run_trainer(args, lengths, waves, labels, max_len, strategy="random") -> dic
             out = super().__call__(features)
             batches.append((sum(len(f["input_values"]) for f in features), *out["input_values"].shape))
             return out
-    starts, ends = [], []   # a step runs from its go (the gate opening) to its on_step_end: batch fetch, collation, step
+    starts, ends = [], []   # a step runs from its go (the gate opening) to its on_step_end: fetch, collation, step
     class Clock(TrainerCallback):
-        def on_train_begin(self, *a, **k): gate(args); starts.append((time.perf_counter(), time.process_time()))
+        def on_train_begin(self, *a, **k):
+            gate(args)
+            starts.append((time.perf_counter(), time.process_time()))
+
         def on_step_end(self, *a, **k):
-            _sync(args.device); ends.append((time.perf_counter(), time.process_time()))
-            if len(ends) < args.steps + 1: gate(args); starts.append((time.perf_counter(), time.process_time()))
+            _sync(args.device)
+            ends.append((time.perf_counter(), time.process_time()))
+            if len(ends) < args.steps + 1:
+                gate(args)
+                starts.append((time.perf_counter(), time.process_time()))
     out = tempfile.mkdtemp(prefix="realsize_trainer_")
-    targs = TrainingArguments(output_dir=out, per_device_train_batch_size=args.trainer_batch_size, max_steps=args.steps + 1,
-                              learning_rate=LR, weight_decay=WEIGHT_DECAY, max_grad_norm=GRAD_CLIP, lr_scheduler_type="linear",
-                              warmup_steps=0, logging_strategy="no", save_strategy="no", eval_strategy="no", report_to=[],
+    targs = TrainingArguments(output_dir=out, per_device_train_batch_size=args.trainer_batch_size,
+                              max_steps=args.steps + 1, learning_rate=LR, weight_decay=WEIGHT_DECAY,
+                              max_grad_norm=GRAD_CLIP, lr_scheduler_type="linear", warmup_steps=0,
+                              logging_strategy="no", save_strategy="no", eval_strategy="no", report_to=[],
                               use_cpu=args.device == "cpu", bf16=args.bf16 and args.device == "cuda",
-                              dataloader_num_workers=0, seed=args.seed, disable_tqdm=True, train_sampling_strategy=strategy)
+                              dataloader_num_workers=0, seed=args.seed, disable_tqdm=True,
+                              train_sampling_strategy=strategy)
     trainer = Trainer(model=model, args=targs, train_dataset=items, processing_class=fe,
                       data_collator=Recording(fe), callbacks=[Clock()])
     rss_setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -265,7 +286,9 @@ def run_trainer(args, lengths, waves, labels, max_len, strategy="random") -> dic
     def worst_step(i):   # one more step of its own loop on that epoch's largest batch
         inputs = trainer._prepare_inputs(trainer.data_collator([items[j] for j in epoch[i]]))
         trainer.training_step(trainer.model, inputs)
-        trainer.optimizer.step(); trainer.optimizer.zero_grad(set_to_none=True); _sync(args.device)
+        trainer.optimizer.step()
+        trainer.optimizer.zero_grad(set_to_none=True)
+        _sync(args.device)
     r = _result(args, steps, rss_setup, crops, epoch, worst_step)
     if args.flops:
         count, model = _flop_counter(), trainer.model.eval()
@@ -276,17 +299,21 @@ def run_trainer(args, lengths, waves, labels, max_len, strategy="random") -> dic
                 loss = model(input_values=x, labels=torch.zeros(b, dtype=torch.long, device=dev)).loss
             loss.backward()
         r["flops_per_step"] = sum(count(lambda: fwd_bwd(s[3], s[4]))[1] for s in steps[1:]) / (len(steps) - 1)
-    import shutil; shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
     return r
 
 
 def child(args):
     "Run one variant in this process; print its report as the line `result <JSON>`."
-    if args.threads: torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data = dataset(args)
     try:
-        if args.variant == "ours": r = run_ours(args, *data)
-        else: r = run_trainer(args, *data, strategy="group_by_length" if args.variant == "trainer_group_by_length" else "random")
+        if args.variant == "ours":
+            r = run_ours(args, *data)
+        else:
+            strategy = "group_by_length" if args.variant == "trainer_group_by_length" else "random"
+            r = run_trainer(args, *data, strategy=strategy)
     except torch.OutOfMemoryError as e:   # a finding, not a crash: that batching does not fit this device
         r = dict(error=f"out of memory ({str(e).splitlines()[0][:120]})")
     print("result " + json.dumps(r), flush=True)
@@ -295,9 +322,12 @@ def child(args):
 def start(args, variant, bf16, log) -> subprocess.Popen:
     "One variant in a fresh Python process (its own peak RSS), stepping when the parent says so."
     cmd = [sys.executable, __file__, "--child", variant, "--folder", str(args.folder), "--steps", str(args.steps),
-           "--batch-seconds", str(args.batch_seconds), "--clips", str(args.clips), "--max-seconds", str(args.max_seconds or 0),
-           "--device", args.device, "--trainer-batch-size", str(args.trainer_batch_size), "--seed", str(args.seed), "--lockstep"]
-    cmd += (["--bf16"] if bf16 else []) + (["--flops"] if args.flops else []) + (["--threads", str(args.threads)] if args.threads else [])
+           "--batch-seconds", str(args.batch_seconds), "--clips", str(args.clips),
+           "--max-seconds", str(args.max_seconds or 0), "--device", args.device,
+           "--trainer-batch-size", str(args.trainer_batch_size), "--seed", str(args.seed), "--lockstep"]
+    cmd += ["--bf16"] if bf16 else []
+    cmd += ["--flops"] if args.flops else []
+    cmd += ["--threads", str(args.threads)] if args.threads else []
     return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
 
@@ -305,9 +335,12 @@ def start(args, variant, bf16, log) -> subprocess.Popen:
 def advance(p):
     "Read a child's output until it waits for its next step (`None`) or reports (its dict); exit on a crash."
     for line in p.stdout:
-        if line == "wait\n": return None
-        if line.startswith("result "): return json.loads(line[7:])
-    p.wait(); p.stderr_log.seek(0)
+        if line == "wait\n":
+            return None
+        if line.startswith("result "):
+            return json.loads(line[7:])
+    p.wait()
+    p.stderr_log.seek(0)
     sys.exit(f"{p.variant} failed (exit {p.returncode}):\n{p.stderr_log.read()[-4000:]}")
 
 
@@ -317,64 +350,90 @@ def run_lockstep(args, variants, bf16) -> dict:
     procs = {}
     for v in variants:
         log = tempfile.TemporaryFile("w+")
-        procs[v] = p = start(args, v, bf16, log); p.variant, p.stderr_log = v, log
+        procs[v] = p = start(args, v, bf16, log)
+        p.variant, p.stderr_log = v, log
     state = {v: advance(p) for v, p in procs.items()}
     while any(r is None for r in state.values()):
         for v, p in procs.items():
             if state[v] is None:
-                p.stdin.write("go\n"); p.stdin.flush()
+                p.stdin.write("go\n")
+                p.stdin.flush()
                 state[v] = advance(p)
-    for p in procs.values(): p.wait(); p.stderr_log.close()
+    for p in procs.values():
+        p.wait()
+        p.stderr_log.close()
     return state
+
+
+RATIO_KEYS = ("audio_s_per_s", "audio_s_per_cpu_s", "projected_epoch_audio_s_per_s", "peak_rss_timed_mb", "peak_rss_mb",
+              "peak_gpu_mb")
+
+
+def table_row(name, r, gpu) -> str:
+    "One variant's row of the report table."
+    line = (f"{name:26s} {r['s_per_step']:7.2f} {r['audio_s_per_step']:7.1f} {r['audio_s_per_s']:9.2f} "
+            f"{r['audio_s_per_cpu_s']:7.2f} {r['padded_fraction']:7.1%} {r['s_per_padded_audio_s']:10.3f} "
+            f"{r['epoch_padded_fraction']:12.1%} {r['projected_epoch_audio_s_per_s']:9.2f} "
+            f"{r['max_padded_audio_s']:11.1f} {r['peak_rss_timed_mb']:7.0f} {r['peak_rss_mb']:11.0f}")
+    if gpu:
+        mfu = f"{r['mfu']:6.1%}" if "mfu" in r else f"{'-':>6s}"
+        line += f" {r['peak_gpu_mb']:11.0f} {r.get('tflops_per_s', float('nan')):8.1f} " + mfu
+    return line
 
 
 def report(results, args) -> dict:
     "Print the table and the ratios against the default Trainer; return the ratios."
     gpu = args.device == "cuda"
-    peak = args.peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items() if gpu and k in torch.cuda.get_device_name()), None)
-    print(f"{'variant':26s} {'s/step':>7s} {'audio-s':>7s} {'audio-s/s':>9s} {'/cpu-s':>7s} {'padded':>7s} {'s/padded-s':>10s} "
-          f"{'epoch:padded':>12s} {'audio-s/s':>9s} {'max batch s':>11s} {'RSS MB':>7s} {'peak RSS MB':>11s}"
+    known = (v for k, v in PEAK_BF16_TFLOPS.items() if gpu and k in torch.cuda.get_device_name())
+    peak = args.peak_tflops or next(known, None)
+    print(f"{'variant':26s} {'s/step':>7s} {'audio-s':>7s} {'audio-s/s':>9s} {'/cpu-s':>7s} {'padded':>7s} "
+          f"{'s/padded-s':>10s} {'epoch:padded':>12s} {'audio-s/s':>9s} {'max batch s':>11s} {'RSS MB':>7s} "
+          f"{'peak RSS MB':>11s}"
           + (f" {'peak GPU MB':>11s} {'TFLOP/s':>8s} {'MFU':>6s}" if gpu else ""))
     for name, r in results.items():
-        if "error" in r: print(f"{name:26s} {r['error']}"); continue
+        if "error" in r:
+            print(f"{name:26s} {r['error']}")
+            continue
         if "flops_per_step" in r:
             r["tflops_per_s"] = r["flops_per_step"] / r["s_per_step"] / 1e12
-            if peak and name.endswith("bf16"): r["mfu"] = r["tflops_per_s"] / peak
-        line = (f"{name:26s} {r['s_per_step']:7.2f} {r['audio_s_per_step']:7.1f} {r['audio_s_per_s']:9.2f} {r['audio_s_per_cpu_s']:7.2f} "
-                f"{r['padded_fraction']:7.1%} {r['s_per_padded_audio_s']:10.3f} {r['epoch_padded_fraction']:12.1%} "
-                f"{r['projected_epoch_audio_s_per_s']:9.2f} {r['max_padded_audio_s']:11.1f} {r['peak_rss_timed_mb']:7.0f} {r['peak_rss_mb']:11.0f}")
-        if gpu: line += f" {r['peak_gpu_mb']:11.0f} {r.get('tflops_per_s', float('nan')):8.1f} " + (f"{r['mfu']:6.1%}" if "mfu" in r else f"{'-':>6s}")
-        print(line)
-    print("(audio-s: real audio per timed step; padded: of the timed steps; epoch: the sampler's whole epoch, its audio-s/s at the "
-          "measured s/padded-s; max batch s: the largest padded batch run, the epoch's largest included; RSS: peak over the "
-          "timed steps; peak RSS: including a step on the epoch's largest batch)")
+            if peak and name.endswith("bf16"):
+                r["mfu"] = r["tflops_per_s"] / peak
+        print(table_row(name, r, gpu))
+    print("(audio-s: real audio per timed step; padded: of the timed steps; epoch: the sampler's whole epoch, its "
+          "audio-s/s at the measured s/padded-s; max batch s: the largest padded batch run, the epoch's largest "
+          "included; RSS: peak over the timed steps; peak RSS: including a step on the epoch's largest batch)")
     ratios = {}
     for suffix in ("", "_bf16") if gpu else ("",):
         base = results[f"trainer{suffix}"]
         for name in (f"ours{suffix}", f"trainer_group_by_length{suffix}"):
-            r, q = results[name], {}
-            if "error" in r or "error" in base: continue
-            for k in ("audio_s_per_s", "audio_s_per_cpu_s", "projected_epoch_audio_s_per_s", "peak_rss_timed_mb", "peak_rss_mb", "peak_gpu_mb"):
-                if k in r: q[k] = r[k] / base[k]
-            ratios[name] = q
-            print(f"{name} / trainer{suffix}: audio-s/s {q['audio_s_per_s']:.2f}x (per CPU-s {q['audio_s_per_cpu_s']:.2f}x; whole epoch "
-                  f"{q['projected_epoch_audio_s_per_s']:.2f}x), peak RSS {q['peak_rss_mb']:.2f}x (timed steps {q['peak_rss_timed_mb']:.2f}x)"
+            r = results[name]
+            if "error" in r or "error" in base:
+                continue
+            q = ratios[name] = {k: r[k] / base[k] for k in RATIO_KEYS if k in r}
+            print(f"{name} / trainer{suffix}: audio-s/s {q['audio_s_per_s']:.2f}x (per CPU-s "
+                  f"{q['audio_s_per_cpu_s']:.2f}x; whole epoch {q['projected_epoch_audio_s_per_s']:.2f}x), "
+                  f"peak RSS {q['peak_rss_mb']:.2f}x (timed steps {q['peak_rss_timed_mb']:.2f}x)"
                   + (f", peak GPU memory {q['peak_gpu_mb']:.2f}x" if "peak_gpu_mb" in q else ""))
     return ratios
 
 
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--steps", type=int, default=None, help="timed optimizer steps per variant, after one warm-up step (default: 6 on CPU, 30 on CUDA)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="timed optimizer steps per variant, after one warm-up step (default: 6 on CPU, 30 on CUDA)")
     p.add_argument("--batch-seconds", type=float, default=None,
                    help="our padded audio-seconds per batch (default: 16 on CPU, PrefinetuneConfig's default on CUDA)")
-    p.add_argument("--max-seconds", type=float, default=DEFAULT.max_seconds, help="random crop length (default: %(default)s)")
-    p.add_argument("--clips", type=int, default=None, help="clips in the synthetic corpus (default: 400 or 20 batches' worth, --tiny 80)")
+    p.add_argument("--max-seconds", type=float, default=DEFAULT.max_seconds,
+                   help="random crop length (default: %(default)s)")
+    p.add_argument("--clips", type=int, default=None,
+                   help="clips in the synthetic corpus (default: 400 or 20 batches' worth, --tiny 80)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--tiny", action="store_true", help="a tiny encoder of the base layout (smoke test); also counts FLOPs on CPU")
+    p.add_argument("--tiny", action="store_true",
+                   help="a tiny encoder of the base layout (smoke test); also counts FLOPs on CPU")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     p.add_argument("--threads", type=int, default=None, help="torch threads per process (default: torch's)")
-    p.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak for MFU (default: known GPUs)")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="the GPU's dense bf16 peak for MFU (default: known GPUs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--child", choices=VARIANTS, dest="variant", help=argparse.SUPPRESS)
     p.add_argument("--folder", help=argparse.SUPPRESS)
@@ -382,33 +441,70 @@ def main(argv=None):
     p.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--flops", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--lockstep", action="store_true", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.device == "auto": args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.variant: return child(args)
+    return p.parse_args(argv)
+
+
+def print_padding_by_budget(args, lengths, max_len, eff):
+    "How the padding of ours' batches and of random batches of the same mean audio grows with the audio per batch."
+    perm, fractions = np.random.default_rng(args.seed).permutation(len(eff)), []
+    for bs in (8, 16, 32, 64, 128, 256):
+        ours = [b for b, _ in ours_plan(lengths, max_len, argparse.Namespace(**{**vars(args), "batch_seconds": bs}))]
+        n = matched_batch_size(eff, ours)[1]
+        random_batches = [perm[i:i + n] for i in range(0, len(perm), n)]
+        fractions.append(f"{bs:g} s {padded_fraction(eff, ours):.0%} / {padded_fraction(eff, random_batches):.0%}")
+    print("padded fraction of a whole epoch, ours / random batches of the same mean audio, by ours' audio-s budget "
+          "per batch: " + ", ".join(fractions), flush=True)
+
+
+def print_goal(ratios, results, args, met):
+    "The last lines: ours' ratios against the default Trainer, and whether the goal is met."
+    gpu, o = args.device == "cuda", ratios.get("ours")
+    if o is None:
+        failed = {k: r["error"] for k, r in results.items() if "error" in r and not k.endswith("_bf16")}
+        return print(f"goal_met: unknown ({failed})")
+    print(f"speedup_vs_trainer: {o['audio_s_per_s']:.2f}")
+    if "trainer_group_by_length" in ratios:
+        by_length = ratios["trainer_group_by_length"]["audio_s_per_s"]
+        print(f"speedup_vs_group_by_length: {o['audio_s_per_s'] / by_length:.2f}")
+    print(f"epoch_speedup_vs_trainer: {o['projected_epoch_audio_s_per_s']:.2f}")
+    print(f"peak_rss_ratio_vs_trainer: {o['peak_rss_mb']:.2f}")
+    if gpu:
+        print(f"peak_gpu_ratio_vs_trainer: {o['peak_gpu_mb']:.2f}")
+    if "ours_bf16" in ratios:
+        print(f"speedup_vs_trainer_bf16: {ratios['ours_bf16']['audio_s_per_s']:.2f}")
+        print(f"peak_gpu_ratio_vs_trainer_bf16: {ratios['ours_bf16']['peak_gpu_mb']:.2f}")
+    print(f"goal_met: {'yes' if met else 'no'} (>= 1.3x the default Trainer's audio-s/s with no higher peak "
+          f"{'GPU memory' if gpu else 'RSS'})")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.variant:
+        return child(args)
     gpu = args.device == "cuda"
     args.steps = args.steps or (30 if gpu else 6)
     args.batch_seconds = args.batch_seconds or (DEFAULT.batch_seconds if gpu else 16.0)
     args.clips = args.clips or (80 if args.tiny else max(400, int(1.5 * (args.steps + 2) * args.batch_seconds / 3.7)))
     args.flops = gpu or args.tiny
 
-    lengths = clip_lengths(args.clips, args.seed); max_len = crop_length(lengths, args)
+    lengths = clip_lengths(args.clips, args.seed)
+    max_len = crop_length(lengths, args)
     eff = np.minimum(lengths, max_len)
     plan = [b for b, _ in ours_plan(lengths, max_len, args)]
     ours_audio, args.trainer_batch_size = matched_batch_size(eff, plan)
     args.mean_clip_seconds, args.ours_audio_seconds_per_batch = float(eff.mean() / SR), ours_audio
-    if len(plan) < args.steps + 1: sys.exit(f"--clips {args.clips}: {len(plan)} batches, too few for --steps {args.steps} + 1 warm-up")
+    if len(plan) < args.steps + 1:
+        sys.exit(f"--clips {args.clips}: {len(plan)} batches, too few for --steps {args.steps} + 1 warm-up")
     B = args.trainer_batch_size
+    cropping = f"cropping to {args.max_seconds:g} s" if args.max_seconds else "no cropping"
+    encoder = "tiny" if args.tiny else "wav2vec2-base-sized"
     print(f"corpus: {len(eff)} clips, median {np.median(lengths) / SR:.1f} s, mean {eff.mean() / SR:.2f} s after "
-          f"{f'cropping to {args.max_seconds:g} s' if args.max_seconds else 'no cropping'}; {'tiny' if args.tiny else 'wav2vec2-base-sized'} encoder on {args.device}, {args.steps} timed steps")
-    print(f"audio per step: ours <= {args.batch_seconds:g} padded audio-s per batch, {ours_audio:.1f} real audio-s on average; "
-          f"Trainer batch size {B} ({B * eff.mean() / SR:.1f} audio-s on average)")
-    perm, fractions = np.random.default_rng(args.seed).permutation(len(eff)), []
-    for bs in (8, 16, 32, 64, 128, 256):
-        ours = [b for b, _ in ours_plan(lengths, max_len, argparse.Namespace(**{**vars(args), "batch_seconds": bs}))]
-        n = matched_batch_size(eff, ours)[1]
-        fractions.append(f"{bs:g} s {padded_fraction(eff, ours):.0%} / {padded_fraction(eff, [perm[i:i + n] for i in range(0, len(perm), n)]):.0%}")
-    print("padded fraction of a whole epoch, ours / random batches of the same mean audio, by ours' audio-s budget per batch: "
-          + ", ".join(fractions), flush=True)
+          f"{cropping}; {encoder} encoder on {args.device}, {args.steps} timed steps")
+    print(f"audio per step: ours <= {args.batch_seconds:g} padded audio-s per batch, {ours_audio:.1f} real audio-s on "
+          f"average; Trainer batch size {B} ({B * eff.mean() / SR:.1f} audio-s on average)")
+    print_padding_by_budget(args, lengths, max_len, eff)
 
     results = {}
     with tempfile.TemporaryDirectory() as d:
@@ -417,24 +513,14 @@ def main(argv=None):
             for v, r in run_lockstep(args, VARIANTS, bf16).items():
                 results[v + ("_bf16" if bf16 else "")] = r
     ratios = report(results, args)
-    failed = {k: r["error"] for k, r in results.items() if "error" in r and not k.endswith("_bf16")}
     o, mem = ratios.get("ours"), ("peak_gpu_mb" if gpu else "peak_rss_mb")
     met = None if o is None else (o["audio_s_per_s"] >= 1.3 and o[mem] <= 1.0)
     if args.json:
-        settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("variant", "json", "folder")}
-        args.json.write_text(json.dumps(dict(settings=settings, results=results, ratios=ratios, goal_met=met), indent=1) + "\n")
-    if o is None: return print(f"goal_met: unknown ({failed})")
-    print(f"speedup_vs_trainer: {o['audio_s_per_s']:.2f}")
-    if "trainer_group_by_length" in ratios:
-        print(f"speedup_vs_group_by_length: {o['audio_s_per_s'] / ratios['trainer_group_by_length']['audio_s_per_s']:.2f}")
-    print(f"epoch_speedup_vs_trainer: {o['projected_epoch_audio_s_per_s']:.2f}")
-    print(f"peak_rss_ratio_vs_trainer: {o['peak_rss_mb']:.2f}")
-    if gpu: print(f"peak_gpu_ratio_vs_trainer: {o['peak_gpu_mb']:.2f}")
-    if "ours_bf16" in ratios:
-        print(f"speedup_vs_trainer_bf16: {ratios['ours_bf16']['audio_s_per_s']:.2f}")
-        print(f"peak_gpu_ratio_vs_trainer_bf16: {ratios['ours_bf16']['peak_gpu_mb']:.2f}")
-    print(f"goal_met: {'yes' if met else 'no'} (>= 1.3x the default Trainer's audio-s/s with no higher peak "
-          f"{'GPU memory' if gpu else 'RSS'})")
+        settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                    if k not in ("variant", "json", "folder")}
+        results_json = dict(settings=settings, results=results, ratios=ratios, goal_met=met)
+        args.json.write_text(json.dumps(results_json, indent=1) + "\n")
+    print_goal(ratios, results, args, met)
 
 
 if __name__ == "__main__":
