@@ -143,6 +143,7 @@ def task_metrics(losses, # per-clip cross-entropy (natural log)
     return dict(loss=loss, scaled_loss=loss / math.log(n_classes), accuracy=float((preds == targets).mean()),
                 macro_f1=float(f1_score(targets, preds, average="macro", zero_division=0)), n=int(len(targets)))
 
+# %% ../nbs/05_prefinetune.ipynb #0990e6d0
 def selection_metric(per_task: dict, select_on: str = "scaled_loss") -> float:
     "Early-stopping metric: the mean over tasks of each task's mean validation loss (lower is better)."
     return float(np.mean([m[select_on] for m in per_task.values()]))
@@ -155,6 +156,7 @@ MEMORY_MODEL = dict(  # fitted to peak RSS of wav2vec2-base training steps on CP
     bf16_factor=0.6,             # activations under bf16 autocast relative to fp32 (assumed, not measured)
 )
 
+# %% ../nbs/05_prefinetune.ipynb #3becc294
 def estimate_peak_memory(encoder_config, # the encoder's transformers config (hidden_size, layers, heads, conv strides)
                          n_params: int, n_trainable: int, # parameters of the whole model / those AdamW updates
                          clips: int, clip_seconds: float, # the batch: clips, each padded to `clip_seconds`
@@ -183,6 +185,7 @@ def batch_stats(batches, # per batch: the (cropped) clip lengths in samples
                 audio_mean=float(audio.mean()), clips_at_max=len(batches[i]),
                 clip_seconds_at_max=float(max(batches[i])) / sampling_rate)
 
+# %% ../nbs/05_prefinetune.ipynb #3c50f884
 def plan_text(stats: dict, # `batch_stats` of one pass over the training clips
               steps_per_epoch: int, memory: dict, # `estimate_peak_memory` of the largest batch
               batching: str, # e.g. "<= 240 padded audio-s" or "8 clips"
@@ -254,6 +257,7 @@ def rng_states() -> dict:
         s["cuda"] = torch.cuda.get_rng_state_all()
     return s
 
+# %% ../nbs/05_prefinetune.ipynb #1bee64cc
 def set_rng_states(s: dict):
     "Restore what `rng_states` returned."
     n = s["numpy"]
@@ -281,6 +285,7 @@ def save_checkpoint(path, **state):
             torch.save(state, f)
     atomic_write(path, write, fsync=True)
 
+# %% ../nbs/05_prefinetune.ipynb #2a1f9492
 def load_checkpoint(path) -> dict:
     "Read a checkpoint with `torch.load(weights_only=True)`: tensors and plain data, never arbitrary objects."
     try:
@@ -333,6 +338,7 @@ class SplitClips(NamedTuple):
     labels: dict
     lengths: dict
 
+# %% ../nbs/05_prefinetune.ipynb #7668481c
 def split_clips(tables: dict, # task name -> utterance table
                 vocabularies: dict, # task -> class labels (`label_vocabularies`)
                 audio, # the audio cache (its index gives the lengths)
@@ -364,6 +370,7 @@ def train_crop(config: PrefinetuneConfig, sr: int) -> int | None:
     "Length in samples of the random crop of training clips (None: whole clips)."
     return int(config.max_seconds * sr) if config.max_seconds else None
 
+# %% ../nbs/05_prefinetune.ipynb #641615dc
 def crop_lengths(lengths, # samples per clip
                  max_len: int | None, # crop length (`train_crop`)
                 ) -> np.ndarray:
@@ -384,6 +391,7 @@ def task_batches(task: str, # the task to draw a pass of
     max_batch = None if config.batch_size else int(config.batch_seconds * sr)   # an explicit batch_size wins
     return [(b, offsets[b]) for b in bucket_batches(cropped, rng, config.batch_size or 8, max_batch)]
 
+# %% ../nbs/05_prefinetune.ipynb #e2bbb54f
 def train_batches(plan: list, # `epoch_plan`'s steps
                   rank: int, # this process's index: its batch of each plan item
                   clips: SplitClips, # the training clips
@@ -412,6 +420,7 @@ def valid_plan_items(task: str, # the task
         groups = pack_sorted(lens, config.eval_batch_seconds * sr)
     return [(task, order[g.start:g.stop], ((n - eff) // 2)[order[g.start:g.stop]]) for g in groups]
 
+# %% ../nbs/05_prefinetune.ipynb #659e3a18
 def valid_batches(clips: SplitClips, # the validation clips
                   audio, # the audio cache
                   preprocessor, # the encoder's feature extractor
@@ -456,6 +465,7 @@ def count_epoch_steps(first_pass: dict, # task -> one pass of batches (`task_bat
     steps = max(1, math.ceil(sum(map(len, first_pass.values())) / (config.tasks_per_step * world_size)))
     return min(steps, config.max_steps_per_epoch) if config.max_steps_per_epoch else steps
 
+# %% ../nbs/05_prefinetune.ipynb #51794558
 def batch_lengths(first_pass: dict, # task -> one pass of batches (`task_batches`)
                   lengths: dict, # task -> training clip lengths
                   max_len: int | None, # crop length (`train_crop`)
@@ -473,6 +483,7 @@ def _device_memory(device) -> float | None:
     except (ValueError, OSError, AttributeError):
         return None
 
+# %% ../nbs/05_prefinetune.ipynb #23920f34
 def training_plan(model, accelerator, config: PrefinetuneConfig,
                   batches: list, # per batch: its clips' lengths (`batch_lengths`)
                   steps_per_epoch: int, sr: int) -> tuple[dict, str]:
@@ -518,6 +529,7 @@ def batch_to(batch: dict, device) -> dict:
     "`batch` (from `ClipBatches`) with its tensors on `device`."
     return {**batch, **{k: batch[k].to(device) for k in ("input_values", "attention_mask", "labels")}}
 
+# %% ../nbs/05_prefinetune.ipynb #6993d220
 def epoch_summary(row: dict) -> str:
     "The line printed after an epoch: training and validation loss, `*` if improved, audio-seconds per second."
     star = "  *" if row["improved"] else ""
@@ -526,14 +538,18 @@ def epoch_summary(row: dict) -> str:
 
 # %% ../nbs/05_prefinetune.ipynb #0b372fe8
 def _finished(out: Path) -> bool:
+    "Whether the run folder `out` holds a finished run (its metadata says `finished`)."
     try:
         return bool(json.loads((out / META_FILE).read_text())["finished"])
     except (OSError, ValueError, KeyError):
         return False
 
+# %% ../nbs/05_prefinetune.ipynb #5e2fa74f
 def _write_metrics(out: Path, history: list):
+    "Atomically (re)write `out/metrics.csv`: one row per epoch."
     atomic_write_text(out / "metrics.csv", pd.DataFrame(history).to_csv(index=False))
 
+# %% ../nbs/05_prefinetune.ipynb #5dc61f4f
 def mark_finished(out: Path, # the run folder
                   state: dict, # the loop's early-stopping state
                   config: PrefinetuneConfig):
@@ -722,6 +738,7 @@ def all_subsets(corpora=PREFINETUNE_CORPORA) -> list[tuple]:
     "Every non-empty subset of `corpora`, smallest first, in paper order."
     return [s for k in range(1, len(corpora) + 1) for s in combinations(corpora, k)]
 
+# %% ../nbs/05_prefinetune.ipynb #5e7c8787
 def prefinetune_all_subsets(roots, encoder, out, config: PrefinetuneConfig | None = None, progress: bool = True,
                             corpora=PREFINETUNE_CORPORA, tqdm_class=None) -> list[Path]:
     "One run per non-empty subset of `corpora` in `out/<corpus_set_name>`; finished runs are skipped."

@@ -22,12 +22,12 @@ from .core import CORPORA, LABELS, SPLITS, UserError, canonical_corpus, derive_s
 from .corpora import hash_split
 
 # %% auto #0
-__all__ = ['EMOTIONS', 'LABEL_PROSODY', 'CORPUS_INTENSITY', 'VOWELS', 'SIZES', 'QUIRKS', 'ESD_LONG_ROOT', 'ESD_EMOTIONS',
-           'ESD_SPLIT_OFFSETS', 'IEMOCAP_CODES', 'MSP_IMPROV_LETTERS', 'MSP_PODCAST_CODES', 'MSP_PODCAST_HEADER',
-           'MASC_FOLDERS', 'ROOT_NAMES', 'FEATURES', 'CHECK_SIZES', 'Voice', 'Prosody', 'blend', 'label_prosody',
-           'make_voice', 'utterance_prosody', 'Plan', 'make_plan', 'synth_utterance', 'pitch_track', 'write_wav',
-           'top_up_splits', 'check_quirks', 'esd_offsets', 'esd_gender', 'synth_esd', 'esd_count', 'iemocap_turns',
-           'iemocap_codes', 'synth_iemocap', 'iemocap_count', 'msp_improv_clips', 'synth_msp_improv',
+__all__ = ['EMOTIONS', 'LABEL_PROSODY', 'CORPUS_INTENSITY', 'VOWELS', 'SIZES', 'QUIRKS', 'ESD_LONG_ROOT', 'ROOT_NAMES',
+           'ESD_EMOTIONS', 'ESD_SPLIT_OFFSETS', 'IEMOCAP_CODES', 'MSP_IMPROV_LETTERS', 'MSP_PODCAST_CODES',
+           'MSP_PODCAST_HEADER', 'MASC_FOLDERS', 'FEATURES', 'CHECK_SIZES', 'Voice', 'Prosody', 'blend',
+           'label_prosody', 'make_voice', 'utterance_prosody', 'Plan', 'make_plan', 'synth_utterance', 'pitch_track',
+           'write_wav', 'top_up_splits', 'check_quirks', 'esd_offsets', 'esd_gender', 'synth_esd', 'esd_count',
+           'iemocap_turns', 'iemocap_codes', 'synth_iemocap', 'iemocap_count', 'msp_improv_clips', 'synth_msp_improv',
            'msp_improv_count', 'synth_msp_podcast', 'msp_podcast_count', 'mandarin_as_clips', 'synth_mandarin_as',
            'mandarin_as_count', 'synth_corpora', 'acoustic_features', 'esd_feature_table', 'cross_speaker_accuracy',
            'masc_feature_table', 'toy_tables', 'add_synth_command']
@@ -116,6 +116,7 @@ LABEL_PROSODY = {
 }
 CORPUS_INTENSITY = {"esd": 1.0, "mandarin_as": 1.0, "iemocap": 0.85, "msp_improv": 0.85, "msp_podcast": 0.7}
 
+# %% ../nbs/03_synth.ipynb #fd0bc2bc
 def label_prosody(corpus: str, label: str) -> Prosody:
     "The prosody a `corpus` uses for its canonical `label`."
     try:
@@ -167,6 +168,7 @@ class Plan:
     accents: tuple         # Mandarin: tone 1-4; English: 1 = stressed, 0 = unstressed
     language: str = "en"
 
+# %% ../nbs/03_synth.ipynb #c719fd0d
 def make_plan(n_syllables: int, language: str, rng: np.random.Generator) -> Plan:
     "A random `n_syllables` plan in `language` ('en' or 'zh')."
     if language not in ("en", "zh"): raise ValueError(f"language must be 'en' or 'zh', got {language!r}")
@@ -185,6 +187,7 @@ def _resonators(freqs, bandwidths, sr: int) -> np.ndarray:
     sos[:, 0], sos[:, 3], sos[:, 4], sos[:, 5] = 1 + a1 + a2, 1.0, a1, a2
     return sos
 
+# %% ../nbs/03_synth.ipynb #cbe8f0d7
 _TONES = np.array([[1.0, 1.0, 1.0], [-1.0, 0.0, 1.5], [-1.0, -2.5, 0.0], [2.0, 0.5, -1.5]])  # start, middle, end
 
 def _tone_shape(tones, idx, s):
@@ -207,6 +210,7 @@ class _Timing(NamedTuple):
     sv: np.ndarray           # position in the vowel, 0-1
     voiced: np.ndarray       # the sample lies inside a vowel
 
+# %% ../nbs/03_synth.ipynb #f64c8cea
 def _timing(plan: Plan, prosody: Prosody, sr: int, rng: np.random.Generator) -> _Timing:
     "1. Syllable durations from the speaking rate, pauses and edge silences; each sample's syllable and position."
     n = len(plan.vowels)
@@ -351,6 +355,7 @@ def _n_syllables(seconds, rng) -> int:
     "Syllables a neutral speaker needs to fill a length drawn from `seconds` (less 0.15 s of edge silence)."
     return max(2, int(round((rng.uniform(*seconds) - 0.15) * EMOTIONS["neutral"].rate)))
 
+# %% ../nbs/03_synth.ipynb #f56328ff
 def _say(path, corpus, voice, label, plan, sr, seed, key, noise_db, scale=1.0, channels=1) -> float:
     "Render and write one clip; returns its duration in seconds."
     rng = np.random.default_rng(derive_seed("utt", seed, corpus, key))
@@ -393,6 +398,7 @@ QUIRKS = {
 }
 ESD_LONG_ROOT = "Emotional Speech Dataset (ESD)"
 
+# %% ../nbs/03_synth.ipynb #129279aa
 def check_quirks(quirks) -> frozenset:
     "`quirks` (names, or one comma-separated string) as a set; a `UserError` names an unknown one."
     if isinstance(quirks, str): quirks = quirks.split(",")
@@ -401,6 +407,10 @@ def check_quirks(quirks) -> frozenset:
     if bad:
         raise UserError(f"unknown quirk(s) {', '.join(bad)}; known: {', '.join(QUIRKS)}")
     return q
+
+# %% ../nbs/03_synth.ipynb #0dca0330
+ROOT_NAMES = {"iemocap": "IEMOCAP_full_release", "msp_improv": "MSP-IMPROV", "msp_podcast": "MSP-PODCAST",
+              "mandarin_as": "man_aff_spch", "esd": "Emotion Speech Dataset"}  # each corpus's folder under `out`
 
 # %% ../nbs/03_synth.ipynb #0ac1d13e
 ESD_EMOTIONS = ("Neutral", "Angry", "Happy", "Sad", "Surprise")
@@ -412,6 +422,7 @@ _EN_WORDS = ("the", "a", "day", "will", "come", "home", "over", "night", "she", 
              "café", "naïve")
 _APPLEDOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(64)
 
+# %% ../nbs/03_synth.ipynb #6fea5f0e
 def esd_offsets(n: int, split: str) -> list[int]:
     "`n` evenly spaced offsets (1-350 within an emotion's block) of an ESD `split`, both ends included."
     lo, hi = ESD_SPLIT_OFFSETS[split]
@@ -419,6 +430,7 @@ def esd_offsets(n: int, split: str) -> list[int]:
         raise UserError(f"ESD {split}: {n} clips per emotion asked, at most {hi - lo + 1} exist")
     return sorted({int(round(v)) for v in np.linspace(lo, hi, n)}) if n > 1 else [lo] * n
 
+# %% ../nbs/03_synth.ipynb #f8de8649
 def esd_gender(speaker: str) -> str:
     "Gender of a synthetic ESD speaker: each language alternates, starting with a woman (zh) and a man (en)."
     k = int(speaker)
@@ -433,6 +445,7 @@ def _esd_text(offset, language, seed, seconds):
     else: text = " ".join(r.choice(_EN_WORDS, max(1, (n + 1) // 2))).capitalize() + "."
     return plan, text
 
+# %% ../nbs/03_synth.ipynb #ba398922
 def synth_esd(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, layout: str = "official", progress=None,
               quirks=()) -> Path:
     "Write a synthetic ESD under `out`; returns its root (`out/Emotion Speech Dataset`, or the `esd-long-root` name)."
@@ -476,6 +489,7 @@ def synth_esd(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, layout: str = "
     junk.write_bytes(_APPLEDOUBLE)
     return root
 
+# %% ../nbs/03_synth.ipynb #e287f04b
 def esd_count(cfg) -> int:
     "Number of clips `synth_esd` writes for the size entry `cfg`."
     return len(cfg["speakers"]) * 5 * (cfg["train"] + cfg["evaluation"] + cfg["test"])
@@ -491,6 +505,7 @@ def _spread(labels, n, rng, extra=None, n_extra=0):
     seq = [labels[i % len(labels)] for i in rng.permutation(n - n_extra)] + [extra] * n_extra
     return [seq[i] for i in rng.permutation(len(seq))]
 
+# %% ../nbs/03_synth.ipynb #8023c215
 def iemocap_turns(cfg: dict) -> list[tuple]:
     "The turns `(session, dialog, turn, gender)` a size writes: the grid, topped up to 2 turns per class and split."
     dialogs = {s: [f"Ses{s:02d}{'FM'[(s + d) % 2]}_{_IEMOCAP_DIALOGS[(s + d) % len(_IEMOCAP_DIALOGS)]}"
@@ -499,8 +514,12 @@ def iemocap_turns(cfg: dict) -> list[tuple]:
     extra = [(s, d, j, g) for j in range(cfg["turns"], 1000) for s in dialogs for d in dialogs[s] for g in "FM"]
     return grid + top_up_splits(grid, extra, "iemocap", _turn_name, lambda c: "any", minimum=2 * len(IEMOCAP_CODES) + 1)
 
-def _turn_name(c) -> str: return f"{c[1]}_{c[3]}{c[2]:03d}"
+# %% ../nbs/03_synth.ipynb #630b642c
+def _turn_name(c) -> str:
+    "File stem of turn `c`: `<dialog>_<speaker gender><turn number>`."
+    return f"{c[1]}_{c[3]}{c[2]:03d}"
 
+# %% ../nbs/03_synth.ipynb #11a3c719
 def iemocap_codes(turns, seed: int = 0) -> dict[str, str]:
     "Label code of each turn name: within each hashed split, the six codes in turn (plus ~1 in 12 `xxx` in train)."
     rng, out = np.random.default_rng(derive_seed("iemocap-codes", seed)), {}
@@ -555,6 +574,7 @@ def synth_iemocap(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, progress=No
             (evald / "Self-evaluation" / f"{dialog}.anvil").write_text(anvil)
     return root
 
+# %% ../nbs/03_synth.ipynb #ee57b9d0
 def iemocap_count(cfg) -> int:
     "Number of clips `synth_iemocap` writes for the size entry `cfg`."
     return len(iemocap_turns(cfg))
@@ -572,10 +592,12 @@ def msp_improv_clips(cfg: dict) -> list[tuple]:
              for l in MSP_IMPROV_LETTERS for t in cfg["types"]]
     return grid + top_up_splits(grid, extra, "msp_improv", _improv_name, lambda c: c[3])
 
+# %% ../nbs/03_synth.ipynb #e3a3313a
 def _improv_name(c) -> str:
     k, g, j, letter, typ = c
     return f"MSP-IMPROV-S{j:02d}{letter}-{g}{k:02d}-{typ}-{'FM' if g == 'F' else 'MF'}{k:02d}"
 
+# %% ../nbs/03_synth.ipynb #49174536
 def synth_msp_improv(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, progress=None, quirks=()) -> Path:
     "Write a synthetic MSP-IMPROV under `out` (44.1 kHz); returns its root (`out/MSP-IMPROV`)."
     quirks = check_quirks(quirks)
@@ -615,6 +637,7 @@ def synth_msp_improv(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, progress
     label_file.write_text("\n".join(evaluation) + "\n")
     return root
 
+# %% ../nbs/03_synth.ipynb #5bd112f9
 def msp_improv_count(cfg) -> int:
     "Number of clips `synth_msp_improv` writes for the size entry `cfg`."
     return len(msp_improv_clips(cfg))
@@ -671,6 +694,7 @@ def synth_msp_podcast(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, audio_d
         (labels / f"{stem}.csv").write_text("\n".join([MSP_PODCAST_HEADER] + sorted(rows)) + "\n")
     return root
 
+# %% ../nbs/03_synth.ipynb #165de792
 def msp_podcast_count(cfg) -> int:
     "Number of clips `synth_msp_podcast` writes for the size entry `cfg`."
     return cfg["speakers"] * cfg["clips"] + cfg["unknown"]
@@ -679,7 +703,7 @@ def msp_podcast_count(cfg) -> int:
 MASC_FOLDERS = {"anger": "angry", "elation": "elation", "neutral": "neutral", "panic": "panic", "sadness": "sad"}
 
 def mandarin_as_clips(cfg: dict) -> list[tuple]:
-    "The clips `(speaker, emotion folder, kind, number)` a size writes: the grid, phrases topped up per class and split."
+    "The clips `(speaker, emotion folder, kind, number)` a size writes: the grid plus phrase top-ups."
     speakers = range(1, cfg["speakers"] + 1)
     grid = [(i, f, kind, j) for i in speakers for f in MASC_FOLDERS
             for kind in ("phrase", "utterance") for j in range(1, cfg[kind] + 1)]
@@ -688,6 +712,7 @@ def mandarin_as_clips(cfg: dict) -> list[tuple]:
     name = lambda c: f"{c[0]:03d}_{c[1]}_phrase_{c[3]:02d}"
     return grid + top_up_splits(phrases, extra, "mandarin_as", name, lambda c: c[1])
 
+# %% ../nbs/03_synth.ipynb #aa3dd1b4
 def synth_mandarin_as(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, progress=None) -> Path:
     "Write a synthetic MASC under `out` (22,050 Hz); returns its root (`out/man_aff_spch`)."
     root = Path(out) / ROOT_NAMES["mandarin_as"]
@@ -702,17 +727,17 @@ def synth_mandarin_as(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, progres
         if progress is not None: progress.update(1)
     return root
 
+# %% ../nbs/03_synth.ipynb #ee68afea
 def mandarin_as_count(cfg) -> int:
     "Number of clips `synth_mandarin_as` writes for the size entry `cfg`."
     return len(mandarin_as_clips(cfg))
 
 # %% ../nbs/03_synth.ipynb #165b1f3c
-ROOT_NAMES = {"iemocap": "IEMOCAP_full_release", "msp_improv": "MSP-IMPROV", "msp_podcast": "MSP-PODCAST",
-              "mandarin_as": "man_aff_spch", "esd": "Emotion Speech Dataset"}  # each corpus's folder under `out`
 _MARKER = ".spft-synth"
 _MARKER_TEXT = "Written by speech_prefinetune.synth: `spft synth` replaces the corpus folders here.\n"
 _ROOT_ALIASES = {"esd": (ESD_LONG_ROOT,)}   # other root names a quirk may give a corpus
 
+# %% ../nbs/03_synth.ipynb #a1ee7459
 def _ours(out: Path) -> set[str]:
     "Corpus folders under `out` that an earlier `synth_corpora` wrote (listed in the marker file)."
     m = out / _MARKER
@@ -723,6 +748,7 @@ _WRITERS = {"iemocap": (synth_iemocap, iemocap_count), "msp_improv": (synth_msp_
             "msp_podcast": (synth_msp_podcast, msp_podcast_count),
             "mandarin_as": (synth_mandarin_as, mandarin_as_count), "esd": (synth_esd, esd_count)}
 
+# %% ../nbs/03_synth.ipynb #9d8fb366
 def synth_corpora(out,                       # folder to write into (created)
                   size: str = "tiny",        # a key of `sizes`: "tiny" (tests) or "demo"
                   seed: int = 0,             # everything written is a pure function of the seed
@@ -794,6 +820,7 @@ def esd_feature_table(root) -> pd.DataFrame:
         rows.append(dict(zip(FEATURES, acoustic_features(x, sr)), speaker=spk, emotion=emo.lower(), path=str(p)))
     return pd.DataFrame(rows)
 
+# %% ../nbs/03_synth.ipynb #db3c2bf4
 def cross_speaker_accuracy(table, # `esd_feature_table` rows
                            features=FEATURES, # columns to use
                            label="emotion", group="speaker", # the class column; the column held out one value at a time
