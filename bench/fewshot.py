@@ -16,9 +16,9 @@ epoch budget and the same early stopping on validation macro-F1. What differs is
     padded validation batches built once, best state kept in memory); its set-up time is included.
 (d) `ours_stacked`: the same trials through `stacked.run_stack`, `--stack` trials at once (one batched
     computation over per-trial weight rows); the same set-up time is included.
-(e) `ours_shared_workers`: the same trials one at a time (`TrialRunner.run`), shared round-robin among
-    `--shared-workers` processes on the same device (what `run_grid(workers=N)` does), each with its own runner and
-    set-up; trials/hour is the sum of the workers' rates. `stacked_vs_shared_workers: <x>` is (d) over (e): the
+(e) `ours_shared_workers`: `--shared-workers` processes on the same device, each running ours' trials one at a
+    time (`TrialRunner.run`) with its own runner and set-up, as a stand-in for its own shard (what
+    `run_grid(workers=N)` does); trials/hour is the sum of the workers' rates. `stacked_vs_shared_workers: <x>` is (d) over (e): the
     rule of nbs/06a_stacked.ipynb keeps stacked trials only if a GPU run shows it >= 2.
 
 Ours runs a grid shard's worth of trials (105 by default, as one (model, speaker) shard of the paper's grid), so
@@ -205,6 +205,8 @@ def shared_worker(job):
     warnings.filterwarnings("ignore")
     sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
     table = load_corpus("esd", esd_root)
+    if not isinstance(enc, str):               # an encoder config: a random model of that architecture
+        enc = MultiTaskClassifier.from_encoder(enc, {"init": ("a", "b")})
     runner = None
     if warm:                                   # set-up and one warm-up trial before the clock starts
         runner = TrialRunner(enc, table, speaker, cfg, device=device)
@@ -219,9 +221,12 @@ def shared_worker(job):
     return res, start, time.time()
 
 
-def shared_workers(esd_root, speaker, enc, cfg, cells, n, threads, device, warm=False):
-    "`cells` one at a time on `n` processes sharing `device`: (results, summed trials/hour, makespan seconds)."
-    shares = [cells[i::n] for i in range(n) if cells[i::n]]
+def shared_workers(esd_root, speaker, enc, cfg, cells, n, threads, device, warm=False, split=True):
+    "Trials one at a time on `n` processes sharing `device`: (results, summed trials/hour, makespan seconds)."
+    if split:                                  # `cells` shared round-robin among the workers
+        shares = [cells[i::n] for i in range(n) if cells[i::n]]
+    else:                                      # every worker runs all of `cells`, as if each had a shard of its own
+        shares = [cells] * n
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(len(shares))
     jobs = [(str(esd_root), speaker, enc, cfg, share, threads, str(device), warm) for share in shares]
@@ -376,7 +381,7 @@ def main(argv=None):
         stacked_wall = time.perf_counter() - t
         device = "cuda" if torch.cuda.is_available() else "cpu"
         res["ours_shared_workers"], summed, _ = shared_workers(root / "esd", speaker, enc, cfg, cells(args.ours_trials),
-                                                               args.shared_workers, args.threads, device)
+                                                               args.shared_workers, args.threads, device, split=False)
         lines = {p: summary(p, r, sum(x["seconds"] for x in r) + (setup if p == "ours" else 0)) for p, r in res.items()
                  if p not in ("ours_stacked", "ours_shared_workers")}
         lines["ours_stacked"] = summary("ours_stacked", res["ours_stacked"], stacked_wall + setup)
