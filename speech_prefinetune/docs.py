@@ -18,6 +18,7 @@ from nbdev.process import NBProcessor, extract_directives
 from execnb.shell import CaptureShell
 import vl_convert as vlc
 from pygments.formatters import HtmlFormatter
+from traitlets.config import Config
 
 # %% auto #0
 __all__ = ['param_table', 'exec_show_docs_tables', 'DocsFilter', 'process_notebook', 'heading_anchor', 'page_name', 'link_pages',
@@ -25,167 +26,216 @@ __all__ = ['param_table', 'exec_show_docs_tables', 'DocsFilter', 'process_notebo
 
 # %% ../nbs/11_docs.ipynb #e4cbdd17
 def _cell_text(v) -> str:
-    if v is inspect.Parameter.empty or v is None: return ""
+    if v is inspect.Parameter.empty or v is None:
+        return ""
     s = v if isinstance(v, str) else getattr(v, "__name__", None) or repr(v)
     return s.replace("|", "\\|").replace("\n", " ")
 
 def param_table(sym # a function, class or method
                ) -> str:
     "Markdown table of `sym`'s parameters (type, default, docment) and return annotation; '' if it has none."
-    try: sig = inspect.signature(sym)
-    except (TypeError, ValueError): return ""
-    try: docs = docments(sym, full=True)
-    except Exception: docs = {}
+    try:
+        sig = inspect.signature(sym)
+    except (TypeError, ValueError):
+        return ""
+    try:
+        docs = docments(sym, full=True)
+    except Exception:
+        docs = {}
     rows = []
     for name, p in sig.parameters.items():
-        if name in ("self", "cls"): continue
+        if name in ("self", "cls"):
+            continue
         d = docs.get(name, {}) or {}
         label = {p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "") + name
         anno = p.annotation if p.annotation is not p.empty else d.get("anno", p.empty)
-        rows.append(f"| {label} | {_cell_text(anno)} | {_cell_text(p.default if p.default is not p.empty else p.empty)} "
-                    f"| {_cell_text(d.get('docment'))} |")
+        default = p.default if p.default is not p.empty else p.empty
+        rows.append(f"| {label} | {_cell_text(anno)} | {_cell_text(default)} | {_cell_text(d.get('docment'))} |")
     ret = sig.return_annotation
     if ret is not sig.empty and not inspect.isclass(sym):
         rows.append(f"| **Returns** | {_cell_text(ret)} | | {_cell_text((docs.get('return') or {}).get('docment'))} |")
-    if not rows: return ""
-    return "\n".join(["|  | **Type** | **Default** | **Details** |", "| -- | -------- | ----------- | ----------- |", *rows])
+    if not rows:
+        return ""
+    head = ["|  | **Type** | **Default** | **Details** |", "| -- | -------- | ----------- | ----------- |"]
+    return "\n".join([*head, *rows])
 
 # %% ../nbs/11_docs.ipynb #d1457523
 _SHOW_DOC = re.compile(r"^show_doc\((.+)\)\s*$", re.MULTILINE)
+_EXPORTS = {"export", "exports", "exporti", "exec_doc"}
 
 def _mixed_imports(cell) -> bool:
-    if cell.cell_type != "code" or not cell.get("source") or cell.directives_.keys() & {"export", "exports", "exporti", "exec_doc"}: return False
-    try: trees = ast.parse(cell.source).body
-    except SyntaxError: return False
+    if cell.cell_type != "code" or not cell.get("source") or cell.directives_.keys() & _EXPORTS:
+        return False
+    try:
+        trees = ast.parse(cell.source).body
+    except SyntaxError:
+        return False
     imports = [isinstance(t, (ast.Import, ast.ImportFrom)) for t in trees]
     return any(imports) and not all(imports)
 
 class exec_show_docs_tables(exec_show_docs):
-    "nbdev's `exec_show_docs`, skipping cells that mix imports and code, and adding parameter tables to `show_doc` output."
+    "nbdev's `exec_show_docs`, skipping cells that mix imports and code, adding parameter tables to `show_doc` output."
     def __call__(self, cell):
-        if _mixed_imports(cell): return
+        if _mixed_imports(cell):
+            return
         super().__call__(cell)
         m = _SHOW_DOC.search(cell.get("source") or "") if cell.cell_type == "code" else None
-        if not m or not hasattr(self, "k"): return
-        try: sym = eval(m.group(1).split(",")[0], self.k.user_ns)
-        except Exception: return
+        if not m or not hasattr(self, "k"):
+            return
+        try:
+            sym = eval(m.group(1).split(",")[0], self.k.user_ns)
+        except Exception:
+            return
         tbl = param_table(sym)
         for o in cell.get("outputs", []):
             md = o.get("data", {}).get("text/markdown")
-            if md is not None and tbl: o["data"]["text/markdown"] = ["".join(md) + "\n\n" + tbl + "\n"]
+            if md is not None and tbl:
+                o["data"]["text/markdown"] = ["".join(md) + "\n\n" + tbl + "\n"]
 
 class DocsFilter(FilterDefaults):
     "nbdev's default docs processors with `exec_show_docs_tables` in place of `exec_show_docs`."
-    def base_procs(self): return [exec_show_docs_tables if p is exec_show_docs else p for p in super().base_procs()]
+    def base_procs(self):
+        return [exec_show_docs_tables if p is exec_show_docs else p for p in super().base_procs()]
 
 # %% ../nbs/11_docs.ipynb #08f53209
 def _split_title_cell(nb):
     "Move text after the `# title` / `> summary` lines of the first markdown cell into a cell of its own."
     for i, c in enumerate(nb.cells):
-        if c.cell_type != "markdown": continue
+        if c.cell_type != "markdown":
+            continue
         lines = c.source.strip().splitlines()
-        if not lines or not re.match(r"^#\s+\S", lines[0]): return nb
+        if not lines or not re.match(r"^#\s+\S", lines[0]):
+            return nb
         end = j = 1
-        while j < len(lines) and not lines[j].strip(): j += 1
-        if j < len(lines) and lines[j].startswith(">"): end = j + 1
+        while j < len(lines) and not lines[j].strip():
+            j += 1
+        if j < len(lines) and lines[j].startswith(">"):
+            end = j + 1
         rest = "\n".join(lines[end:]).strip()
         if rest:
             c.source = "\n".join(lines[:end])
             nb.cells.insert(i + 1, mk_cell(rest, "markdown"))
-            for n, cell in enumerate(nb.cells): cell.idx_ = n
+            for n, cell in enumerate(nb.cells):
+                cell.idx_ = n
         return nb
     return nb
 
+# %% ../nbs/11_docs.ipynb #0b192c73
 @contextlib.contextmanager
 def _in_project(root: Path):
     "Run in the project root, with it importable, as nbdev's processors expect."
     old_cwd, added = Path.cwd(), str(root) not in sys.path
-    if added: sys.path.insert(0, str(root))
+    if added:
+        sys.path.insert(0, str(root))
     os.chdir(root)
-    try: yield
+    try:
+        yield
     finally:
         os.chdir(old_cwd)
-        if added and str(root) in sys.path: sys.path.remove(str(root))
+        if added and str(root) in sys.path:
+            sys.path.remove(str(root))
 
 def _execute(nb, path: Path, skip_flags=()):
-    "Run `nb`'s cells in place as nbdev's tester does: skipping `skip_flags` cells, `eval: false` cells and the final export cell."
+    "Run `nb`'s cells in place as nbdev's tester does: not `skip_flags` or `eval: false` cells, not the export cell."
     flags = set(skip_flags)
-    for c in nb.cells: c.directives_ = extract_directives(c, remove=False)
+    for c in nb.cells:
+        c.directives_ = extract_directives(c, remove=False)
     def skip(c):
-        if c.cell_type != "code" or "nbdev_export" + "(" in c.source: return True
-        if c.directives_.get("eval:", [""])[0].lower() == "false": return True
+        if c.cell_type != "code" or "nbdev_export" + "(" in c.source:
+            return True
+        if c.directives_.get("eval:", [""])[0].lower() == "false":
+            return True
         return bool(flags & c.directives_.keys())
     k = CaptureShell(path)
-    k.run_cell("import altair as _alt; _alt.renderers.enable('svg')")  # charts as static SVG (vl-convert), no CDN scripts
+    k.run_cell("import altair as _alt; _alt.renderers.enable('svg')")  # charts as static SVG (vl-convert), no CDN
     with contextlib.chdir(path.parent):
         k.run_all(nb, exc_stop=True, preproc=skip)
 
+# %% ../nbs/11_docs.ipynb #4f44b1fb
 def process_notebook(path, # a notebook in the project's nbs folder
-                     execute:bool=False, # run the notebook first (skipping `skip_flags` cells) so pages show fresh outputs
+                     execute:bool=False, # run the notebook first (skipping `skip_flags` cells) so pages show outputs
                      skip_flags=(), # with `execute`: directives of cells not to run (settings.ini `tst_flags`)
                     ):
     "The notebook after nbdev's docs processing (`DocsFilter`), as an execnb notebook."
     path = Path(path).resolve()
     nb = _split_title_cell(read_nb(path))
     if execute:
-        try: _execute(nb, path, skip_flags)
-        except Exception as e: raise RuntimeError(f"{path.name}: executing the notebook failed: {e}") from e
+        try:
+            _execute(nb, path, skip_flags)
+        except Exception as e:
+            raise RuntimeError(f"{path.name}: executing the notebook failed: {e}") from e
     nb.path_ = str(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try: DocsFilter()(nb)
-        except Exception as e: raise RuntimeError(f"{path.name}: nbdev's docs processing failed: {e}") from e
+        try:
+            DocsFilter()(nb)
+        except Exception as e:
+            raise RuntimeError(f"{path.name}: nbdev's docs processing failed: {e}") from e
     return nb
 
 # %% ../nbs/11_docs.ipynb #dec6b068
 _DIRECTIVE = re.compile(r"^\s*#\|\s*(.*)$")
+_TARGET_BLANK = re.compile(r"\{target=\"_blank\"[^}]*\}")
+_VEGA_LITE = re.compile(r"application/vnd\.vegalite\.v\d+\+json$")
+
+def _strip_directives(c) -> bool:
+    "Drop a code cell's `#|` lines (`echo: false` hides its input); False if nothing is left to show."
+    lines = c.source.splitlines()
+    dirs = [m.group(1) for l in lines if (m := _DIRECTIVE.match(l))]
+    c.source = "\n".join(l for l in lines if not _DIRECTIVE.match(l)).strip()
+    if any(re.match(r"echo:\s*false", d) for d in dirs):
+        c.metadata.setdefault("tags", []).append("remove_input")
+    return bool(c.source or c.get("outputs"))
+
+def _static_outputs(c):
+    "Altair charts as static SVG (pages need no JavaScript); nbdev's `target=_blank` link attributes dropped."
+    for o in c.get("outputs", []):
+        vega = [m for m in o.get("data", {}) if _VEGA_LITE.match(m)]
+        if vega:
+            spec = o["data"][vega[0]]
+            o["data"] = {"image/svg+xml": vlc.vegalite_to_svg(spec if isinstance(spec, str) else json.dumps(spec))}
+        if "text/markdown" in o.get("data", {}):
+            o["data"]["text/markdown"] = _TARGET_BLANK.sub("", o["data"]["text/markdown"])
 
 def _to_nbformat(nb):
-    "execnb notebook after processing -> nbformat notebook with front matter and directives handled; also the front matter."
+    "execnb notebook after processing -> (nbformat notebook with front matter and directives handled, front matter)."
     nb = nbformat.reads(nb2str(nb), as_version=4)
     fm, cells = {}, []
     for c in nb.cells:
         if c.cell_type == "raw":
             m = re.match(r"^---\s*\n(.*?)\n---\s*$", c.source.strip(), flags=re.DOTALL)
-            if m and not fm: fm = yaml.safe_load(m.group(1)) or {}
+            if m and not fm:
+                fm = yaml.safe_load(m.group(1)) or {}
             continue
-        if c.cell_type == "code":
-            lines = c.source.splitlines()
-            dirs = [m.group(1) for l in lines if (m := _DIRECTIVE.match(l))]
-            c.source = "\n".join(l for l in lines if not _DIRECTIVE.match(l)).strip()
-            if any(re.match(r"echo:\s*false", d) for d in dirs): c.metadata.setdefault("tags", []).append("remove_input")
-            if not c.source and not c.get("outputs"): continue
+        if c.cell_type == "code" and not _strip_directives(c):
+            continue
         if c.cell_type == "markdown":
-            c.source = re.sub(r"\{target=\"_blank\"[^}]*\}", "", c.source)
-            if c.source.strip().startswith("<!-- WARNING: THIS FILE WAS AUTOGENERATED"): continue
-        for o in c.get("outputs", []):
-            vega = [m for m in o.get("data", {}) if re.match(r"application/vnd\.vegalite\.v\d+\+json$", m)]
-            if vega:  # Altair charts: static SVG, so pages need no JavaScript
-                spec = o["data"][vega[0]]
-                o["data"] = {"image/svg+xml": vlc.vegalite_to_svg(spec if isinstance(spec, str) else json.dumps(spec))}
-            if "text/markdown" in o.get("data", {}):
-                o["data"]["text/markdown"] = re.sub(r"\{target=\"_blank\"[^}]*\}", "", o["data"]["text/markdown"])
+            c.source = _TARGET_BLANK.sub("", c.source)
+            if c.source.strip().startswith("<!-- WARNING: THIS FILE WAS AUTOGENERATED"):
+                continue
+        _static_outputs(c)
         cells.append(c)
-    head = []
-    if fm.get("title"): head.append(f"# {fm['title']}")
-    if fm.get("description"): head.append(f"> {fm['description']}")
-    if head: cells.insert(0, nbformat.v4.new_markdown_cell("\n\n".join(head)))
+    head = [f"# {fm['title']}"] if fm.get("title") else []
+    head += [f"> {fm['description']}"] if fm.get("description") else []
+    if head:
+        cells.insert(0, nbformat.v4.new_markdown_cell("\n\n".join(head)))
     nb.cells = cells
     return nb, fm
 
 # %% ../nbs/11_docs.ipynb #13a53e73
 _CSS = """body{margin:0;font-family:system-ui,-apple-system,Segoe UI,sans-serif;color:#212529;line-height:1.5}
-nav{position:fixed;top:0;left:0;bottom:0;width:230px;overflow:auto;background:#f8f9fa;border-right:1px solid #dee2e6;padding:1em}
+nav{position:fixed;top:0;left:0;bottom:0;width:230px;overflow:auto;background:#f8f9fa;border-right:1px solid #dee2e6;
+padding:1em}
 nav a{display:block;padding:2px 0;color:#0d6efd;text-decoration:none}nav a.here{font-weight:bold;color:#212529}
 main{margin-left:270px;max-width:960px;padding:1em 2em}
 pre{background:#f6f8fa;padding:.6em;overflow:auto;border-radius:4px}code{font-size:90%}
-table{border-collapse:collapse;margin:.8em 0}td,th{border:1px solid #dee2e6;padding:3px 8px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:.8em 0}td,th{border:1px solid #dee2e6;padding:3px 8px;text-align:left;
+vertical-align:top}
 blockquote{color:#6c757d;font-size:1.15em;border-left:4px solid #dee2e6;margin:0;padding-left:1em}
 .jp-InputPrompt,.jp-OutputPrompt,.prompt,.anchor-link{display:none}
 """
 
 def _exporter() -> HTMLExporter:
-    from traitlets.config import Config
     c = Config()
     c.TagRemovePreprocessor.enabled = True
     c.TagRemovePreprocessor.remove_input_tags = {"remove_input"}
@@ -193,8 +243,9 @@ def _exporter() -> HTMLExporter:
 
 def _page(title: str, body: str, nav: list[tuple[str, str]], here: str, site_title: str) -> str:
     links = "\n".join(f'<a href="{h}"{" class=here" if h == here else ""}>{html.escape(t)}</a>' for h, t in nav)
-    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)} - {html.escape(site_title)}</title>"
-            f"<link rel='stylesheet' href='style.css'></head>\n<body><nav><a href='index.html'><b>{html.escape(site_title)}</b></a><hr>\n"
+    head = f"<meta charset='utf-8'><title>{html.escape(title)} - {html.escape(site_title)}</title>"
+    return (f"<!DOCTYPE html>\n<html><head>{head}<link rel='stylesheet' href='style.css'></head>\n"
+            f"<body><nav><a href='index.html'><b>{html.escape(site_title)}</b></a><hr>\n"
             f"{links}</nav>\n<main>\n{body}\n</main></body></html>\n")
 
 # %% ../nbs/11_docs.ipynb #1548972f
@@ -227,6 +278,11 @@ def link_pages(body:str, # a page's HTML as nbconvert writes it
     return _HEADING.sub(_quarto_anchor, body)
 
 # %% ../nbs/11_docs.ipynb #20ac54a5
+def _render(p, nb, fm, exporter) -> tuple[str, str, str]:
+    "(page name, title, HTML body) of notebook `p`, processed into `nb` with front matter `fm`."
+    body, _ = exporter.from_notebook_node(nb)
+    return "index.html" if p.stem == "index" else page_name(p), fm.get("title") or p.stem, body
+
 def build_docs(out="_docs", # output folder, relative to the project root unless absolute
                root=None, # project root (the folder with settings.ini); default: found from the current folder
                progress:bool=True, # print one line per page
@@ -236,40 +292,46 @@ def build_docs(out="_docs", # output folder, relative to the project root unless
     "Render every notebook after nbdev's processing to `out/`, with a navigation index; return `out/index.html`."
     cfg = get_config(path=Path(root) if root else Path.cwd())
     root = Path(cfg.config_path)
-    nbs = Path(cfg.nbs_path)
     out = Path(out) if Path(out).is_absolute() else root/out
     out.mkdir(parents=True, exist_ok=True)
-    paths = sorted(p for p in nbs.glob("*.ipynb") if not p.name.startswith("_") and (notebooks is None or p.name in notebooks))
+    paths = sorted(p for p in Path(cfg.nbs_path).glob("*.ipynb")
+                   if not p.name.startswith("_") and (notebooks is None or p.name in notebooks))
     flags = cfg.get("tst_flags", "").split()
     site_url = f"{cfg.get('doc_host', '')}{cfg.get('doc_baseurl', '')}".rstrip("/") + "/"
     exporter, pages, failed = _exporter(), [], []
     with _in_project(root):
         for p in paths:
             t0 = time.time()
-            try: nb, fm = _to_nbformat(process_notebook(p, execute=execute, skip_flags=flags))
+            try:
+                nb, fm = _to_nbformat(process_notebook(p, execute=execute, skip_flags=flags))
             except RuntimeError as e:  # keep going: one broken notebook should not hide the state of the others
-                failed.append(str(e).splitlines()[0]); continue
-            body, _ = exporter.from_notebook_node(nb)
-            name = "index.html" if p.stem == "index" else page_name(p)
-            pages.append((p, name, fm.get("title") or p.stem, body))
-            if progress: print(f"{p.name} -> {name} ({time.time() - t0:.1f} s)")
-    nav = [(name, title) for p, name, title, _ in pages if name != "index.html"]
+                failed.append(str(e).splitlines()[0])
+                continue
+            pages.append(_render(p, nb, fm, exporter))
+            if progress:
+                print(f"{p.name} -> {pages[-1][0]} ({time.time() - t0:.1f} s)")
+    nav = [(name, title) for name, title, _ in pages if name != "index.html"]
     site_title = cfg.get("title", cfg.lib_name)
-    for p, name, title, body in pages:
+    for name, title, body in pages:
         body = link_pages(body.replace(site_url, ""))
         if name == "index.html":
-            body += "\n<h2>Modules</h2>\n<ul>\n" + "".join(f'<li><a href="{h}">{html.escape(t)}</a></li>\n' for h, t in nav) + "</ul>"
+            items = "".join(f'<li><a href="{h}">{html.escape(t)}</a></li>\n' for h, t in nav)
+            body += "\n<h2>Modules</h2>\n<ul>\n" + items + "</ul>"
         (out/name).write_text(_page(title, body, nav, name, site_title), encoding="utf-8")
     (out/"style.css").write_text(_CSS + HtmlFormatter().get_style_defs(".highlight"), encoding="utf-8")
-    if failed: raise RuntimeError(f"docs: {len(failed)} notebook(s) failed (other pages written to {out}):\n" + "\n".join(failed))
+    if failed:
+        raise RuntimeError(f"docs: {len(failed)} notebook(s) failed (other pages written to {out}):\n"
+                           + "\n".join(failed))
     return out/"index.html"
 
 # %% ../nbs/11_docs.ipynb #6f59a1c4
 def _text_output(o) -> str:
-    if o.get("output_type") == "stream": return "".join(o.get("text", ""))
+    if o.get("output_type") == "stream":
+        return "".join(o.get("text", ""))
     data = o.get("data", {})
     for mime in ("text/markdown", "text/plain"):
-        if mime in data: return "".join(data[mime])
+        if mime in data:
+            return "".join(data[mime])
     return ""
 
 def readme_markdown(nb_path # the README notebook (settings.ini `readme_nb`, usually nbs/index.ipynb)
@@ -281,11 +343,14 @@ def readme_markdown(nb_path # the README notebook (settings.ini `readme_nb`, usu
     nb, _ = _to_nbformat(nb)
     parts = []
     for c in nb.cells:
-        if c.cell_type == "markdown": parts.append(c.source.strip())
+        if c.cell_type == "markdown":
+            parts.append(c.source.strip())
         elif c.cell_type == "code":
-            if "remove_input" not in c.metadata.get("tags", []) and c.source: parts.append(f"```python\n{c.source}\n```")
+            if "remove_input" not in c.metadata.get("tags", []) and c.source:
+                parts.append(f"```python\n{c.source}\n```")
             outs = "".join(_text_output(o) for o in c.get("outputs", [])).rstrip()
-            if outs: parts.append(f"```\n{outs}\n```")
+            if outs:
+                parts.append(f"```\n{outs}\n```")
     return "\n\n".join(p for p in parts if p) + "\n"
 
 def write_readme(out="README.md", # output file, relative to the project root unless absolute
@@ -308,9 +373,11 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     idx = build_docs(a.out, progress=not a.quiet, execute=a.execute)
     print(f"docs: {idx}")
-    if a.readme: print(f"readme: {write_readme()}")
+    if a.readme:
+        print(f"readme: {write_readme()}")
     return 0
 
 # %% ../nbs/11_docs.ipynb #6211a129
 #| eval: false
-if __name__ == "__main__": sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())
