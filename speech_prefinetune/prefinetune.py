@@ -123,15 +123,24 @@ class ClipBatches(torch.utils.data.Dataset):
                 ):
         self.items, self.paths, self.labels, self.audio = items, paths, labels, audio
         self.preprocessor, self.max_len = preprocessor, max_len
-    def __len__(self): return len(self.items)
-    def __getitem__(self, i):
-        task, rows, offsets = self.items[i]
-        end = lambda o: None if self.max_len is None else o + self.max_len
-        waves = [self.audio[self.paths[task][r]][o:end(o)] for r, o in zip(rows, offsets)]
-        x, mask = prepare_batch(waves, self.preprocessor)
-        return dict(task=task, input_values=x, attention_mask=mask,
-                    labels=torch.as_tensor(self.labels[task][np.asarray(rows)], dtype=torch.long),
-                    seconds=float(mask.sum()) / self.preprocessor.sampling_rate)
+
+# %% ../nbs/05_prefinetune.ipynb #2bf1ed64
+@patch
+def __getitem__(self: ClipBatches, i: int) -> dict:
+    "Plan item `i` as model inputs: the feature extractor's `input_values`, our attention mask, labels, audio-seconds."
+    task, rows, offsets = self.items[i]
+    end = lambda o: None if self.max_len is None else o + self.max_len
+    waves = [self.audio[self.paths[task][r]][o:end(o)] for r, o in zip(rows, offsets)]
+    x, mask = prepare_batch(waves, self.preprocessor)
+    return dict(task=task, input_values=x, attention_mask=mask,
+                labels=torch.as_tensor(self.labels[task][np.asarray(rows)], dtype=torch.long),
+                seconds=float(mask.sum()) / self.preprocessor.sampling_rate)
+
+# %% ../nbs/05_prefinetune.ipynb #6721b3f9
+@patch
+def __len__(self: ClipBatches) -> int:
+    "Number of plan items (batches)."
+    return len(self.items)
 
 # %% ../nbs/05_prefinetune.ipynb #552a352f
 def task_metrics(losses, # per-clip cross-entropy (natural log)

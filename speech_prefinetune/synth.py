@@ -129,7 +129,8 @@ def label_prosody(corpus: str, label: str) -> Prosody:
 # %% ../nbs/03_synth.ipynb #cb907177
 def make_voice(key, gender: str = "F", seed: int = 0) -> Voice:
     "A speaker's voice, a pure function of (`key`, `gender`, `seed`)."
-    if gender not in ("F", "M"): raise ValueError(f"gender must be 'F' or 'M', got {gender!r}")
+    if gender not in ("F", "M"):
+        raise ValueError(f"gender must be 'F' or 'M', got {gender!r}")
     r = np.random.default_rng(derive_seed("voice", seed, key, gender))
     f0 = (210.0 if gender == "F" else 115.0) * 2 ** (r.normal(0, 2.0) / 12)
     return Voice(gender=gender, f0=float(f0), range_scale=float(np.exp(r.normal(0, 0.2))),
@@ -171,7 +172,8 @@ class Plan:
 # %% ../nbs/03_synth.ipynb #c719fd0d
 def make_plan(n_syllables: int, language: str, rng: np.random.Generator) -> Plan:
     "A random `n_syllables` plan in `language` ('en' or 'zh')."
-    if language not in ("en", "zh"): raise ValueError(f"language must be 'en' or 'zh', got {language!r}")
+    if language not in ("en", "zh"):
+        raise ValueError(f"language must be 'en' or 'zh', got {language!r}")
     n = max(1, int(n_syllables))
     onsets = np.where(rng.random(n) < 0.7, rng.uniform(2500, 5500, n).round(), 0.0)
     acc = rng.integers(1, 5, n) if language == "zh" else (rng.random(n) < 0.35).astype(int)
@@ -362,7 +364,8 @@ def _say(path, corpus, voice, label, plan, sr, seed, key, noise_db, scale=1.0, c
     p = utterance_prosody(label_prosody(corpus, label) if scale == 1.0 else
                           blend(LABEL_PROSODY[corpus][label], CORPUS_INTENSITY[corpus] * scale), voice, rng)
     x = synth_utterance(voice, p, plan, sr, rng, noise_db=noise_db)
-    if channels == 2: x = np.stack([0.9 * x, np.concatenate([[0.0] * 3, 1.1 * x[:-3]])], axis=1) / 1.1
+    if channels == 2:                                    # a second channel, 3 samples later and a little louder
+        x = np.stack([0.9 * x, np.concatenate([[0.0] * 3, 1.1 * x[:-3]])], axis=1) / 1.1
     write_wav(path, x, sr)
     return len(x) / sr
 
@@ -382,7 +385,8 @@ def top_up_splits(have, candidates, corpus: str, name, label, minimum: int = 2) 
             need[key] -= 1
             if not need[key]:
                 del need[key]
-    if need: raise ValueError(f"{corpus}: not enough candidates to fill {sorted(need)}")
+    if need:
+        raise ValueError(f"{corpus}: not enough candidates to fill {sorted(need)}")
     return added
 
 # %% ../nbs/03_synth.ipynb #28306004
@@ -438,11 +442,14 @@ def esd_gender(speaker: str) -> str:
 
 # %% ../nbs/03_synth.ipynb #32249f1c
 def _esd_text(offset, language, seed, seconds):
+    "The plan and transcript of ESD sentence `offset` in `language`: the same for every speaker and emotion."
     r = np.random.default_rng(derive_seed("esd-text", seed, language, offset))
     plan = make_plan(_n_syllables(seconds, r), language, r)
     n = len(plan.vowels)
-    if language == "zh": text = "".join(r.choice(list(_ZH_CHARS), n)) + "。"
-    else: text = " ".join(r.choice(_EN_WORDS, max(1, (n + 1) // 2))).capitalize() + "."
+    if language == "zh":
+        text = "".join(r.choice(list(_ZH_CHARS), n)) + "。"
+    else:
+        text = " ".join(r.choice(_EN_WORDS, max(1, (n + 1) // 2))).capitalize() + "."
     return plan, text
 
 # %% ../nbs/03_synth.ipynb #ba398922
@@ -594,6 +601,7 @@ def msp_improv_clips(cfg: dict) -> list[tuple]:
 
 # %% ../nbs/03_synth.ipynb #e3a3313a
 def _improv_name(c) -> str:
+    "File stem of MSP-IMPROV clip `c`: `MSP-IMPROV-S<sentence><letter>-<speaker>-<type>-<pair>`."
     k, g, j, letter, typ = c
     return f"MSP-IMPROV-S{j:02d}{letter}-{g}{k:02d}-{typ}-{'FM' if g == 'F' else 'MF'}{k:02d}"
 
@@ -625,7 +633,8 @@ def synth_msp_improv(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, progress
         a, v, d, nat = rng.uniform(1, 5, 4)
         sep = ("; ", ";", " ; ")[int(rng.integers(0, 3))]
         fields_ = [f"UTD-IMPROV-{name[len('MSP-IMPROV-'):]}.avi", cons, f"A:{a:.6f}", f"V:{v:.6f}", f"D:{d:.6f} "]
-        if rng.random() < 0.8: fields_.append(f"N:{nat:.6f}")
+        if rng.random() < 0.8:
+            fields_.append(f"N:{nat:.6f}")
         evaluation.append(sep.join(fields_) + sep.rstrip())
         for _ in range(int(rng.integers(2, 5))):
             w = _IMPROV_WORDS[cons if rng.random() < 0.7 else str(rng.choice(list(_IMPROV_WORDS)))]
@@ -656,7 +665,8 @@ def synth_msp_podcast(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, audio_d
     rng = np.random.default_rng(derive_seed("msp_podcast", seed))
     n = cfg["speakers"]
     n_dev, n_t1 = max(1, round(0.2 * n)), max(1, round(0.1 * n))
-    if n < 4: raise UserError(f"msp_podcast needs at least 4 known speakers (one per split), got {n}")
+    if n < 4:
+        raise UserError(f"msp_podcast needs at least 4 known speakers (one per split), got {n}")
     splits = (["Train"] * (n - n_dev - 2 * n_t1) + ["Development"] * n_dev + ["Test1"] * n_t1 + ["Test2"] * n_t1)
     ids = sorted(rng.choice(np.arange(1, 3000), n, replace=False).tolist())
     clips = []  # (podcast, spkr id, gender, split)
