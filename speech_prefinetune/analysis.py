@@ -18,7 +18,7 @@ from .core import (BASE_MODEL, LABELS, PREFINETUNE_CORPORA, UserError, canonical
 __all__ = ['FRAME_COLUMNS', 'PAPER_COLUMNS', 'FULL_MODEL', 'CORPUS_TITLES', 'TABLE_FILES', 'parse_corpus_set',
            'normalise_results', 'read_any_results', 'fig2_table', 'fig3_table', 'table1', 'fig4_table',
            'paired_comparison', 'fig2_chart', 'fig3_chart', 'fig4_chart', 'charts', 'save_chart', 'report_html',
-           'write_report', 'add_report_command']
+           'write_report']
 
 # %% ../nbs/08_analysis.ipynb #e7ae9fbd
 FRAME_COLUMNS = ("model", "corpora", "n_corpora", "speaker", "language", "emotion", "k", "trial", "macro_f1",
@@ -481,17 +481,3 @@ def _report_cmd(args) -> int:
     t = pd.read_csv(rep.parent/"fig2.csv")
     if len(t): print(t.pivot(index="n_corpora", columns="k", values="mean_f1").round(4).to_string())
     return 0
-
-def add_report_command(subparsers):
-    "Register `spft report RESULTS --out DIR`."
-    p = subparsers.add_parser(
-        "report", help="tables and charts of the paper (Fig. 2-4, Table 1) from results",
-        description="Compute the paper's Fig. 2-4 and Table 1 and a paired full-vs-base comparison from our results store "
-                    "(a directory) or the paper scripts' scaled_esd_downstream.csv, and write table1.csv, fig2.csv, fig3.csv, "
-                    "fig4.csv, paired.csv, the charts and a self-contained report.html to DIR.")
-    p.add_argument("results", help="results store directory or results CSV (ours or the paper's scaled_esd_downstream.csv)")
-    p.add_argument("--out", default="report", help="output directory (default: ./report)")
-    p.add_argument("--formats", default="html,svg,png", help="chart files to write, comma-separated from html,svg,png (default: all)")
-    p.add_argument("--n-boot", type=int, default=10_000, help="bootstrap resamples for the paired comparison (default: 10000)")
-    p.set_defaults(func=_report_cmd)
-    return p

@@ -4,13 +4,13 @@
 
 # %% ../nbs/02_corpora.ipynb #039394e8
 from __future__ import annotations
-import argparse, csv, inspect as _inspect, json, os, re, warnings
+import csv, inspect as _inspect, json, os, re, warnings
 from collections import Counter
 from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 from .audio import audio_info
-from .core import (CORPORA, CORPUS_LANGUAGE, LABELS, SPLITS, UserError, canonical_corpus,
+from .core import (CORPUS_LANGUAGE, LABELS, SPLITS, UserError, canonical_corpus,
                                      derive_seed, esd_language)
 
 # %% auto #0
@@ -20,7 +20,7 @@ __all__ = ['COLUMNS', 'ESD_EMOTIONS', 'ESD_SPLIT_FOLDERS', 'IEMOCAP_CODES', 'MSP
            'read_esd_transcript', 'esd_rows', 'iemocap_speaker', 'iemocap_kept_codes', 'iemocap_rows',
            'read_msp_improv_evaluation', 'msp_improv_rows', 'msp_podcast_label_file', 'podcast_label_records',
            'msp_podcast_rows', 'mandarin_as_rows', 'corpus_options', 'load_corpus', 'header_seconds', 'corpus_summary',
-           'parse_option', 'inspect_command', 'add_inspect_command']
+           'parse_option', 'inspect_command']
 
 # %% ../nbs/02_corpora.ipynb #f50e0a27
 COLUMNS = ("corpus", "utt_id", "path", "speaker", "language", "label", "split")
@@ -777,21 +777,3 @@ def inspect_command(args) -> int:
           f"languages {', '.join(sorted(table.language.unique()))} ({Path(args.root)})")
     print(s.to_string())
     return 0
-
-def add_inspect_command(subparsers):
-    "Register `spft inspect NAME ROOT [--durations] [--option KEY=VALUE ...] [--errors raise|skip]`."
-    p = subparsers.add_parser("inspect", help="summarise a corpus: utterances per split x label, speakers, languages",
-        description="Load a corpus from its own layout and print utterances per label x split, the number of "
-                    "speakers and the languages (and, with --durations, total hours read from file headers).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="corpus options (--option KEY=VALUE):\n" + "\n".join(
-            f"  {c}: " + (", ".join(f"{k}={v}" for k, v in corpus_options(c).items()) or "none") for c in CORPORA) +
-            "\n\nexample: spft inspect iemocap /data/IEMOCAP_full_release --option keep_codes=neu,hap,exc,ang,sad")
-    p.add_argument("name", metavar="NAME", help=f"corpus: {', '.join(CORPORA)}")
-    p.add_argument("root", metavar="ROOT", help="corpus folder (or a folder above it)")
-    p.add_argument("--durations", action="store_true", help="add total hours per label (reads every file header)")
-    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="corpus option, repeatable")
-    p.add_argument("--errors", choices=("raise", "skip"), default="raise",
-                   help="on a bad entry: stop with an error naming it (default) or skip it and warn once with counts")
-    p.set_defaults(func=inspect_command)
-    return p

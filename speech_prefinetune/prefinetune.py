@@ -4,9 +4,9 @@
 
 # %% ../nbs/05_prefinetune.ipynb #b1e32d97
 from __future__ import annotations
-import argparse, json, math, os, pickle, random, sys, time, warnings
+import json, math, os, pickle, random, sys, time, warnings
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from functools import partial
 from itertools import combinations
 from pathlib import Path
@@ -28,7 +28,7 @@ from .config import TASK_SAMPLING, PrefinetuneConfig
 from .audio import AudioCache, open_audio_cache
 from .corpora import load_corpus
 from .model import META_FILE, MultiTaskClassifier, prepare_batch
-from .synth import toy_tables
+from .cli import main as spft_main
 
 # %% auto #0
 __all__ = ['MEMORY_MODEL', 'CHECKPOINT', 'RESUMABLE_SETTINGS', 'CORPORA_ORDER', 'scaled_loss', 'task_probabilities',
@@ -38,8 +38,7 @@ __all__ = ['MEMORY_MODEL', 'CHECKPOINT', 'RESUMABLE_SETTINGS', 'CORPORA_ORDER', 
            'SplitClips', 'split_clips', 'train_crop', 'crop_lengths', 'task_batches', 'train_batches',
            'valid_plan_items', 'valid_batches', 'evaluate', 'count_epoch_steps', 'batch_lengths', 'training_plan',
            'checkpoint_to_resume', 'batch_to', 'epoch_summary', 'mark_finished', 'prefinetune_tables', 'load_tables',
-           'prefinetune', 'all_subsets', 'prefinetune_all_subsets', 'add_prefinetune_arguments', 'config_from_args',
-           'prefinetune_command', 'add_prefinetune_command', 'main']
+           'prefinetune', 'all_subsets', 'prefinetune_all_subsets', 'main']
 
 # %% ../nbs/05_prefinetune.ipynb #0d392c76
 def scaled_loss(logits: torch.Tensor, # [B, n_classes]
@@ -760,90 +759,9 @@ def prefinetune_all_subsets(roots, encoder, out, config: PrefinetuneConfig | Non
     return runs
 
 # %% ../nbs/05_prefinetune.ipynb #44280799
-def _option(text):
-    try:
-        key, value = text.split("=", 1); corpus, name = key.split(".", 1)
-        return canonical_corpus(corpus), name, json.loads(value) if value[:1] in "[{0123456789-tfn\"" else value
-    except ValueError: raise argparse.ArgumentTypeError(f"--option {text!r}: expected CORPUS.KEY=VALUE, e.g. msp_improv.label_source=consensus") from None
-
-def add_prefinetune_arguments(p: argparse.ArgumentParser):
-    "The arguments of `spft prefinetune` (shared with `python -m speech_prefinetune.prefinetune`)."
-    d = PrefinetuneConfig()
-    p.add_argument("--corpora", required=True, help="comma-separated corpora (iemocap, msp_improv, msp_podcast, mandarin_as) "
-                   "or 'all-subsets' for one run per non-empty subset of the four")
-    p.add_argument("--roots", required=True, help="corpora.toml: corpus = \"root folder\" lines (what `spft synth` writes)")
-    p.add_argument("--encoder", default="facebook/wav2vec2-base", help="tiny-wav2vec2 | tiny-hubert | tiny-wavlm | hub id | local folder (default: %(default)s)")
-    p.add_argument("--out", required=True, help="run folder (= model folder); with all-subsets, the parent of one folder per subset")
-    p.add_argument("--max-epochs", type=int, default=d.max_epochs, help="default: %(default)s")
-    p.add_argument("--patience", type=int, default=d.patience, help="epochs without improvement before stopping (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
-    p.add_argument("--batch-seconds", type=float, default=d.batch_seconds, help="padded audio-seconds per batch and process "
-                   "(default: %(default)s, sized for a 24 GB GPU with wav2vec2-base in bf16)")
-    p.add_argument("--batch-size", type=int, default=None, help="instead: clips per batch and process (wins over --batch-seconds; "
-                   f"validation then takes {d.eval_batch_size} clips per batch)")
-    p.add_argument("--eval-batch-seconds", type=float, default=d.eval_batch_seconds, help="padded audio-seconds per validation batch (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default: %(default)s)")
-    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="default: %(default)s")
-    p.add_argument("--max-seconds", type=float, default=d.max_seconds, help="random crop of longer training clips "
-                   "(default: %(default)s; the paper's downstream value: 5)")
-    p.add_argument("--max-eval-seconds", type=float, default=d.max_eval_seconds, help="centre crop of longer validation clips (default: %(default)s)")
-    p.add_argument("--gradient-checkpointing", action="store_true", help="recompute each transformer layer in the backward pass (less activation memory, one more forward pass)")
-    p.add_argument("--task-sampling", choices=TASK_SAMPLING, default=d.task_sampling, help="default: %(default)s")
-    p.add_argument("--tasks-per-step", type=int, default=d.tasks_per_step, help="task batches accumulated per update (Muppet's heterogeneous batches; default: %(default)s)")
-    p.add_argument("--select-on", choices=("scaled_loss", "loss"), default=d.select_on, help="validation loss averaged over tasks for early stopping (default: %(default)s)")
-    p.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap on steps between validations")
-    p.add_argument("--projector-dim", type=int, default=None, help="add Wav2Vec2ForSequenceClassification's projector (e.g. 256)")
-    p.add_argument("--train-cnn", action="store_true", help="also train the CNN feature encoder (frozen by default)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device, help="default: %(default)s")
-    p.add_argument("--no-bf16", action="store_true", help="full precision on CUDA")
-    p.add_argument("--num-workers", type=int, default=d.num_workers, help="DataLoader workers (default: %(default)s)")
-    p.add_argument("--cache-dir", default=None, help="cache root shared by all runs (default: $SPFT_CACHE_DIR, else the user cache directory)")
-    p.add_argument("--keep-checkpoint", action="store_true", help="keep checkpoint.pt after the run finishes")
-    p.add_argument("--errors", choices=("raise", "skip"), default="raise", help="bad corpus entries / audio: stop, or skip with a counted warning")
-    p.add_argument("--option", type=_option, action="append", default=[], metavar="CORPUS.KEY=VALUE", help="load_corpus option, e.g. msp_improv.label_source=consensus")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    return p
-
-def config_from_args(args) -> PrefinetuneConfig:
-    "The `PrefinetuneConfig` of parsed command-line arguments."
-    opts = {}
-    for corpus, key, value in args.option: opts.setdefault(corpus, {})[key] = value
-    return PrefinetuneConfig(max_epochs=args.max_epochs, patience=args.patience, seed=args.seed, batch_size=args.batch_size,
-                             batch_seconds=args.batch_seconds, eval_batch_seconds=args.eval_batch_seconds, lr=args.lr,
-                             warmup_epochs=args.warmup_epochs, max_seconds=args.max_seconds, max_eval_seconds=args.max_eval_seconds,
-                             gradient_checkpointing=args.gradient_checkpointing, task_sampling=args.task_sampling,
-                             tasks_per_step=args.tasks_per_step, select_on=args.select_on,
-                             max_steps_per_epoch=args.max_steps_per_epoch, projector_dim=args.projector_dim,
-                             freeze_feature_encoder=not args.train_cnn, device=args.device, bf16=not args.no_bf16,
-                             num_workers=args.num_workers, cache_dir=args.cache_dir, keep_checkpoint=args.keep_checkpoint,
-                             errors=args.errors, corpus_options=opts).check()
-
-def prefinetune_command(args) -> int:
-    "Run `spft prefinetune`."
-    config = config_from_args(args)
-    if args.corpora.strip() == "all-subsets":
-        runs = prefinetune_all_subsets(args.roots, args.encoder, args.out, config, progress=not args.quiet)
-    else:
-        runs = [prefinetune(args.corpora, args.roots, args.encoder, args.out, config, progress=not args.quiet)]
-    for r in runs: print(r)
-    return 0
-
-def add_prefinetune_command(subparsers):
-    "Register `spft prefinetune`."
-    p = subparsers.add_parser("prefinetune", help="pre-finetune an encoder on emotion corpora (one head per corpus)",
-                              description="Pre-finetune a speech encoder on one or more emotion corpora with one linear head per "
-                              "corpus and the scaled loss; early stopping on the mean task validation loss. Resumes a stopped run "
-                              "and skips a finished one. Multi-GPU: accelerate launch -m speech_prefinetune.prefinetune ARGS.")
-    add_prefinetune_arguments(p)
-    p.set_defaults(func=prefinetune_command)
-    return p
-
 def main(argv=None) -> int:
-    "`python -m speech_prefinetune.prefinetune` (and `accelerate launch -m ...`): same arguments as `spft prefinetune`."
-    p = add_prefinetune_arguments(argparse.ArgumentParser(prog="python -m speech_prefinetune.prefinetune"))
-    args = p.parse_args(argv)
-    try: return prefinetune_command(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr); return 2
+    "`python -m speech_prefinetune.prefinetune` (and `accelerate launch -m ...`): `spft prefinetune`'s arguments."
+    return spft_main(["prefinetune", *(sys.argv[1:] if argv is None else argv)])
 
-if __name__ == "__main__" and Path(sys.argv[0]).name == "prefinetune.py": sys.exit(main())
+if __name__ == "__main__" and Path(sys.argv[0]).name == "prefinetune.py":
+    sys.exit(main())

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_synth.ipynb #cb36a0ad
 from __future__ import annotations
-import argparse, json, math, shutil, time
+import json, math, shutil, time
 from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -20,17 +20,18 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 from .core import CORPORA, LABELS, SPLITS, UserError, canonical_corpus, derive_seed, write_roots
 from .corpora import hash_split
+from .config import QUIRKS
 
 # %% auto #0
-__all__ = ['EMOTIONS', 'LABEL_PROSODY', 'CORPUS_INTENSITY', 'VOWELS', 'SIZES', 'QUIRKS', 'ESD_LONG_ROOT', 'ROOT_NAMES',
-           'ESD_EMOTIONS', 'ESD_SPLIT_OFFSETS', 'IEMOCAP_CODES', 'MSP_IMPROV_LETTERS', 'MSP_PODCAST_CODES',
-           'MSP_PODCAST_HEADER', 'MASC_FOLDERS', 'FEATURES', 'CHECK_SIZES', 'Voice', 'Prosody', 'blend',
-           'label_prosody', 'make_voice', 'utterance_prosody', 'Plan', 'make_plan', 'synth_utterance', 'pitch_track',
-           'write_wav', 'top_up_splits', 'check_quirks', 'esd_offsets', 'esd_gender', 'synth_esd', 'esd_count',
-           'iemocap_turns', 'iemocap_codes', 'synth_iemocap', 'iemocap_count', 'msp_improv_clips', 'synth_msp_improv',
-           'msp_improv_count', 'synth_msp_podcast', 'msp_podcast_count', 'mandarin_as_clips', 'synth_mandarin_as',
-           'mandarin_as_count', 'synth_corpora', 'acoustic_features', 'esd_feature_table', 'cross_speaker_accuracy',
-           'masc_feature_table', 'toy_tables', 'add_synth_command']
+__all__ = ['EMOTIONS', 'LABEL_PROSODY', 'CORPUS_INTENSITY', 'VOWELS', 'SIZES', 'ESD_LONG_ROOT', 'ROOT_NAMES', 'ESD_EMOTIONS',
+           'ESD_SPLIT_OFFSETS', 'IEMOCAP_CODES', 'MSP_IMPROV_LETTERS', 'MSP_PODCAST_CODES', 'MSP_PODCAST_HEADER',
+           'MASC_FOLDERS', 'FEATURES', 'CHECK_SIZES', 'Voice', 'Prosody', 'blend', 'label_prosody', 'make_voice',
+           'utterance_prosody', 'Plan', 'make_plan', 'synth_utterance', 'pitch_track', 'write_wav', 'top_up_splits',
+           'check_quirks', 'esd_offsets', 'esd_gender', 'synth_esd', 'esd_count', 'iemocap_turns', 'iemocap_codes',
+           'synth_iemocap', 'iemocap_count', 'msp_improv_clips', 'synth_msp_improv', 'msp_improv_count',
+           'synth_msp_podcast', 'msp_podcast_count', 'mandarin_as_clips', 'synth_mandarin_as', 'mandarin_as_count',
+           'synth_corpora', 'acoustic_features', 'esd_feature_table', 'cross_speaker_accuracy', 'masc_feature_table',
+           'toy_tables']
 
 # %% ../nbs/03_synth.ipynb #bf06bdd2
 @dataclass(frozen=True)
@@ -390,16 +391,6 @@ def top_up_splits(have, candidates, corpus: str, name, label, minimum: int = 2) 
     return added
 
 # %% ../nbs/03_synth.ipynb #28306004
-QUIRKS = {
-    "esd-long-root": "ESD root folder named `Emotional Speech Dataset (ESD)` instead of `Emotion Speech Dataset`",
-    "esd-utf16-nobom": ("Mandarin ESD transcripts in UTF-16 without a byte-order mark (little- and big-endian by "
-                        "turns) instead of GB2312"),
-    "improv-audio-dir": "MSP-IMPROV session folders under an extra `Audio/` level (`MSP-IMPROV/Audio/session1/...`)",
-    "improv-evalution": "MSP-IMPROV label file spelled `Evalution.txt`",
-    "podcast-json": "MSP-PODCAST labels only as JSON (`labels_consensus.json`, an object keyed by file name), no CSV",
-    "podcast-label-dir": "MSP-PODCAST label folder named `label/` instead of `Labels/`",
-    "podcast-concensus": "MSP-PODCAST label file spelled `labels_concensus` (older releases)",
-}
 ESD_LONG_ROOT = "Emotional Speech Dataset (ESD)"
 
 # %% ../nbs/03_synth.ipynb #129279aa
@@ -898,27 +889,3 @@ def _synth_main(args) -> int:
     for c, r in roots.items(): print(f"{c}\t{r}")
     print(f"roots file\t{(Path(args.out) / 'corpora.toml').resolve()}  ({time.time() - t0:.1f} s)")
     return 0
-
-def add_synth_command(subparsers):
-    "Register `spft synth OUT [--size tiny|demo] [--seed N] [--quirk NAME ...]`."
-    p = subparsers.add_parser("synth", help="write synthetic emotional speech corpora in their real layouts",
-                              description="Write the five corpora (IEMOCAP, MSP-IMPROV, MSP-PODCAST, Mandarin Affective Speech, "
-                              "ESD) as synthetic emotional speech in their real folder layouts and native sample rates, plus "
-                              "OUT/corpora.toml mapping each corpus to its root. Deterministic: the same seed writes the same bytes.",
-                              formatter_class=argparse.RawDescriptionHelpFormatter,
-                              epilog="quirks of real copies (--quirk NAME, repeatable; none by default):\n" +
-                                     "\n".join(f"  {k}: {v}" for k, v in QUIRKS.items()))
-    p.add_argument("out", metavar="OUT", help="folder to write into (created if missing)")
-    p.add_argument("--size", default="tiny", choices=tuple(SIZES),
-                   help="tiny: ~800 clips of 0.6-1.2 s, seconds to write (tests); demo: ~2,100 clips of 1-2 s (spft demo). Default: %(default)s")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.add_argument("--corpora", default="", help=f"comma-separated subset of {','.join(CORPORA)} (default: all)")
-    p.add_argument("--esd-layout", default="official", choices=("official", "flat"),
-                   help="ESD with train/evaluation/test folders (official) or without (flat). Default: %(default)s")
-    p.add_argument("--podcast-audio-dir", default="Audios", choices=("Audios", "Audio"),
-                   help="name of MSP-PODCAST's audio folder, which differs between releases (default: %(default)s)")
-    p.add_argument("--quirk", action="append", choices=tuple(QUIRKS), metavar="NAME",
-                   help="write a quirk of real copies (repeatable; the names are listed below)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_synth_main)
-    return p

@@ -15,7 +15,8 @@ import pytest
 from scipy import stats
 
 from speech_prefinetune.core import UserError
-from speech_prefinetune.analysis import (add_report_command, fig2_table, fig3_table, fig4_table, paired_comparison,
+from speech_prefinetune.cli import add_report_command
+from speech_prefinetune.analysis import (fig2_table, fig3_table, fig4_table, paired_comparison,
                                          read_any_results, table1, write_report)
 
 PAPER_NAMES = {"iemocap_emotion": "iemocap", "msp_improv": "msp_improv", "msp_podcast": "msp_podcast", "mandarin_aff": "mandarin_as"}

@@ -6,9 +6,10 @@ import pytest
 import soundfile as sf
 
 from speech_prefinetune.core import LABELS, SPLITS, UserError
-from speech_prefinetune.corpora import (COLUMNS, CorpusWarning, add_inspect_command, corpus_summary, esd_offset_split,
+from speech_prefinetune.corpora import (COLUMNS, CorpusWarning, corpus_summary, esd_offset_split,
                                         hash_split, load_corpus, parse_option)
 from speech_prefinetune.corpora import decode_text
+from speech_prefinetune.cli import build_parser
 from corpus_fixtures import (IEMOCAP_DEFAULT, PODCAST_DEFAULT, PODCAST_HEADER, ZH_EMOTION_WORDS, esd_transcript_lines,
                              make_esd, make_iemocap, make_masc, make_msp_improv, make_msp_podcast, wav,
                              write_esd_transcript)
@@ -501,9 +502,7 @@ def test_corpus_summary_against_crosstab(tmp_path):
 
 def test_inspect_command(tmp_path, capsys):
     make_iemocap(tmp_path)
-    p = argparse.ArgumentParser(prog="spft")
-    sub = p.add_subparsers()
-    add_inspect_command(sub)
+    p = build_parser()   # `spft`: the inspect help reads its corpus options only when printed
     args = p.parse_args(["inspect", "iemocap", str(tmp_path), "--durations", "--option", "keep_codes=neu,ang",
                          "--option", "split=speaker"])
     assert args.func(args) == 0

@@ -4,7 +4,8 @@ import os
 from pathlib import Path
 import pytest
 from speech_prefinetune.model import MultiTaskClassifier
-from speech_prefinetune.prefinetune import PrefinetuneConfig, prefinetune_tables, toy_tables
+from speech_prefinetune.prefinetune import PrefinetuneConfig, prefinetune_tables
+from speech_prefinetune.synth import toy_tables
 
 # apply_umask itself (mkdtemp folders, mkstemp and atomic_write files) is pinned in nbs/00_core.ipynb; these are the
 # end-to-end checks of what the package writes.

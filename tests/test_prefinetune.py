@@ -163,7 +163,8 @@ def test_ddp_two_processes_on_cpu(tmp_path):
 # ---- end to end on the synthetic corpora, through the command line ----
 import argparse
 from speech_prefinetune.core import PREFINETUNE_CORPORA, corpus_set_name
-from speech_prefinetune.prefinetune import add_prefinetune_command, all_subsets
+from speech_prefinetune.prefinetune import all_subsets
+from speech_prefinetune.cli import add_prefinetune_command
 
 
 @pytest.fixture(scope="module")
@@ -340,8 +341,10 @@ def test_gradient_checkpointing_flag_reaches_the_encoder(tables, tmp_path, monke
 
 # ---- shared clusters: everything the run writes honours the umask ----
 def test_cli_batching_flags(tmp_path):
-    from speech_prefinetune.prefinetune import add_prefinetune_arguments, config_from_args
+    from speech_prefinetune.cli import add_prefinetune_arguments
+    from speech_prefinetune.config import config_from_args as from_args
     p = add_prefinetune_arguments(argparse.ArgumentParser())
+    def config_from_args(args): return from_args(PrefinetuneConfig, args).check()
     base = ["--corpora", "iemocap", "--roots", "r.toml", "--out", "o"]
     d = config_from_args(p.parse_args(base))
     assert (d.batch_size, d.batch_seconds, d.max_seconds, d.gradient_checkpointing) == (None, 240.0, 15.0, False)

@@ -9,6 +9,7 @@ import soundfile as sf
 from speech_prefinetune.core import LABELS, SPLITS, UserError, read_roots
 from speech_prefinetune.corpora import load_corpus
 from speech_prefinetune import synth as S
+from speech_prefinetune.cli import add_synth_command
 
 NATIVE = {"esd": (16000, 1), "iemocap": (16000, 1), "msp_improv": (44100, 1), "msp_podcast": (16000, 1),
           "mandarin_as": (22050, 1)}
@@ -233,7 +234,7 @@ def test_emotion_learnable_across_speakers_not_from_one_feature(tmp_path):
 
 def test_cli(tmp_path, capsys):
     p = argparse.ArgumentParser(prog="spft"); sub = p.add_subparsers()
-    S.add_synth_command(sub)
+    add_synth_command(sub)
     args = p.parse_args(["synth", str(tmp_path), "--corpora", "esd", "--seed", "2", "--esd-layout", "flat", "--quiet"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
@@ -377,7 +378,7 @@ def test_rerun_with_another_root_name_and_foreign_copies(tmp_path):
 
 def test_cli_quirks(tmp_path, capsys):
     p = argparse.ArgumentParser(prog="spft"); sub = p.add_subparsers()
-    S.add_synth_command(sub)
+    add_synth_command(sub)
     args = p.parse_args(["synth", str(tmp_path), "--corpora", "esd", "--seed", "2", "--quirk", "esd-long-root",
                          "--quirk", "esd-utf16-nobom", "--quiet"])
     assert args.func(args) == 0
