@@ -365,7 +365,8 @@ def run_demo(out="spft_demo", full: bool = False, seed: int = 0, workers: int = 
     return report
 
 # %% ../nbs/10_cli.ipynb #1d97c4dc
-def demo_summary(results: pd.DataFrame) -> pd.DataFrame:
+def demo_summary(results, # the results table (`grid.load_results`)
+                ):
     "Mean test macro-F1 per pre-finetuning set (rows) and k (columns), the pre-finetuned sets' mean and its gain."
     t = results.pivot_table(index="corpora", columns="k", values="macro_f1", aggfunc="mean")
     order = sorted(t.index, key=lambda s: (s != "base", s.count("+"), s))

@@ -16,10 +16,10 @@ from fastcore.basics import patch
 from safetensors.torch import load as load_safetensors, save_file
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from tqdm.auto import tqdm
-from .core import (LABELS, BASE_MODEL, UserError, atomic_write, corpus_set_name, derive_seed, pack_sorted,
+from .core import (LABELS, UserError, atomic_write, corpus_set_name, derive_seed, pack_sorted,
                                      seed_everything)
 from .audio import cache_root, load_audio, open_audio_cache
-from .config import CROPS, EVAL_BATCH_SECONDS, TrialConfig
+from .config import CROPS, TrialConfig
 from .model import MultiTaskClassifier
 
 # %% auto #0

@@ -17,20 +17,19 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 from .core import BASE_MODEL, UserError, esd_language
+from .config import EXECUTORS, K_VALUES
 from .audio import cache_root
 from .corpora import load_corpus
-from .fewshot import (CROPS, ESD_EMOTIONS, FeatureCache, TrialConfig, TrialRunner, check_emotion,
+from .fewshot import (ESD_EMOTIONS, FeatureCache, TrialConfig, TrialRunner, check_emotion,
                                         check_k, is_model_dir, model_corpora, sample_fewshot)
 from .stacked import run_cells
 
 # %% auto #0
-__all__ = ['K_VALUES', 'TRIAL_KEY', 'RESULT_COLUMNS', 'EXECUTORS', 'plan_grid', 'ModelRef', 'read_model_metadata', 'model_ref',
-           'slug', 'shard_file', 'read_records', 'open_shard', 'append_record', 'load_results', 'ShardJob',
-           'done_cells', 'shard_features', 'run_shard', 'grid_models', 'run_grid', 'add_fewshot_command']
+__all__ = ['TRIAL_KEY', 'RESULT_COLUMNS', 'plan_grid', 'ModelRef', 'read_model_metadata', 'model_ref', 'slug', 'shard_file',
+           'read_records', 'open_shard', 'append_record', 'load_results', 'ShardJob', 'done_cells', 'shard_features',
+           'run_shard', 'grid_models', 'run_grid']
 
 # %% ../nbs/07_grid.ipynb #8b6ccf7d
-K_VALUES = (2, 4, 8, 16, 24, 32, 64)   # the paper's few-shot settings
-
 def plan_grid(models, speakers, emotions=ESD_EMOTIONS, k=K_VALUES, trials: int = 3) -> pd.DataFrame:
     "One row per trial of the grid: model, speaker, emotion, k, trial (shard-major order)."
     return pd.DataFrame([dict(model=m, speaker=s, emotion=e, k=kk, trial=t) for s in speakers for m in models
@@ -291,8 +290,6 @@ def _run_submitit(jobs, results, cluster, threads, device, slurm, prog):
     return errors
 
 # %% ../nbs/07_grid.ipynb #5e2862ba
-EXECUTORS = ("local", "slurm", "submitit-local")
-
 def grid_models(models) -> list[ModelRef]:
     "The `ModelRef`s of `models` (a list, or comma-separated), whose names must give distinct folders."
     items = [models] if isinstance(models, (str, Path, ModelRef)) else list(models)
@@ -397,59 +394,3 @@ def run_grid(models,                       # model folders / encoder specs (list
     keep = (df["model"].isin(names) & df["speaker"].isin(speakers) & df["emotion"].isin(emotions) & df["k"].isin(ks)
             & (df["trial"] < int(trials)) & (df["seed"] == seed))
     return df[keep].reset_index(drop=True)
-
-# %% ../nbs/07_grid.ipynb #24ecefce
-def add_fewshot_command(subparsers):
-    "Register `spft fewshot`."
-    p = subparsers.add_parser("fewshot", help="run (or complete) the few-shot trial grid into a results store",
-        description="Fine-tune every model on every (ESD speaker, emotion, k, trial) and append the test metrics to a "
-                    "results store (one file per model and speaker). Rerunning the same command runs only what is missing.")
-    p.add_argument("--models", required=True, help="comma-separated pre-finetuned model folders and/or encoder specs "
-                   "(tiny-wav2vec2, a hub id, a Hugging Face folder = no pre-finetuning); NAME=SPEC names one")
-    p.add_argument("--esd", required=True, help="ESD root folder")
-    p.add_argument("--results", required=True, help="results store folder (created if missing)")
-    p.add_argument("--speakers", help="comma-separated ESD speakers (default: all)")
-    p.add_argument("--emotions", help=f"comma-separated emotions (default: {','.join(ESD_EMOTIONS)})")
-    p.add_argument("--k", default=",".join(map(str, K_VALUES)), help="comma-separated few-shot sizes (default: %(default)s)")
-    p.add_argument("--trials", type=int, default=3, help="trials per cell (default: %(default)s)")
-    d = TrialConfig()
-    p.add_argument("--max-epochs", type=int, default=d.max_epochs, help="epoch budget per trial (default: %(default)s)")
-    p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience in epochs (default: %(default)s)")
-    p.add_argument("--paper-code-schedule", action="store_true", help="the paper code's 50 epochs / patience 5 for k > 8")
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="clips per optimizer step (default: %(default)s)")
-    p.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size,
-                   help="clips per validation batch at most (default: %(default)s)")
-    p.add_argument("--eval-batch-seconds", type=float, default=d.eval_batch_seconds,
-                   help="padded audio-seconds per validation batch at most, per trial of a stack (default: %(default)s)")
-    p.add_argument("--stack", type=int, default=d.stack, help="trials fine-tuned at once, in stacks of one k (wav2vec2 / "
-                   "HuBERT encoders; for GPUs; default: %(default)s, one at a time)")
-    p.add_argument("--max-seconds", type=float, default=d.max_seconds, help="cut clips longer than this many seconds "
-                   "before the CNN (the paper's downstream code: 5; default: whole clips)")
-    p.add_argument("--crop", choices=CROPS, default=d.crop, help="the part kept of a clip longer than the few-shot cut "
-                   "(default: %(default)s, as the paper's code)")
-    p.add_argument("--seed", type=int, default=0, help="grid seed (default: %(default)s)")
-    p.add_argument("--executor", choices=EXECUTORS, default="local", help="where shards run (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (default: %(default)s)")
-    p.add_argument("--threads", type=int, help="torch CPU threads per worker (default: CPUs / workers)")
-    p.add_argument("--cache-dir", help="cache root for decoded audio and CNN features, shared by runs and workers "
-                   "(default: $SPFT_CACHE_DIR, else the user cache directory)")
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--partition", help="SLURM partition")
-    p.add_argument("--time", type=int, default=240, help="SLURM time limit per shard in minutes (default: %(default)s)")
-    p.add_argument("--gpus", type=int, default=1, help="SLURM GPUs per shard (default: %(default)s)")
-    p.add_argument("--mem", type=float, help="SLURM memory per shard in GB")
-    p.add_argument("--cpus", type=int, help="SLURM CPUs per shard")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    def run(args) -> int:
-        cfg = TrialConfig(max_epochs=args.max_epochs, patience=args.patience, paper_code_schedule=args.paper_code_schedule,
-                          lr=args.lr, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
-                          eval_batch_seconds=args.eval_batch_seconds,
-                          stack=args.stack, max_seconds=args.max_seconds, crop=args.crop)
-        df = run_grid(args.models, args.esd, args.results, speakers=args.speakers, emotions=args.emotions, k=args.k,
-                      trials=args.trials, seed=args.seed, config=cfg, executor=args.executor, workers=args.workers,
-                      threads=args.threads, cache_dir=args.cache_dir, device=args.device, progress=not args.quiet,
-                      slurm=dict(partition=args.partition, time=args.time, gpus=args.gpus, mem=args.mem, cpus=args.cpus))
-        print(f"{len(df)} trials in {args.results} (mean test macro-F1 {df.macro_f1.mean():.3f})" if len(df) else f"no trials in {args.results}")
-        return 0
-    p.set_defaults(func=run)

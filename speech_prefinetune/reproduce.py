@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from .core import (BASE_MODEL, DOWNSTREAM_CORPUS, LABELS, PREFINETUNE_CORPORA, UserError,
                                      canonical_corpus, corpus_set_name, read_roots)
-from .config import PrefinetuneConfig, TrialConfig, config_from_args
+from .config import K_VALUES, PrefinetuneConfig, TrialConfig, config_from_args
 from .audio import load_audio
 from .corpora import header_seconds, load_corpus
 from .model import META_FILE, MultiTaskClassifier
@@ -20,7 +20,7 @@ from .prefinetune import (CHECKPOINT, _checkpoint_layers, all_subsets, estimate_
                                             load_tables, make_accelerator, make_optimizer, prefinetune_tables,
                                             training_step)
 from .fewshot import ESD_EMOTIONS, TrialRunner, check_emotion, check_k, sample_fewshot
-from .grid import K_VALUES, ModelRef, ShardJob, done_cells, load_results, run_grid
+from .grid import ModelRef, ShardJob, done_cells, load_results, run_grid
 from .analysis import write_report
 
 # %% auto #0

@@ -187,7 +187,7 @@ def _layer(self: StackedForward, x, i, W, frame_mask, gens):
 @patch
 def _spec_augment(self: StackedForward, x, W, frame_mask, np_rngs):
     "Each trial's SpecAugment time (and feature) masks, drawn by `_compute_mask_indices` with its own numpy state."
-    cfg, (n, B, L, D) = self.cfg, x.shape
+    cfg, (_, B, L, D) = self.cfg, x.shape
     if L < cfg.mask_time_length:
         return x          # as `MultiTaskClassifier.encode_features`
     outer, time_masks, feature_masks = np.random.get_state(), [], []

@@ -1,5 +1,5 @@
 "Corpus loaders on tiny trees of every layout variant in CORPORA.md, including bad input."
-import argparse, re, shutil, warnings
+import re, shutil, warnings
 from pathlib import Path
 import pandas as pd
 import pytest

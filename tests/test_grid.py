@@ -1,5 +1,5 @@
 "The trial grid: results store crash safety, kill -9 / resume exactness, executors, paired design, CLI."
-import argparse, json, os, signal, subprocess, sys, time
+import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pandas as pd
 import pytest
@@ -8,15 +8,15 @@ import torch
 from speech_prefinetune.core import UserError
 from speech_prefinetune.corpora import load_corpus
 from speech_prefinetune.fewshot import TrialConfig, sample_fewshot
-from speech_prefinetune.grid import add_fewshot_command, load_results, run_grid, shard_file
+from speech_prefinetune.cli import build_parser
+from speech_prefinetune.grid import load_results, run_grid, shard_file
 from speech_prefinetune.model import MultiTaskClassifier
 from speech_prefinetune.synth import synth_corpora
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["macro_f1", "f1_pos", "accuracy", "balanced_accuracy", "weighted_f1", "valid_macro_f1", "best_epoch", "epochs"]
 KEY = ["model", "speaker", "emotion", "k", "trial", "seed"]
-CLI = ("import sys, argparse; from speech_prefinetune.grid import add_fewshot_command; p = argparse.ArgumentParser(); "
-       "s = p.add_subparsers(); add_fewshot_command(s); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
+CLI = "import sys; from speech_prefinetune.cli import main; sys.exit(main(sys.argv[1:]))"   # `spft`
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_user_errors(esd, esd_root, tmp_path):
     run_grid(["tiny-wav2vec2"], emotions="sad", **base)
     with pytest.raises(UserError, match="other trial settings"):            # never mix results of other settings
         run_grid(["tiny-wav2vec2"], emotions="sad", **{**base, "max_epochs": 2})
-    p = argparse.ArgumentParser(); add_fewshot_command(p.add_subparsers())
+    p = build_parser()
     a = p.parse_args(["fewshot", "--models", "tiny-wav2vec2", "--esd", str(tmp_path / "no-esd"), "--results", str(tmp_path / "x")])
     with pytest.raises(UserError, match="no-esd"): a.func(a)
     with pytest.raises(SystemExit): p.parse_args(["fewshot", "--models", "x", "--esd", "y", "--results", "z", "--executor", "pbs"])
