@@ -758,15 +758,18 @@ def corpus_summary(table: pd.DataFrame, # an utterance table from `load_corpus` 
 def parse_option(text: str) -> tuple[str, object]:
     "`'key=value'` -> `(key, value)` with `true`/`false`/`none`, integers and floats converted."
     key, eq, value = text.partition("=")
-    if not eq or not key.strip(): raise UserError(f"--option {text!r}: expected KEY=VALUE")
-    v = value.strip(); low = v.lower()
-    if low in ("true", "yes"): return key.strip(), True
-    if low in ("false", "no"): return key.strip(), False
-    if low == "none": return key.strip(), None
-    for conv in (int, float):
-        try: return key.strip(), conv(v)
-        except ValueError: pass
-    return key.strip(), v
+    key, value = key.strip(), value.strip()
+    if not eq or not key:
+        raise UserError(f"--option {text!r}: expected KEY=VALUE")
+    words = {"true": True, "yes": True, "false": False, "no": False, "none": None}
+    if value.lower() in words:
+        return key, words[value.lower()]
+    for convert in (int, float):
+        try:
+            return key, convert(value)
+        except ValueError:
+            pass
+    return key, value
 
 def inspect_command(args) -> int:
     "Body of `spft inspect`: load the corpus, print its summary."
