@@ -13,9 +13,9 @@ from fastcore.docments import docments
 from .core import UserError, derive_seed
 
 # %% auto #0
-__all__ = ['TASK_SAMPLING', 'SELECT_ON', 'DEVICES', 'ERRORS', 'EVAL_BATCH_SECONDS', 'CROPS', 'LR_SCHEDULES', 'K_VALUES',
-           'EXECUTORS', 'SYNTH_SIZES', 'QUIRKS', 'PrefinetuneConfig', 'TrialConfig', 'flag_kind', 'field_help',
-           'add_config_arguments', 'config_from_args']
+__all__ = ['TASK_SAMPLING', 'SELECT_ON', 'DEVICES', 'ERRORS', 'EVAL_BATCH_SECONDS', 'CROPS', 'LR_SCHEDULES', 'METHODS',
+           'FROZEN_FIELDS', 'K_VALUES', 'EXECUTORS', 'SYNTH_SIZES', 'QUIRKS', 'PrefinetuneConfig', 'TrialConfig',
+           'flag_kind', 'field_help', 'add_config_arguments', 'config_from_args']
 
 # %% ../nbs/00a_config.ipynb #a7b87809
 TASK_SAMPLING = ("proportional", "uniform")  # how a training step picks its task (`task_probabilities`)
@@ -82,6 +82,7 @@ def check(self: PrefinetuneConfig) -> PrefinetuneConfig:
 EVAL_BATCH_SECONDS = 200.0   # default padded seconds per evaluation batch: about 64 ESD clips of ~3 s
 CROPS = ("start", "centre")  # the part of a long clip that is kept (`TrialConfig.crop`)
 LR_SCHEDULES = ("linear", "constant")  # warm-up then linear decay over the epoch budget, or a constant rate
+METHODS = ("full", "linear", "prototype")  # adaptation methods of a trial (`TrialConfig.method`, `methods`)
 
 @dataclass
 class TrialConfig:
@@ -101,6 +102,10 @@ class TrialConfig:
     stack: int = 1                     # trials fine-tuned at once by `run_stack` (wav2vec2 / HuBERT); 1: one at a time
     max_seconds: float | None = None   # longer clips are cut before the CNN (paper code: 5.0); None: whole clips
     crop: Literal[CROPS] = "start"     # the part of a longer clip kept: "start" (paper code) or "centre"
+    method: Literal[METHODS] = "full"  # "full": fine-tune; "linear" / "prototype": a head on frozen pooled features
+    layer: int | None = None           # linear/prototype: hidden state pooled (0: transformer input); None: the last
+    standardize: bool = False          # linear/prototype: z-score features by the speaker's mean/sd over all its clips
+    linear_c: float = 1.0              # linear: inverse L2 strength of the logistic regression (scikit-learn's C)
 
     def __post_init__(self):
         "Check the settings no later step checks (a `UserError` names the first bad one)."
@@ -112,6 +117,12 @@ class TrialConfig:
             raise UserError(f"max_seconds={self.max_seconds!r}: expected seconds > 0, or None for whole clips")
         if self.crop not in CROPS:
             raise UserError(f"crop={self.crop!r}: expected one of {', '.join(CROPS)}")
+        if self.method not in METHODS:
+            raise UserError(f"method={self.method!r}: expected one of {', '.join(METHODS)}")
+        if not self.linear_c > 0:
+            raise UserError(f"linear_c={self.linear_c!r}: expected > 0")
+        if self.method != "full" and int(self.stack) != 1:
+            raise UserError(f"stack={self.stack} with method={self.method!r}: stacks fine-tune; expected stack=1")
 
 # %% ../nbs/00a_config.ipynb #833159f0
 @patch
@@ -132,18 +143,42 @@ def lr_factor(self: TrialConfig, k: int, n_clips: int | None = None):
     return lambda i: i / max(1, warm) if i < warm else max(0.0, (steps - i) / max(1, steps - warm))
 
 # %% ../nbs/00a_config.ipynb #b7183b24
+FROZEN_FIELDS = ("layer", "standardize", "linear_c")   # settings of the frozen-feature methods
+
 @patch
 def config_id(self: TrialConfig) -> str:
     "Short hash of the settings: results of different settings must not be mixed."
     d = asdict(self)
-    if d["stack"] == 1:
+    if d["method"] == "full":
+        for name in ("method", *FROZEN_FIELDS):
+            del d[name]   # fine-tuning: the ids of the settings before methods existed
+    else:
+        d = {name: d[name] for name in ("method", "max_seconds", "crop", *FROZEN_FIELDS)}
+    if d.get("method") == "prototype":
+        del d["linear_c"]
+    if d.get("stack") == 1:
         del d["stack"]   # one at a time: the hash of the settings before stacks existed
-    del d["eval_batch_seconds"]   # memory only: predictions do not depend on it (a rerun with a smaller budget resumes)
+    d.pop("eval_batch_seconds", None)   # memory only: predictions do not depend on it (a rerun with a smaller budget resumes)
     if d["max_seconds"] is None or d["crop"] == "start":
         del d["crop"]   # whole clips: the crop changes nothing
     if d["max_seconds"] is None:
         del d["max_seconds"]
     return f"{derive_seed(json.dumps(d, sort_keys=True)):016x}"[:12]
+
+# %% ../nbs/00a_config.ipynb #d0c3af2c
+@patch
+def method_tag(self: TrialConfig) -> str:
+    "'' for `full`; else the method and its non-default settings, e.g. `linear`, `prototype-l3-std`, `linear-c0.1`."
+    if self.method == "full":
+        return ""
+    tag = self.method
+    if self.layer is not None:
+        tag += f"-l{self.layer}"
+    if self.standardize:
+        tag += "-std"
+    if self.method == "linear" and self.linear_c != 1.0:
+        tag += f"-c{self.linear_c:g}"
+    return tag
 
 # %% ../nbs/00a_config.ipynb #e28d5ce8
 K_VALUES = (2, 4, 8, 16, 24, 32, 64)              # the paper's few-shot sizes (`spft fewshot --k`)

@@ -23,11 +23,12 @@ from .corpora import load_corpus
 from .fewshot import (ESD_EMOTIONS, FeatureCache, TrialConfig, TrialRunner, check_emotion,
                                         check_k, is_model_dir, model_corpora, sample_fewshot)
 from .stacked import run_cells
+from .methods import make_runner
 
 # %% auto #0
-__all__ = ['TRIAL_KEY', 'RESULT_COLUMNS', 'plan_grid', 'ModelRef', 'read_model_metadata', 'model_ref', 'slug', 'shard_file',
-           'read_records', 'open_shard', 'append_record', 'load_results', 'ShardJob', 'done_cells', 'shard_features',
-           'run_shard', 'grid_models', 'run_grid']
+__all__ = ['TRIAL_KEY', 'RESULT_COLUMNS', 'plan_grid', 'ModelRef', 'read_model_metadata', 'model_ref', 'slug', 'method_ref',
+           'shard_file', 'read_records', 'open_shard', 'append_record', 'load_results', 'ShardJob', 'done_cells',
+           'shard_features', 'run_shard', 'grid_models', 'run_grid']
 
 # %% ../nbs/07_grid.ipynb #8b6ccf7d
 def plan_grid(models, speakers, emotions=ESD_EMOTIONS, k=K_VALUES, trials: int = 3) -> pd.DataFrame:
@@ -70,6 +71,12 @@ def model_ref(spec) -> ModelRef:
 def slug(name: str) -> str:
     "A file-system-safe folder name for a model name (`facebook/wav2vec2-base` -> `facebook--wav2vec2-base`)."
     return re.sub(r"[^A-Za-z0-9._+=-]+", "--", str(name)).strip(".") or "model"
+
+# %% ../nbs/07_grid.ipynb #c35cadf5
+def method_ref(ref: ModelRef, config: TrialConfig) -> ModelRef:
+    "`ref` named for the method of `config`: `NAME@TAG` (`TrialConfig.method_tag`), or `ref` itself for `full`."
+    tag = config.method_tag()
+    return replace(ref, name=f"{ref.name}@{tag}") if tag else ref
 
 # %% ../nbs/07_grid.ipynb #8b780f49
 TRIAL_KEY = ("model", "speaker", "emotion", "k", "trial", "seed")
@@ -191,7 +198,7 @@ def run_shard(job: ShardJob, features: FeatureCache | None = None, on_trial=None
             return 0
         if features is None:
             features = shard_features(job.cache_dir)
-        runner = TrialRunner(job.model.spec, job.table, job.speaker, job.config, job.device, features)
+        runner = make_runner(job.model.spec, job.table, job.speaker, job.config, job.device, features)
         if "language" in job.table and len(job.table):
             lang = job.table["language"].iloc[0]
         else:
@@ -367,6 +374,8 @@ def run_grid(models,                       # model folders / encoder specs (list
         raise UserError(f"trials={trials}: expected >= 1")
     overrides = {n: v for n, v in dict(max_epochs=max_epochs, patience=patience).items() if v is not None}
     config = replace(config or TrialConfig(), **overrides)
+    refs = [method_ref(r, config) for r in refs]
+    names = [r.name for r in refs]
     if int(config.stack) < 1:
         raise UserError(f"stack={config.stack}: expected >= 1 trials per stack")
     for s in speakers:                      # fail fast: every cell can be drawn
