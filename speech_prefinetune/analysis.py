@@ -17,8 +17,8 @@ from .core import (BASE_MODEL, LABELS, PREFINETUNE_CORPORA, UserError, canonical
 # %% auto #0
 __all__ = ['FRAME_COLUMNS', 'PAPER_COLUMNS', 'FULL_MODEL', 'CORPUS_TITLES', 'TABLE_FILES', 'parse_corpus_set',
            'normalise_results', 'read_any_results', 'fig2_table', 'fig3_table', 'table1', 'fig4_table',
-           'paired_comparison', 'fig2_chart', 'fig3_chart', 'fig4_chart', 'charts', 'save_chart', 'report_html',
-           'write_report']
+           'paired_comparison', 'fig2_chart', 'fig3_chart', 'fig4_chart', 'charts', 'save_chart', 'paper_rows',
+           'methods_table', 'method_pairs', 'report_html', 'write_report']
 
 # %% ../nbs/08_analysis.ipynb #e7ae9fbd
 FRAME_COLUMNS = ("model", "corpora", "n_corpora", "speaker", "language", "emotion", "k", "trial", "macro_f1",
@@ -136,6 +136,7 @@ def normalise_results(df: pd.DataFrame, # one row per trial, our column names (`
         out["accuracy"] = _numbers(df["accuracy"], where, "accuracy", lo=0, hi=1)
     else:
         out["accuracy"] = np.nan
+    out["method"] = df["method"].fillna("full").astype(str) if "method" in df.columns else "full"   # `full` before
     extra = [c for c in out.columns if c not in FRAME_COLUMNS]
     return out[list(FRAME_COLUMNS) + extra].reset_index(drop=True)
 
@@ -258,6 +259,10 @@ def fig4_table(results: pd.DataFrame # normalised results (`read_any_results`)
     return t.sort_values(["language", "_order", "k"])[columns].reset_index(drop=True)
 
 # %% ../nbs/08_analysis.ipynb #e87230e9
+def _methods(results: pd.DataFrame) -> pd.Series:
+    "Each row's adaptation method (`full` where the frame has no `method` column)."
+    return results["method"] if "method" in results.columns else pd.Series("full", index=results.index)
+
 def _select_model(results: pd.DataFrame, name) -> pd.DataFrame:
     "The rows of the model `name`: a `model` value, a corpus set (any spelling, or a list), `full` or `base`."
     if name == "full":
@@ -270,7 +275,7 @@ def _select_model(results: pd.DataFrame, name) -> pd.DataFrame:
         corpus_set = parse_corpus_set(name)
     except ValueError:
         corpus_set = None
-    selected = results[results["corpora"] == corpus_set]
+    selected = results[(results["corpora"] == corpus_set) & (_methods(results) == "full")]   # a corpus set: fine-tuned
     if selected.empty:
         have = ", ".join(sorted(results["corpora"].unique()))
         raise UserError(f"model {name!r} not in the results; have: {have}")
@@ -390,6 +395,35 @@ def save_chart(chart: alt.TopLevelMixin, # an Altair chart
         paths.append(p)
     return paths
 
+# %% ../nbs/08_analysis.ipynb #04dd771e
+def paper_rows(results: pd.DataFrame, # normalised results (`read_any_results`)
+              ) -> pd.DataFrame:
+    "The rows the paper's tables read: the `full` trials, or those of the first method when none is `full`."
+    methods = _methods(results)
+    keep = "full" if (methods == "full").any() else min(methods)
+    return results[methods == keep].reset_index(drop=True)
+
+def methods_table(results: pd.DataFrame, # normalised results (`read_any_results`)
+                 ) -> pd.DataFrame:
+    "Mean F1, standard error and count per (model, corpora, method, k): one row per model and method."
+    groups = results.assign(method=_methods(results)).groupby(["model", "corpora", "method", "k"])["macro_f1"]
+    t = groups.agg(mean_f1="mean", sd="std", n="size").reset_index()
+    t["se"] = t["sd"] / np.sqrt(t["n"])
+    return t[["model", "corpora", "method", "k", "mean_f1", "se", "n"]]
+
+# %% ../nbs/08_analysis.ipynb #266c8b33
+def method_pairs(results: pd.DataFrame, # normalised results (`read_any_results`)
+                 **kwargs, # `paired_comparison` options (n_boot, ci, seed)
+                ) -> pd.DataFrame:
+    "`paired_comparison` of each method's model `X@TAG` against the fine-tuned `X`, with `model_a`, `model_b`."
+    names, parts = set(results["model"]), []
+    for name in sorted(names):
+        full = name.rsplit("@", 1)[0]
+        if "@" in name and full in names:
+            pc = paired_comparison(results, name, full, **kwargs)
+            parts.append(pc.assign(model_a=name, model_b=full))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["model_a", "model_b"])
+
 # %% ../nbs/08_analysis.ipynb #85f1a331
 TABLE_FILES = {"table1": table1, "fig2": fig2_table, "fig3": fig3_table, "fig4": fig4_table}
 
@@ -423,6 +457,7 @@ def report_html(results: pd.DataFrame, # normalised results
                 svgs: dict, # chart name -> inline SVG
                 paired: pd.DataFrame | None, # `paired_comparison` of full vs base, or None
                 source="", # where the results came from
+                methods: pd.DataFrame | None = None, # `methods_table`, when other methods than `full` ran
                ) -> str:
     "One self-contained HTML page with the tables, inline SVG charts and the paired comparison."
     e = html.escape
@@ -443,6 +478,10 @@ def report_html(results: pd.DataFrame, # normalised results
         parts.append(_html_table(paired))
     else:
         parts.append("<p class='note'>Needs both the full and the base model.</p>")
+    if methods is not None:
+        parts += ["<h2>Adaptation methods</h2><p class='note'>Mean test macro-F1 per model and method: the sections "
+                  "above read the full fine-tuning trials only. Methods are paired on the same training clips.</p>",
+                  _html_table(methods)]
     return "\n".join(parts + ["</body></html>"])
 
 # %% ../nbs/08_analysis.ipynb #f74a8ad6
@@ -451,8 +490,9 @@ def write_report(results_path, # our results store (directory) or a results CSV 
                  formats=("html", "svg", "png"), # chart files to write besides report.html
                  n_boot:int=10_000, # bootstrap resamples for the paired comparison
                 ) -> Path:
-    "Write table1/fig2/fig3/fig4 CSVs, the charts, paired.csv and a self-contained report.html; return its path."
-    results = read_any_results(results_path)
+    "Write table1/fig2/fig3/fig4 CSVs, the charts, paired.csv (methods.csv...) and a self-contained report.html."
+    every = read_any_results(results_path)
+    results = paper_rows(every)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tables = {name: f(results) for name, f in TABLE_FILES.items()}
@@ -468,7 +508,13 @@ def write_report(results_path, # our results store (directory) or a results CSV 
     if {FULL_MODEL, BASE_MODEL} <= set(results["corpora"]):
         paired = paired_comparison(results, "full", "base", n_boot=n_boot)
         paired.to_csv(out / "paired.csv", index=False)
-    (out / "report.html").write_text(report_html(results, tables, svgs, paired, source=results_path), encoding="utf-8")
+    methods = None
+    if (every["method"] != "full").any():
+        methods = methods_table(every)
+        methods.to_csv(out / "methods.csv", index=False)
+        method_pairs(every, n_boot=n_boot).to_csv(out / "paired_methods.csv", index=False)
+    page = report_html(results, tables, svgs, paired, source=results_path, methods=methods)
+    (out / "report.html").write_text(page, encoding="utf-8")
     return out / "report.html"
 
 # %% ../nbs/08_analysis.ipynb #eca0855c
@@ -480,4 +526,7 @@ def _report_cmd(args) -> int:
     print(f"report: {rep}")
     t = pd.read_csv(rep.parent/"fig2.csv")
     if len(t): print(t.pivot(index="n_corpora", columns="k", values="mean_f1").round(4).to_string())
+    if (rep.parent / "methods.csv").exists():
+        m = pd.read_csv(rep.parent / "methods.csv")
+        print(m.pivot(index="model", columns="k", values="mean_f1").round(4).to_string())
     return 0

@@ -195,7 +195,8 @@ def add_fewshot_command(subparsers):
     "Register `spft fewshot`."
     p = subparsers.add_parser(
         "fewshot", help="run (or complete) the few-shot trial grid into a results store",
-        description="Fine-tune every model on every (ESD speaker, emotion, k, trial) and append "
+        description="Fine-tune every model (or, with --method linear|prototype, fit a head on its frozen pooled "
+                    "features) on every (ESD speaker, emotion, k, trial) and append "
                     "the test metrics to a results store (one file per model and speaker). Rerunning the same "
                     "command runs only what is missing.")
     p.add_argument("--models", required=True, help="comma-separated pre-finetuned model folders and/or encoder specs "

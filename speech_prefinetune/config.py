@@ -158,7 +158,7 @@ def config_id(self: TrialConfig) -> str:
         del d["linear_c"]
     if d.get("stack") == 1:
         del d["stack"]   # one at a time: the hash of the settings before stacks existed
-    d.pop("eval_batch_seconds", None)   # memory only: predictions do not depend on it (a rerun with a smaller budget resumes)
+    d.pop("eval_batch_seconds", None)   # memory only: predictions do not depend on it (a smaller budget resumes)
     if d["max_seconds"] is None or d["crop"] == "start":
         del d["crop"]   # whole clips: the crop changes nothing
     if d["max_seconds"] is None:

@@ -1,0 +1,79 @@
+"Frozen-feature methods end to end: `spft fewshot --method ...` into one store with `full`, then `spft report`."
+import os, subprocess, sys
+from pathlib import Path
+import pandas as pd
+import pytest
+import torch
+
+from speech_prefinetune.cli import main as spft
+from speech_prefinetune.grid import load_results
+from speech_prefinetune.synth import synth_corpora
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = "import sys; from speech_prefinetune.cli import main; sys.exit(main(sys.argv[1:]))"   # `spft`
+
+
+@pytest.fixture(scope="module")
+def esd_root(tmp_path_factory):
+    torch.set_num_threads(1)
+    return synth_corpora(tmp_path_factory.mktemp("corpora"), size="tiny", corpora=("esd",))["esd"]
+
+
+def fewshot_args(esd_root, results, cache, *extra):
+    return ["fewshot", "--models", "tiny-wav2vec2", "--esd", str(esd_root), "--results", str(results),
+            "--cache-dir", str(cache), "--speakers", "0011", "--emotions", "angry,sad", "--k", "2,4", "--trials", "2",
+            "--quiet", *map(str, extra)]
+
+
+def chunks(cache):
+    return sorted((Path(cache) / "pooled").glob("*/*/*.safetensors"))
+
+
+def test_linear_then_full_then_report(esd_root, tmp_path, capsys):
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    assert spft(fewshot_args(esd_root, results, cache, "--method", "linear")) == 0
+    assert len(chunks(cache)) == 1   # one speaker, computed once for every emotion, k and trial
+    assert spft(fewshot_args(esd_root, results, cache, "--max-epochs", "1", "--patience", "1")) == 0
+    df = load_results(results)
+    assert sorted(df.model.unique()) == ["tiny-wav2vec2", "tiny-wav2vec2@linear"]
+    cells = ["emotion", "k", "trial"]
+    lin = df[df.model == "tiny-wav2vec2@linear"].sort_values(cells).reset_index(drop=True)
+    full = df[df.model == "tiny-wav2vec2"].sort_values(cells).reset_index(drop=True)
+    assert len(lin) == len(full) == 8
+    assert lin.train_ids.tolist() == full.train_ids.tolist()   # paired: the same draws
+    assert set(lin.method) == {"linear"} and full["method"].isna().all()   # full records are as before
+    assert lin.config_id.nunique() == 1 and lin.config_id.iloc[0] != full.config_id.iloc[0]
+    capsys.readouterr()
+    assert spft(["report", str(results), "--out", str(tmp_path / "report"), "--formats", "svg", "--n-boot", "200"]) == 0
+    printed = capsys.readouterr().out
+    assert "tiny-wav2vec2@linear" in printed
+    methods = pd.read_csv(tmp_path / "report" / "methods.csv")
+    assert sorted(methods.model.unique()) == ["tiny-wav2vec2", "tiny-wav2vec2@linear"]
+    assert methods.groupby("model").n.sum().tolist() == [8, 8]
+    assert pd.read_csv(tmp_path / "report" / "fig2.csv").n.sum() == 8   # the paper's tables: full trials only
+    paired = pd.read_csv(tmp_path / "report" / "paired_methods.csv")
+    assert paired.n.tolist() == [4, 4] and set(paired.model_a) == {"tiny-wav2vec2@linear"}   # 2 k x 2 emo x 2 trials / k
+    assert "Adaptation methods" in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_store_is_reused_by_another_process(esd_root, tmp_path):
+    "A second process with another method and other k reads the pooled features: no new chunk is written."
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    assert spft(fewshot_args(esd_root, results, cache, "--method", "prototype")) == 0
+    before = chunks(cache)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    args = fewshot_args(esd_root, results, cache, "--method", "linear", "--standardize")
+    args[args.index("2,4")] = "8"
+    subprocess.run([sys.executable, "-c", CLI, *args], env=env, check=True, capture_output=True)
+    assert chunks(cache) == before
+    df = load_results(results)
+    assert sorted(df.model.unique()) == ["tiny-wav2vec2@linear-std", "tiny-wav2vec2@prototype"]
+
+
+def test_same_seed_same_results(esd_root, tmp_path):
+    "A rerun into a fresh store (and a fresh cache) gives the same records."
+    runs = []
+    for i in range(2):
+        assert spft(fewshot_args(esd_root, tmp_path / f"r{i}", tmp_path / f"c{i}", "--method", "linear")) == 0
+        runs.append(load_results(tmp_path / f"r{i}").drop(columns=["seconds"]).sort_values(["emotion", "k", "trial"]))
+    pd.testing.assert_frame_equal(runs[0].reset_index(drop=True), runs[1].reset_index(drop=True))
