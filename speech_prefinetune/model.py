@@ -4,14 +4,18 @@
 
 # %% ../nbs/04_model.ipynb #d2b3f86a
 from __future__ import annotations
-import hashlib, inspect, json, logging, os, shutil, tempfile, warnings
+import hashlib, inspect, json, logging, math, os, shutil, tempfile, warnings
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoFeatureExtractor, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers import HubertConfig, Wav2Vec2Config, Wav2Vec2FeatureExtractor, WavLMConfig
+from transformers import Data2VecAudioConfig, UniSpeechSatConfig, Wav2Vec2ConformerConfig
+from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from transformers.feature_extraction_utils import FeatureExtractionMixin
 from transformers.utils import logging as hf_logging
 from safetensors.torch import load_file, save_file
@@ -23,21 +27,38 @@ __all__ = ['TINY_ENCODERS', 'DEFAULT_PREPROCESSOR', 'PREPROCESSOR_FILE', 'HEADS_
            'load_encoder', 'load_preprocessor', 'prepare_batch', 'derive_head_seed', 'MultiTaskClassifier']
 
 # %% ../nbs/04_model.ipynb #dbf0ab19
-TINY_ENCODERS = ("tiny-wav2vec2", "tiny-hubert", "tiny-wavlm")
+TINY_ENCODERS = ("tiny-wav2vec2", "tiny-hubert", "tiny-wavlm", "tiny-wav2vec2-conformer", "tiny-data2vec-audio",
+                 "tiny-unispeech-sat", "tiny-whisper")
 
 _TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
              conv_dim=(32, 32, 32), conv_kernel=(10, 8, 8), conv_stride=(5, 8, 8), conv_bias=True,
              num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
              feat_extract_norm="layer", do_stable_layer_norm=True, vocab_size=8)
 
+_TINY_WHISPER = dict(d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64, num_mel_bins=16,
+                     max_source_positions=1500, decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=64,
+                     vocab_size=8, max_target_positions=8, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                     decoder_start_token_id=1, begin_suppress_tokens=None)
+
+# %% ../nbs/04_model.ipynb #b71ff24f
 def tiny_config(name: str) -> PretrainedConfig:
-    "The config of a built-in tiny encoder (`tiny-wav2vec2`, `tiny-hubert` or `tiny-wavlm`)."
+    "The config of a built-in tiny encoder (one of `TINY_ENCODERS`)."
+    no_stable = {k: v for k, v in _TINY.items() if k != "do_stable_layer_norm"}
+    cnn_only = {k: v for k, v in no_stable.items() if k not in ("feat_extract_norm", "num_conv_pos_embeddings")}
     if name == "tiny-wav2vec2":
         return Wav2Vec2Config(**_TINY)
     if name == "tiny-hubert":
         return HubertConfig(**_TINY)
     if name == "tiny-wavlm":
         return WavLMConfig(**_TINY, num_buckets=32, max_bucket_distance=64)
+    if name == "tiny-wav2vec2-conformer":
+        return Wav2Vec2ConformerConfig(**no_stable, position_embeddings_type="relative", conv_depthwise_kernel_size=7)
+    if name == "tiny-data2vec-audio":
+        return Data2VecAudioConfig(**cnn_only, num_conv_pos_embeddings=2, conv_pos_kernel_size=5)
+    if name == "tiny-unispeech-sat":
+        return UniSpeechSatConfig(**_TINY, num_clusters=8)
+    if name == "tiny-whisper":
+        return WhisperConfig(**_TINY_WHISPER)
     raise UserError(f"unknown tiny encoder {name!r}; built-in: {', '.join(TINY_ENCODERS)}")
 
 # %% ../nbs/04_model.ipynb #a4ebdb79
@@ -65,7 +86,11 @@ def _quiet_hf():
 
 # %% ../nbs/04_model.ipynb #2d5c27ec
 def _check_audio_encoder(model, spec):
-    "`model` if it has the wav2vec2 family's CNN + projection + transformer layout, else a `UserError` naming `spec`."
+    "`model` if it has the wav2vec2 family's layout or is Whisper's encoder (a `WhisperModel`'s), else a `UserError`."
+    if isinstance(model, WhisperModel):
+        model = model.get_encoder()   # the decoder is not used
+    if isinstance(model, WhisperEncoder):
+        return model
     missing = [a for a in ("feature_extractor", "feature_projection", "encoder") if not hasattr(model, a)]
     if missing:
         raise UserError(f"encoder {spec!r} ({type(model).__name__}) is not a wav2vec2-style audio encoder: "
@@ -75,6 +100,14 @@ def _check_audio_encoder(model, spec):
     return model
 
 # %% ../nbs/04_model.ipynb #7c2edd7b
+def _from_pretrained(spec):
+    "`AutoModel.from_pretrained(spec)`; an encoder-only Whisper folder (ours): `WhisperEncoder.from_pretrained`."
+    config = AutoConfig.from_pretrained(spec)
+    if "WhisperEncoder" in (getattr(config, "architectures", None) or []):
+        return WhisperEncoder.from_pretrained(spec, config=config)
+    return AutoModel.from_pretrained(spec, config=config)
+
+# %% ../nbs/04_model.ipynb #e46fa083
 def _seeded_model(config, seed):
     "`AutoModel.from_config(config)` initialised from `seed` (the global RNG is left as it was)."
     with torch.random.fork_rng(devices=[]):
@@ -98,12 +131,12 @@ def load_encoder(spec, seed: int = 0) -> PreTrainedModel:
         if not (path / "config.json").is_file():
             raise UserError(f"{path}: no config.json, not a transformers model folder")
         with _quiet_hf():
-            return _check_audio_encoder(AutoModel.from_pretrained(path), str(path))
+            return _check_audio_encoder(_from_pretrained(path), str(path))
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise UserError(f"encoder {spec!r}: no such folder")
     try:
         with _quiet_hf():
-            model = AutoModel.from_pretrained(spec)
+            model = _from_pretrained(spec)
     except (OSError, ValueError) as e:
         raise UserError(f"encoder {spec!r}: not a tiny name ({', '.join(TINY_ENCODERS)}), a folder, "
                         f"or a loadable hub id ({str(e).splitlines()[0]})") from None
@@ -114,17 +147,28 @@ DEFAULT_PREPROCESSOR = dict(feature_size=1, sampling_rate=16000, padding_value=0
                             return_attention_mask=True)
 PREPROCESSOR_FILE = "preprocessor_config.json"
 
+# %% ../nbs/04_model.ipynb #25da279a
+def _whisper_preprocessor(config) -> WhisperFeatureExtractor:
+    "Whisper's log-mel feature extractor matching `config`: its mel bands, its window (`max_source_positions / 50` s)."
+    return WhisperFeatureExtractor(feature_size=config.num_mel_bins, chunk_length=config.max_source_positions // 50)
+
 # %% ../nbs/04_model.ipynb #98477a8c
 def _check_preprocessor(fe, spec):
-    "`fe` if it turns raw mono waves into `input_values`, else a `UserError` naming `spec`."
+    "`fe` if it turns raw mono waves into `input_values` or is Whisper's log-mel extractor, else a `UserError`."
+    if isinstance(fe, WhisperFeatureExtractor):
+        return fe
     if getattr(fe, "model_input_names", [None])[0] != "input_values" or getattr(fe, "feature_size", None) != 1:
         raise UserError(f"preprocessor of {spec!r} ({type(fe).__name__}) does not take raw mono waves to "
                         "`input_values`: not a wav2vec2-style audio encoder")
     return fe
 
 # %% ../nbs/04_model.ipynb #5864d307
-def _default_preprocessor(why: str | None = None):
-    "`DEFAULT_PREPROCESSOR` as a feature extractor; with a warning saying `why` when given."
+def _default_preprocessor(why: str | None = None, # a warning's reason, when the default stands in for a missing one
+                          config=None, # the encoder's config: a Whisper config gets its log-mel extractor
+                         ):
+    "`DEFAULT_PREPROCESSOR` as a feature extractor (Whisper: `_whisper_preprocessor`); with a warning saying `why`."
+    if getattr(config, "model_type", None) == "whisper":
+        return _whisper_preprocessor(config)
     if why:
         warnings.warn(f"{why}; using the default preprocessor {DEFAULT_PREPROCESSOR}", stacklevel=3)
     return Wav2Vec2FeatureExtractor(**DEFAULT_PREPROCESSOR)
@@ -137,10 +181,12 @@ def load_preprocessor(spec=None, # feature extractor | kwargs dict | tiny name |
         return _check_preprocessor(spec, type(spec).__name__)
     if isinstance(spec, dict):
         return _check_preprocessor(Wav2Vec2FeatureExtractor(**spec), spec)
+    if isinstance(spec, PretrainedConfig) and not spec.name_or_path:   # built from scratch
+        return _default_preprocessor(config=spec)
     if isinstance(spec, (PretrainedConfig, PreTrainedModel)):   # loaded from somewhere: that checkpoint's own
-        spec = getattr(spec, "name_or_path", "") or None
-    if spec is None or str(spec) in TINY_ENCODERS:
-        return _default_preprocessor()
+        spec = getattr(spec, "name_or_path", "") or getattr(spec, "config", None)
+    if isinstance(spec, PretrainedConfig) or spec is None or str(spec) in TINY_ENCODERS:
+        return _default_preprocessor(config=tiny_config(spec) if str(spec) in TINY_ENCODERS else spec)
     path = Path(str(spec)).expanduser()
     if path.is_dir():
         if (path / "spft_model.json").is_file():
@@ -152,6 +198,16 @@ def load_preprocessor(spec=None, # feature extractor | kwargs dict | tiny name |
         return _check_preprocessor(AutoFeatureExtractor.from_pretrained(str(spec)), str(spec))
     except (OSError, ValueError) as e:
         return _default_preprocessor(f"encoder {str(spec)!r}: no loadable feature extractor ({str(e).splitlines()[0]})")
+
+# %% ../nbs/04_model.ipynb #373e08e8
+def _prepare_log_mel(waves, # 1-D float32 waves
+                     preprocessor: WhisperFeatureExtractor,
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    "`(input_features [B, n_mels, frames], sample mask [B, longest clip])`: Whisper's padded window, its real samples."
+    out = preprocessor(waves, sampling_rate=preprocessor.sampling_rate, return_tensors="pt")
+    lengths = torch.tensor([min(len(w), preprocessor.n_samples) for w in waves])
+    mask = torch.arange(int(lengths.max()))[None, :] < lengths[:, None]
+    return out["input_features"].to(torch.float32), mask.to(torch.long)
 
 # %% ../nbs/04_model.ipynb #7dc91d1b
 def prepare_batch(waves, # 1-D float waves (mono), already at `preprocessor.sampling_rate`
@@ -166,6 +222,8 @@ def prepare_batch(waves, # 1-D float waves (mono), already at `preprocessor.samp
             raise ValueError(f"prepare_batch: wave {i} has shape {w.shape}; expected 1-D (mono) samples")
         if len(w) == 0:
             raise ValueError(f"prepare_batch: wave {i} is empty")
+    if isinstance(preprocessor, WhisperFeatureExtractor):
+        return _prepare_log_mel(waves, preprocessor)
     out = preprocessor(waves, sampling_rate=preprocessor.sampling_rate, padding=True, return_attention_mask=True,
                        return_tensors="pt")
     return out["input_values"].to(torch.float32), out["attention_mask"].to(torch.long)
@@ -174,6 +232,22 @@ def prepare_batch(waves, # 1-D float waves (mono), already at `preprocessor.samp
 def derive_head_seed(seed: int, name: str) -> int:
     "Seed of one head's initialisation: a pure function of the model seed and the task name."
     return derive_seed("head", seed, name)
+
+# %% ../nbs/04_model.ipynb #6f191bac
+def _check_pairing(encoder, preprocessor):
+    "`preprocessor` if it prepares what `encoder` takes (Whisper: log-mel windows; else raw waves), else `UserError`."
+    whisper_input = isinstance(preprocessor, WhisperFeatureExtractor)
+    if not isinstance(encoder, WhisperEncoder):
+        if whisper_input:
+            raise UserError(f"{type(encoder).__name__} takes raw waves, not {type(preprocessor).__name__}'s log-mels")
+        return preprocessor
+    config = encoder.config
+    if not whisper_input or preprocessor.feature_size != config.num_mel_bins or (
+            preprocessor.nb_max_frames != 2 * config.max_source_positions):
+        raise UserError(f"Whisper encoder ({config.num_mel_bins} mel bins, {config.max_source_positions} positions) "
+                        f"needs a WhisperFeatureExtractor of as many mel bins and twice as many frames, "
+                        f"not {type(preprocessor).__name__}({getattr(preprocessor, 'feature_size', '?')})")
+    return preprocessor
 
 # %% ../nbs/04_model.ipynb #b08a15ab
 class MultiTaskClassifier(nn.Module):
@@ -185,9 +259,11 @@ class MultiTaskClassifier(nn.Module):
                  metadata: dict | None = None, # what `save_pretrained` writes to spft_model.json
                  seed: int = 0, # seed of the head initialisation
                  preprocessor=None, # the encoder's feature extractor (`load_preprocessor` spec); None: its own
+                 layer_weights: bool = False, # pool a learned softmax-weighted sum of all hidden states (SUPERB)
                 ):
         super().__init__()
-        self.encoder = _check_audio_encoder(encoder, type(encoder).__name__)
+        self.encoder = encoder = _check_audio_encoder(encoder, type(encoder).__name__)
+        self.is_whisper = isinstance(encoder, WhisperEncoder)
         width = encoder.config.hidden_size
         self.projector = nn.Linear(width, projector_dim) if projector_dim else None
         if self.projector is not None:
@@ -196,11 +272,14 @@ class MultiTaskClassifier(nn.Module):
         self.tasks = {}
         self.freeze_feature_encoder = freeze_feature_encoder
         if freeze_feature_encoder:
-            self.encoder.feature_extractor._freeze_parameters()
+            self._freeze_feature_encoder()
         self.metadata = dict(metadata or {})
-        self.preprocessor = load_preprocessor(encoder if preprocessor is None else preprocessor)
-        mask_parameters = inspect.signature(self.encoder._mask_hidden_states).parameters
+        preprocessor = load_preprocessor(encoder if preprocessor is None else preprocessor)
+        self.preprocessor = _check_pairing(encoder, preprocessor)
+        mask_parameters = inspect.signature(getattr(encoder, "_mask_hidden_states", lambda: None)).parameters
         self._mask_takes_attention = "attention_mask" in mask_parameters
+        n_states = encoder.config.num_hidden_layers + 1
+        self.layer_weights = nn.Parameter(torch.ones(n_states) / n_states) if layer_weights else None
         self.replace_heads(tasks, seed=seed)
 
 # %% ../nbs/04_model.ipynb #c7a385d5
@@ -209,10 +288,21 @@ def _init_linear(self: MultiTaskClassifier, layer: nn.Linear, seed: int):
     "Initialise `layer` like the encoder's own linear layers, from `seed` (the global RNG is left as it was)."
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        nn.init.normal_(layer.weight, std=self.encoder.config.initializer_range)
+        config = self.encoder.config
+        nn.init.normal_(layer.weight, std=getattr(config, "initializer_range", None) or config.init_std)   # Whisper
         nn.init.zeros_(layer.bias)
 
 # %% ../nbs/04_model.ipynb #0d1fea15
+@patch
+def _freeze_feature_encoder(self: MultiTaskClassifier):
+    "Stop gradients in the feature encoder: the CNN (Whisper: its two convolutions)."
+    if not self.is_whisper:
+        self.encoder.feature_extractor._freeze_parameters()
+        return
+    for conv in (self.encoder.conv1, self.encoder.conv2):
+        conv.requires_grad_(False)
+
+# %% ../nbs/04_model.ipynb #406efe87
 @patch(as_prop=True)
 def head_width(self: MultiTaskClassifier) -> int:
     "Input width of every head: the projector's output, or the encoder's hidden size."
@@ -257,12 +347,39 @@ def prepare(self: MultiTaskClassifier, waves, # 1-D float waves at `model.sampli
 # %% ../nbs/04_model.ipynb #c9327950
 @patch(as_prop=True)
 def min_samples(self: MultiTaskClassifier) -> int:
-    "Shortest input (in samples) that gives one CNN frame."
+    "Shortest input (in samples) that gives one CNN frame (Whisper: 1, every sample is in a frame)."
+    if self.is_whisper:
+        return 1
     n = 1
     config = self.encoder.config
     for kernel, stride in zip(reversed(config.conv_kernel), reversed(config.conv_stride)):
         n = (n - 1) * stride + kernel
     return n
+
+# %% ../nbs/04_model.ipynb #2bd141e0
+@patch(as_prop=True)
+def frames_per_second(self: MultiTaskClassifier) -> float:
+    "Feature-encoder frames per second of audio (what the transformer sees)."
+    if self.is_whisper:
+        return self.sampling_rate / (self.preprocessor.hop_length * self.encoder.conv2.stride[0])
+    return self.sampling_rate / math.prod(self.encoder.config.conv_stride)
+
+@patch(as_prop=True)
+def feature_channels(self: MultiTaskClassifier) -> int:
+    "Width of the feature encoder's output (CNN channels; Whisper: `d_model`)."
+    if self.is_whisper:
+        return int(self.encoder.conv2.out_channels)
+    return int(self.encoder.config.conv_dim[-1])
+
+# %% ../nbs/04_model.ipynb #6cb6338b
+@patch
+def _frame_lengths(self: MultiTaskClassifier, n_samples: torch.Tensor) -> torch.Tensor:
+    "Frames of the feature encoder's output for clips of `n_samples` samples."
+    if not self.is_whisper:
+        return self.encoder._get_feat_extract_output_lengths(n_samples)
+    hop = self.preprocessor.hop_length
+    mel_frames = torch.div(n_samples + hop - 1, hop, rounding_mode="floor")
+    return torch.div(mel_frames + 1, 2, rounding_mode="floor").clamp(max=self.encoder.config.max_source_positions)
 
 # %% ../nbs/04_model.ipynb #79e7589b
 @patch
@@ -270,25 +387,36 @@ def _frame_mask(self: MultiTaskClassifier, attention_mask, n_frames, batch_size,
     "Valid CNN frames `[B, n_frames]` of a batch with sample mask `attention_mask` (None: all valid)."
     if attention_mask is None:
         return torch.ones(batch_size, n_frames, dtype=torch.bool, device=device)
-    lengths = self.encoder._get_feat_extract_output_lengths(attention_mask.sum(-1)).to(torch.long)
+    lengths = self._frame_lengths(attention_mask.sum(-1)).to(torch.long)
     if (lengths < 1).any():
         i = int((lengths < 1).nonzero()[0, 0])
         raise ValueError(f"clip {i} of the batch has {int(attention_mask[i].sum())} samples: shorter than the CNN's "
                          f"receptive field ({self.min_samples} samples)")
     return torch.arange(n_frames, device=device)[None, :] < lengths[:, None]
 
+# %% ../nbs/04_model.ipynb #d645a1b5
+@patch
+def _whisper_front_end(self: MultiTaskClassifier, input_features):
+    "Whisper's conv1 + GELU, conv2 + GELU: `[B, n_mels, 2P]` log-mels to `[B, P, d_model]` features."
+    enc = self.encoder
+    hidden = nn.functional.gelu(enc.conv1(input_features))
+    return nn.functional.gelu(enc.conv2(hidden)).transpose(1, 2)
+
 # %% ../nbs/04_model.ipynb #e81a2c45
 @patch
 def feature_encoder_outputs(self: MultiTaskClassifier, input_values, attention_mask=None):
     "CNN features `[B,T',C]` and the valid-frame mask `[B,T']` (no gradients when the CNN is frozen)."
     with (torch.no_grad() if self.freeze_feature_encoder else nullcontext()):
-        features = self.encoder.feature_extractor(input_values).transpose(1, 2)
+        if self.is_whisper:
+            features = self._whisper_front_end(input_values)
+        else:
+            features = self.encoder.feature_extractor(input_values).transpose(1, 2)
     return features, self._frame_mask(attention_mask, features.shape[1], features.shape[0], features.device)
 
 # %% ../nbs/04_model.ipynb #afa9517c
 @patch
-def encode_features(self: MultiTaskClassifier, features, frame_mask):
-    "Transformer outputs `[B,T',H]` given CNN features (what `encoder(...).last_hidden_state` computes)."
+def _transformer_input(self: MultiTaskClassifier, features, frame_mask):
+    "The transformer's input `[B,T',H]`: the feature projection of the CNN features, then SpecAugment in training."
     enc = self.encoder
     hidden = enc.feature_projection(features)
     if isinstance(hidden, tuple):
@@ -298,7 +426,64 @@ def encode_features(self: MultiTaskClassifier, features, frame_mask):
             hidden = enc._mask_hidden_states(hidden, attention_mask=frame_mask)
         else:
             hidden = enc._mask_hidden_states(hidden)
-    return enc.encoder(hidden, attention_mask=frame_mask)[0]
+    return hidden
+
+# %% ../nbs/04_model.ipynb #bf34c7b2
+@patch
+def encode_features(self: MultiTaskClassifier, features, frame_mask,
+                    all_layers: bool = False, # return the list of all hidden states (embedding output first)
+                   ):
+    "Transformer outputs `[B,T',H]` given CNN features (what `encoder(...).last_hidden_state` computes)."
+    if self.is_whisper:
+        return self._encode_whisper(features, frame_mask, all_layers)
+    hidden = self._transformer_input(features, frame_mask)
+    if not all_layers:
+        return self.encoder.encoder(hidden, attention_mask=frame_mask)[0]
+    with _layer_recorder(self.encoder.encoder.layers) as states:
+        self.encoder.encoder(hidden, attention_mask=frame_mask)
+    return states()
+
+# %% ../nbs/04_model.ipynb #06c9ef7c
+@contextmanager
+def _layer_recorder(layers: nn.ModuleList):
+    "Record the first layer's input and each layer's output while the block runs; yields `states()`, their list."
+    first, outputs = [], {}
+    def record_input(module, args, kwargs):
+        if not first:
+            first.append(args[0] if args else kwargs["hidden_states"])
+    def recorder(i):
+        def record_output(module, args, output):
+            outputs[i] = output[0] if isinstance(output, tuple) else output
+        return record_output
+    handles = [layers[0].register_forward_pre_hook(record_input, with_kwargs=True)]
+    handles += [layer.register_forward_hook(recorder(i)) for i, layer in enumerate(layers)]
+    def states():
+        out = [first[0]]
+        for i in range(len(layers)):
+            out.append(outputs.get(i, out[-1]))
+        return out
+    try:
+        yield states
+    finally:
+        for h in handles:
+            h.remove()
+
+# %% ../nbs/04_model.ipynb #c2184032
+@patch
+def _encode_whisper(self: MultiTaskClassifier, features, frame_mask, all_layers=False):
+    "Whisper's transformer on front-end features, attending to the real frames only (`encode_features` for Whisper)."
+    enc = self.encoder
+    n = int(frame_mask.sum(1).max())
+    hidden = features[:, :n] + enc.embed_positions.weight[:n]
+    hidden = nn.functional.dropout(hidden, p=enc.dropout, training=self.training)
+    attention = create_bidirectional_mask(config=enc.config, inputs_embeds=hidden, attention_mask=frame_mask[:, :n])
+    states = [hidden]
+    for layer in enc.layers:
+        skip = self.training and enc.layerdrop > 0 and bool(torch.rand([]) < enc.layerdrop)
+        states.append(states[-1] if skip else layer(states[-1], attention))
+    states[-1] = enc.layer_norm(states[-1])
+    states = [nn.functional.pad(s, (0, 0, 0, features.shape[1] - n)) for s in states]   # zeros after the real frames
+    return states if all_layers else states[-1]
 
 # %% ../nbs/04_model.ipynb #002f9c54
 @patch
@@ -321,12 +506,30 @@ def _task(self: MultiTaskClassifier, task):
         raise KeyError(f"unknown task {task!r}; the model's tasks: {', '.join(self.tasks)}")
     return task
 
+# %% ../nbs/04_model.ipynb #bf83ebe0
+@patch
+def pooling_input(self: MultiTaskClassifier, features, frame_mask):
+    "Hidden states `[B,T',H]` to pool: the last layer's, or the softmax-weighted sum of all of them (`layer_weights`)."
+    if self.layer_weights is None:
+        return self.encode_features(features, frame_mask)
+    states = torch.stack(self.encode_features(features, frame_mask, all_layers=True), dim=1)
+    weights = nn.functional.softmax(self.layer_weights, dim=-1)
+    return (states * weights.view(-1, 1, 1)).sum(dim=1)
+
+# %% ../nbs/04_model.ipynb #a2da5e15
+@patch
+def layer_features(self: MultiTaskClassifier, features, frame_mask) -> torch.Tensor:
+    "Masked mean over valid frames of every hidden state, `[B, layers + 1, H]` (embedding output first)."
+    states = torch.stack(self.encode_features(features, frame_mask, all_layers=True), dim=1)
+    weights = frame_mask[:, None, :, None].to(states.dtype)
+    return (states * weights).sum(2) / weights.sum(2).clamp(min=1)
+
 # %% ../nbs/04_model.ipynb #990b1a0c
 @patch
 def forward_from_features(self: MultiTaskClassifier, features, frame_mask, task=None):
     "Logits `[B, n_labels(task)]` from CNN features: `forward` minus the CNN."
     task = self._task(task)
-    return self.heads[task](self.pool(self.encode_features(features, frame_mask), frame_mask))
+    return self.heads[task](self.pool(self.pooling_input(features, frame_mask), frame_mask))
 
 @patch
 def forward(self: MultiTaskClassifier, input_values, attention_mask=None, task=None):
@@ -341,6 +544,7 @@ def from_encoder(cls: MultiTaskClassifier, spec, # tiny name | hub id | local fo
                  projector_dim: int | None = None, # projector width, or None
                  freeze_feature_encoder: bool = True, # keep the CNN frozen
                  preprocessor=None, # overrides the encoder's own feature extractor (`load_preprocessor(spec)`)
+                 layer_weights: bool = False, # pool a learned weighted sum of all layers
                 ):
     "Build a classifier on `load_encoder(spec, seed)` and its preprocessor, with one fresh head per task."
     encoder = load_encoder(spec, seed=seed)
@@ -350,20 +554,40 @@ def from_encoder(cls: MultiTaskClassifier, spec, # tiny name | hub id | local fo
     else:
         name = getattr(getattr(spec, "config", spec), "model_type", str(spec))
     return cls(encoder, tasks, projector_dim=projector_dim, freeze_feature_encoder=freeze_feature_encoder,
-               metadata=dict(encoder=name), seed=seed, preprocessor=preprocessor)
+               metadata=dict(encoder=name), seed=seed, preprocessor=preprocessor, layer_weights=layer_weights)
+
+# %% ../nbs/04_model.ipynb #220a30d0
+@patch
+def _front_end_geometry(self: MultiTaskClassifier) -> list:
+    "What shapes the feature encoder: its class, normalisation, channels, kernels and strides (Whisper: its convs)."
+    cfg = self.encoder.config
+    if self.is_whisper:
+        convs = (self.encoder.conv1, self.encoder.conv2)
+        shapes = [[c.out_channels, c.kernel_size[0], c.stride[0]] for c in convs]
+        return [type(self.encoder).__name__, cfg.num_mel_bins, shapes]
+    norm = getattr(cfg, "feat_extract_norm", "layer")   # data2vec-audio's CNN is always layer-normed
+    return [type(self.encoder).__name__, norm, list(cfg.conv_dim), list(cfg.conv_kernel), list(cfg.conv_stride)]
+
+@patch
+def _front_end_state(self: MultiTaskClassifier) -> dict:
+    "The feature encoder's weights by name."
+    if self.is_whisper:
+        convs = {"conv1": self.encoder.conv1, "conv2": self.encoder.conv2}
+        return {f"{name}.{k}": v for name, conv in convs.items() for k, v in conv.state_dict().items()}
+    return self.encoder.feature_extractor.state_dict()
 
 # %% ../nbs/04_model.ipynb #b0510557
 @patch
 def cnn_fingerprint(self: MultiTaskClassifier) -> str:
     "Hex digest of the feature encoder (CNN): its type, geometry and weights, and the preprocessing of its input."
     digest = hashlib.sha256()
-    cfg = self.encoder.config
-    digest.update(json.dumps([type(self.encoder).__name__, cfg.feat_extract_norm, list(cfg.conv_dim),
-                              list(cfg.conv_kernel), list(cfg.conv_stride)]).encode())
+    digest.update(json.dumps(self._front_end_geometry()).encode())
     pre = self.preprocessor
     digest.update(json.dumps([type(pre).__name__, pre.sampling_rate, pre.feature_size, float(pre.padding_value),
                               bool(getattr(pre, "do_normalize", False))]).encode())
-    for name, weight in sorted(self.encoder.feature_extractor.state_dict().items()):
+    if self.is_whisper:
+        digest.update(json.dumps([pre.hop_length, pre.n_fft, pre.nb_max_frames]).encode())
+    for name, weight in sorted(self._front_end_state().items()):
         weight = weight.detach().to("cpu", torch.float32).contiguous()
         digest.update(name.encode())
         digest.update(str(tuple(weight.shape)).encode())
@@ -406,6 +630,8 @@ def save_pretrained(self: MultiTaskClassifier, dir, # output folder (created)
                 projector_dim=self.projector.out_features if self.projector else None,
                 freeze_feature_encoder=self.freeze_feature_encoder, tasks={t: list(l) for t, l in self.tasks.items()},
                 corpora=corpora, corpus_set=corpus_set_name(corpora), cnn_fingerprint=self.cnn_fingerprint())
+    if self.layer_weights is not None:   # written only when on: the files of default models stay as they were
+        meta["layer_weights"] = True
     self._write_encoder_dir(dir)
     state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("encoder.")}
     atomic_write(dir / HEADS_FILE, lambda tmp: save_file(state, tmp))
@@ -425,11 +651,11 @@ def from_pretrained(cls: MultiTaskClassifier, dir, # a folder `save_pretrained` 
     if not (dir / ENCODER_DIR / "config.json").is_file() and (dir / ".encoder.old").is_dir():
         os.replace(dir / ".encoder.old", dir / ENCODER_DIR)   # a save was interrupted between two renames
     with _quiet_hf():
-        encoder = AutoModel.from_pretrained(dir / ENCODER_DIR)
+        encoder = _from_pretrained(dir / ENCODER_DIR)
     model = cls(_check_audio_encoder(encoder, str(dir / ENCODER_DIR)), meta["tasks"],
                 projector_dim=meta.get("projector_dim"),
                 freeze_feature_encoder=meta.get("freeze_feature_encoder", True), metadata=meta,
-                preprocessor=load_preprocessor(dir / ENCODER_DIR))
+                preprocessor=load_preprocessor(dir / ENCODER_DIR), layer_weights=meta.get("layer_weights", False))
     missing, unexpected = model.load_state_dict(load_file(dir / HEADS_FILE), strict=False)
     missing = [k for k in missing if not k.startswith("encoder.")]
     if missing or unexpected:
