@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_fewshot.ipynb #1149f4ae
 from __future__ import annotations
-import hashlib, math, time, warnings
+import hashlib, time, warnings
 from collections import OrderedDict
 from functools import partial
 from pathlib import Path
@@ -323,8 +323,7 @@ class TrialRunner:
         self.device = torch.device(device) if device is not None else default_device()
         self.cache, self.progress = features or FeatureCache(), progress
         self.model = load_trial_model(model).to(self.device)
-        strides = self.model.encoder.config.conv_stride
-        self.frame_rate = self.model.sampling_rate / math.prod(strides)   # CNN frames per second
+        self.frame_rate = self.model.frames_per_second   # CNN frames per second
         self.metadata = dict(getattr(self.model, "metadata", None) or {})
         self.corpora = model_corpora(self.metadata)
         self.table = table[table["speaker"].astype(str) == self.speaker].sort_values("utt_id", kind="stable")

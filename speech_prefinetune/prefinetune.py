@@ -171,10 +171,12 @@ def estimate_peak_memory(encoder_config, # the encoder's transformers config (hi
                          sampling_rate: int = 16000, # the encoder's input rate
                          gradient_checkpointing: bool = False,
                          cuda: bool = False, bf16: bool = False, # device and autocast of the run
+                         frames_per_second: float | None = None, # `model.frames_per_second`; None: from the conv strides
                         ) -> dict:
     "Estimated peak memory (bytes) of one training step, by part, after `MEMORY_MODEL`."
     c, m = encoder_config, MEMORY_MODEL
-    frames = clip_seconds * sampling_rate / math.prod(c.conv_stride)   # transformer frames per clip
+    rate = frames_per_second or sampling_rate / math.prod(c.conv_stride)
+    frames = clip_seconds * rate   # transformer frames per clip
     act = (m["checkpointed_bytes"] * c.hidden_size if gradient_checkpointing else
            m["activation_bytes"] * c.hidden_size * c.num_hidden_layers) * clips * clip_seconds
     att = 0.0 if cuda else m["attention_bytes"] * clips * c.num_hidden_layers * c.num_attention_heads * frames ** 2
@@ -503,7 +505,7 @@ def training_plan(model, accelerator, config: PrefinetuneConfig,
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     def estimate(clips, seconds):
         return estimate_peak_memory(model.encoder.config, n, n_train, clips, seconds, sr,
-                                    config.gradient_checkpointing, cuda, bf16)
+                                    config.gradient_checkpointing, cuda, bf16, model.frames_per_second)
     worst = max((estimate(c, s) for c, s in {(len(b), max(b) / sr) for b in batches}), key=lambda m: m["total"])
     batching = f"{config.batch_size} clips" if config.batch_size else f"<= {config.batch_seconds:g} padded audio-s"
     text = plan_text(stats, steps_per_epoch, worst, batching, accelerator.device.type, "bf16" if bf16 else "fp32",

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_reproduce.ipynb #bf89523e
 from __future__ import annotations
-import json, math, time
+import json, time
 from dataclasses import replace
 from pathlib import Path
 import numpy as np
@@ -393,7 +393,7 @@ def encoder_facts(encoder, # encoder spec
     c, rate = model.encoder.config, model.sampling_rate
     return dict(rate=rate, encoder_config=c, n_params=sum(p.numel() for p in model.parameters()),
                 n_trained=sum(p.numel() for p in model.parameters() if p.requires_grad),
-                frames_per_second=rate / math.prod(c.conv_stride), channels=int(c.conv_dim[-1]))
+                frames_per_second=model.frames_per_second, channels=model.feature_channels)
 
 # %% ../nbs/12_reproduce.ipynb #09f4c1c8
 def step_memory(facts: dict, # `encoder_facts`
@@ -404,7 +404,8 @@ def step_memory(facts: dict, # `encoder_facts`
     clips = config.batch_size or max(1, int(config.batch_seconds // crop))
     cuda = config.device != "cpu" and torch.cuda.is_available()
     return estimate_peak_memory(facts["encoder_config"], facts["n_params"], facts["n_trained"], clips, crop,
-                                facts["rate"], config.gradient_checkpointing, cuda, cuda and config.bf16)
+                                facts["rate"], config.gradient_checkpointing, cuda, cuda and config.bf16,
+                                facts["frames_per_second"])
 
 # %% ../nbs/12_reproduce.ipynb #b5210732
 def reproduce_plan(roots, # corpora.toml (or dict corpus -> root)

@@ -92,3 +92,47 @@ def test_a_genuine_load_warning_still_shows(tmp_path, hf_log):
     assert any("LOAD REPORT" in r and "MISSING" in r and "layers.1" in r for r in hf_log), hf_log
     transformers.utils.logging.get_logger("transformers.modeling_utils").warning("a real warning")
     assert hf_log[-1] == "a real warning"   # the filter is gone after loading, and never drops other records
+
+
+# Every encoder family, end to end (issue 11): few-shot trials and pre-finetuning through the CLI. The oracles
+# (logits equal transformers' classification models), batched == one by one and the save/load round trips of every
+# family live in nbs/04_model.ipynb.
+from speech_prefinetune.model import TINY_ENCODERS
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    "Tiny synthetic ESD and Mandarin-AS corpora (`spft synth --size tiny`): the roots file."
+    from speech_prefinetune.synth import synth_corpora
+    out = tmp_path_factory.mktemp("corpora")
+    synth_corpora(out, size="tiny", corpora=("esd", "mandarin_as"))
+    return out / "corpora.toml"
+
+
+@pytest.mark.parametrize("name", TINY_ENCODERS)
+def test_fewshot_trial_runs_for_every_family(corpora, name):
+    "A short few-shot trial (cached front-end features, 2 epochs) runs and is reproducible, for each family."
+    from speech_prefinetune.core import read_roots
+    from speech_prefinetune.corpora import load_corpus
+    from speech_prefinetune.fewshot import TrialConfig, TrialRunner
+    esd = load_corpus("esd", read_roots(corpora)["esd"])
+    runner = TrialRunner(name, esd, "0001", TrialConfig(max_epochs=2), device="cpu")
+    first, again = runner.run("happy", 4, 0), runner.run("happy", 4, 0)
+    assert 0.0 <= first["macro_f1"] <= 1.0 and first["epochs"] == 2
+    assert (first["macro_f1"], first["train_ids"]) == (again["macro_f1"], again["train_ids"])
+    assert runner.frame_rate == 50.0
+
+
+@pytest.mark.parametrize("name", ["tiny-whisper", "tiny-data2vec-audio"])
+def test_spft_prefinetune_runs_on_new_families(corpora, tmp_path, name):
+    "`spft prefinetune --encoder tiny-whisper` (and data2vec-audio) trains, saves and loads back with its own extractor."
+    from speech_prefinetune.cli import main
+    out = tmp_path / "run"
+    argv = ["prefinetune", "--corpora", "mandarin_as", "--roots", str(corpora), "--out", str(out), "--encoder", name,
+            "--max-epochs", "1", "--batch-size", "4", "--device", "cpu", "--quiet"]
+    assert main(argv) == 0
+    m = MultiTaskClassifier.from_pretrained(out)
+    assert m.metadata["encoder"] == name and m.metadata["finished"]
+    assert type(m.preprocessor).__name__ == ("WhisperFeatureExtractor" if name == "tiny-whisper"
+                                             else "Wav2Vec2FeatureExtractor")
+    assert type(load_encoder(out)).__name__ == ("WhisperEncoder" if name == "tiny-whisper" else "Data2VecAudioModel")
