@@ -77,3 +77,17 @@ def test_same_seed_same_results(esd_root, tmp_path):
         assert spft(fewshot_args(esd_root, tmp_path / f"r{i}", tmp_path / f"c{i}", "--method", "linear")) == 0
         runs.append(load_results(tmp_path / f"r{i}").drop(columns=["seconds"]).sort_values(["emotion", "k", "trial"]))
     pd.testing.assert_frame_equal(runs[0].reset_index(drop=True), runs[1].reset_index(drop=True))
+
+
+def test_bench_methods_quick():
+    "bench/methods.py --quick runs and its numbers agree with each other (never how fast anything ran)."
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "methods.py"), "--quick", "--threads", "1"], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=600, check=True).stdout
+    rows = {line[:20].strip(): line.split() for line in out.splitlines() if "trials/hour" in line}
+    assert sorted(rows) == ["full", "linear (cold)", "linear (warm)", "linear+std (warm)", "prototype (cold)",
+                            "prototype (warm)", "prototype+std (warm)"]
+    assert {r[r.index("trials") + 1] for r in rows.values()} == {"2"}
+    f1 = {name: r[r.index("mean_macro_f1") + 1] for name, r in rows.items()}
+    assert f1["linear (cold)"] == f1["linear (warm)"] and f1["prototype (cold)"] == f1["prototype (warm)"]
+    assert "linear_features_computed: 280" in out   # one speaker's 5 x (34 + 10 + 12) clips, each once
