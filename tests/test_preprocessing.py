@@ -190,3 +190,25 @@ def test_folder_without_preprocessor_config_gets_the_default_and_a_warning(folde
         model = MultiTaskClassifier.from_encoder(str(bare), {"t": ("a", "b")})
     assert {k: getattr(model.preprocessor, k) for k in DEFAULT_PREPROCESSOR} == DEFAULT_PREPROCESSOR
     assert load_preprocessor("tiny-hubert").to_dict() == model.preprocessor.to_dict()   # tiny: the same, silently
+
+
+def test_whisper_checkpoint_folder_uses_its_log_mel_extractor_and_counts_real_frames(tmp_path):
+    """A Whisper checkpoint saved like openai/whisper-* (the encoder-decoder `WhisperModel` + its extractor's
+    preprocessor_config.json): we load its encoder and its extractor; our inputs are the extractor's own log-mels;
+    our valid frames are the extractor's own attention mask (a mel frame every 160 samples) halved by the stride-2 conv."""
+    from transformers import WhisperFeatureExtractor, WhisperModel
+    from speech_prefinetune.model import tiny_config
+    torch.manual_seed(0)
+    WhisperModel(tiny_config("tiny-whisper")).save_pretrained(tmp_path / "whisper")
+    WhisperFeatureExtractor(feature_size=16).save_pretrained(tmp_path / "whisper")
+    model = MultiTaskClassifier.from_encoder(str(tmp_path / "whisper"), {"t": ("a", "b")}).eval()
+    assert type(model.encoder).__name__ == "WhisperEncoder" and model.preprocessor.feature_size == 16
+    ws = [w[:n] for w, n in zip(waves(0.1), (16000, 12345, 161))]
+    x, mask = model.prepare(ws)
+    ref = model.preprocessor(ws, sampling_rate=SR, return_attention_mask=True, return_tensors="pt")
+    assert torch.equal(x, ref.input_features) and mask.sum(1).tolist() == [16000, 12345, 161]
+    frames = model.feature_encoder_outputs(x, mask)[1].sum(1)
+    assert frames.tolist() == ((ref.attention_mask.sum(1) + 1) // 2).tolist() == [50, 39, 1]
+    with torch.no_grad():   # the folder's encoder weights, not a fresh init
+        full = WhisperModel.from_pretrained(tmp_path / "whisper").encoder
+        assert all(torch.equal(v, full.state_dict()[k]) for k, v in model.encoder.state_dict().items())
