@@ -36,31 +36,17 @@ def encoder_fingerprint(model, # a `MultiTaskClassifier`
         digest.update(weight.numpy().tobytes())
     return digest.hexdigest()[:20]
 
-# %% ../nbs/06b_methods.ipynb #c7896a68
-def _first(output):
-    "A layer's hidden states: its output, or the first element of its output tuple (or `ModelOutput`)."
-    return output if torch.is_tensor(output) else output[0]
-
+# %% ../nbs/06b_methods.ipynb #d8469da6
 @torch.inference_mode()
 def pooled_layers(model,      # a `MultiTaskClassifier` (in eval mode)
                   features,   # CNN features `[B, T, C]` (`feature_encoder_outputs`, `FeatureCache`)
                   frame_mask, # valid frames `[B, T]`
                  ) -> torch.Tensor:
-    "Masked mean over valid frames of every hidden state: `[B, layers + 1, H]`."
-    enc, states = model.encoder, []
-    hidden = enc.feature_projection(features)
-    if isinstance(hidden, tuple):
-        hidden = hidden[0]
-    hooks = [enc.encoder.layers[0].register_forward_pre_hook(lambda layer, args: states.append(args[0]))]
-    for layer in enc.encoder.layers:
-        hooks.append(layer.register_forward_hook(lambda layer, args, out: states.append(_first(out))))
-    try:
-        states[-1] = _first(enc.encoder(hidden, attention_mask=frame_mask))   # after a final layer norm, if any
-    finally:
-        for hook in hooks:
-            hook.remove()
-    weights = frame_mask[:, None, :, None].to(hidden.dtype)
-    return (torch.stack(states, 1) * weights).sum(2) / weights.sum(2).clamp(min=1)
+    "Masked mean over valid frames of every hidden state, the last being the encoder's output: `[B, layers + 1, H]`."
+    layers = model.layer_features(features, frame_mask)
+    last = model.encode_features(features, frame_mask)
+    weights = frame_mask[..., None].to(last.dtype)
+    return torch.cat([layers[:, :-1], ((last * weights).sum(1) / weights.sum(1).clamp(min=1))[:, None]], 1)
 
 # %% ../nbs/06b_methods.ipynb #0bb3e6f6
 class PooledCache(FeatureCache):
