@@ -504,6 +504,8 @@ def write_report(results_path, # our results store (directory) or a results CSV 
         svgs[name] = vlc.vegalite_to_svg(chart.to_json())
         if "svg" in formats:
             (out / f"{name}.svg").write_text(svgs[name], encoding="utf-8")
+    for stale in ("paired.csv", "methods.csv", "paired_methods.csv"):   # a rerun into `out` must not keep old ones
+        (out / stale).unlink(missing_ok=True)
     paired = None
     if {FULL_MODEL, BASE_MODEL} <= set(results["corpora"]):
         paired = paired_comparison(results, "full", "base", n_boot=n_boot)

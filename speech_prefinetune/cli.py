@@ -97,14 +97,21 @@ def inspect_main(args) -> int:
 
 # %% ../nbs/10_cli.ipynb #a124f90a
 def corpus_option(text: str) -> tuple[str, str, object]:
-    "`CORPUS.KEY=VALUE` -> (corpus, key, value); a value that looks like JSON (number, true, list, ...) is parsed."
-    try:
-        key, value = text.split("=", 1)
-        corpus, name = key.split(".", 1)
-        return canonical_corpus(corpus), name, json.loads(value) if value[:1] in "[{0123456789-tfn\"" else value
-    except ValueError:
+    "`CORPUS.KEY=VALUE` -> (corpus, key, value); a JSON value (number, true, list, ...) is parsed, any other is text."
+    key, eq, value = text.partition("=")
+    corpus, dot, name = key.partition(".")
+    if not (eq and dot and corpus and name):
         raise argparse.ArgumentTypeError(f"--option {text!r}: expected CORPUS.KEY=VALUE, "
-                                         "e.g. msp_improv.label_source=consensus") from None
+                                         "e.g. msp_improv.label_source=consensus")
+    try:
+        corpus = canonical_corpus(corpus)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(f"--option {text!r}: {e}") from None
+    try:
+        value = json.loads(value)
+    except ValueError:
+        pass   # plain text: target, neu,hap,exc,ang,sad, ...
+    return corpus, name, value
 
 class CorpusOption(argparse.Action):
     "`--option CORPUS.KEY=VALUE`, repeatable: sets `{corpus: {key: value}}` in the `corpus_options` dict."

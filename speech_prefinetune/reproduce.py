@@ -20,7 +20,7 @@ from .prefinetune import (CHECKPOINT, _checkpoint_layers, all_subsets, estimate_
                                             load_tables, make_accelerator, make_optimizer, prefinetune_tables,
                                             training_step)
 from .fewshot import ESD_EMOTIONS, TrialRunner, check_emotion, check_k, sample_fewshot
-from .grid import ModelRef, ShardJob, done_cells, load_results, run_grid
+from .grid import ModelRef, method_ref, ShardJob, done_cells, load_results, run_grid
 from .analysis import write_report
 
 # %% auto #0
@@ -154,7 +154,7 @@ def plan_trials(models, # `ModelRef`s (`grid_models`)
     "One row per (model, speaker, k): trials of the grid done and to do in the results store."
     cells = {(e, int(kk), t) for e in emotions for kk in k for t in range(int(trials))}
     config, rows = config or TrialConfig(), []
-    for m in models:
+    for m in (method_ref(ref, config) for ref in models):   # a method's trials live under NAME@TAG
         for s in speakers:
             done = done_cells(ShardJob(model=m, speaker=str(s), cells=sorted(cells), table=None, results=str(results),
                                         seed=seed, config=config)) & cells

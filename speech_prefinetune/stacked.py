@@ -33,6 +33,8 @@ def stack_support(model: MultiTaskClassifier) -> str | None:
         return f"{name} with add_adapter=True"
     if getattr(cfg, "conv_pos_batch_norm", False):
         return f"{name} with conv_pos_batch_norm=True"
+    if getattr(model, "layer_weights", None) is not None:
+        return "a learned weighted sum of layers (layer_weights: stacks pool the last layer only)"
     if not model.freeze_feature_encoder:
         return "a trainable CNN (stacked trials start from cached CNN features)"
     return None

@@ -16,7 +16,7 @@ from tqdm.std import tqdm as std_tqdm
 from .core import (PREFINETUNE_CORPORA, CORPORA, DOWNSTREAM_CORPUS, SPLITS, LABELS, BASE_MODEL,
                                      UserError, canonical_corpus, corpus_set_name, read_roots)
 from .corpora import load_corpus
-from .analysis import read_any_results
+from .analysis import paper_rows, read_any_results
 
 # %% auto #0
 __all__ = ['chart_html', 'table_html', 'corpus_sizes', 'label_distribution', 'prefinetune_command', 'WidgetTqdm',
@@ -410,6 +410,7 @@ def _viewer_results(results, metric: str) -> pd.DataFrame:
     "`results` (a frame, or a path to read) checked for the viewer's columns, with speakers as text."
     if not isinstance(results, pd.DataFrame):
         results = read_any_results(results)
+    results = paper_rows(results)   # one adaptation method per corpus set: full fine-tuning (others: `spft report`)
     missing = {"corpora", "speaker", "language", "emotion", "k", metric} - set(results.columns)
     if missing:
         raise UserError(f"results lack column(s) {', '.join(sorted(missing))}")

@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from speech_prefinetune.cli import main as spft
-from speech_prefinetune.grid import load_results
+from speech_prefinetune.config import TrialConfig
+from speech_prefinetune.grid import ModelRef, load_results
+from speech_prefinetune.reproduce import plan_trials
+from speech_prefinetune.widgets import ResultsViewer
 from speech_prefinetune.synth import synth_corpora
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +58,21 @@ def test_linear_then_full_then_report(esd_root, tmp_path, capsys):
     assert paired.n.tolist() == [4, 4]   # per k: 2 emotions x 2 trials
     assert set(paired.model_a) == {"tiny-wav2vec2@linear"}
     assert "Adaptation methods" in (tmp_path / "report" / "report.html").read_text()
+    # what reads the same store: the planner counts a method's own trials, the viewer shows full fine-tuning only
+    ref = ModelRef("tiny-wav2vec2", "tiny-wav2vec2", "base")
+    for config in (TrialConfig(max_epochs=1, patience=1), TrialConfig(method="linear")):
+        plan = plan_trials([ref], results, ["0011"], ["angry", "sad"], [2, 4], trials=2, config=config)
+        assert plan.done.tolist() == [4, 4] and plan.todo.tolist() == [0, 0]
+    viewer = ResultsViewer(results)
+    assert viewer.results.model.unique().tolist() == ["tiny-wav2vec2"] and len(viewer.results) == 8
+    # a report of a full-only store into the same folder leaves no method tables behind
+    full_only = tmp_path / "full_only"
+    assert spft(fewshot_args(esd_root, full_only, cache, "--max-epochs", "1", "--patience", "1")) == 0
+    capsys.readouterr()
+    assert spft(["report", str(full_only), "--out", str(tmp_path / "report"), "--formats", "svg", "--n-boot", "200"]) == 0
+    assert "@linear" not in capsys.readouterr().out
+    assert not (tmp_path / "report" / "methods.csv").exists()
+    assert not (tmp_path / "report" / "paired_methods.csv").exists()
 
 
 def test_store_is_reused_by_another_process(esd_root, tmp_path):
