@@ -186,21 +186,32 @@ def features(self: FeatureCache, model,        # a `MultiTaskClassifier`
              crop: str = "start",               # the part kept of a longer clip: "start" or "centre"
             ) -> dict[str, torch.Tensor]:
     "`{utt_id: float32 CPU tensor [frames, channels]}` for `rows`, computing only what neither memory nor disk holds."
-    n = cut_samples(max_seconds, model.sampling_rate)
-    fp, ids = feature_key(model.cnn_fingerprint(), n, crop), rows["utt_id"].astype(str).tolist()
-    key = (fp, str(group))
+    fp = feature_key(self._model_key(model), cut_samples(max_seconds, model.sampling_rate), crop)
+    ids, key = rows["utt_id"].astype(str).tolist(), (fp, str(group))
     store, seen = self._mem.pop(key, None) or ({}, set())
     self._mem[key] = (store, seen)
     while len(self._mem) > self.max_groups:
         self._mem.popitem(last=False)
     if any(u not in store for u in ids):
         self._read_chunks(fp, str(group), store, seen)   # others may have added them
-    missing = [(u, p) for u, p in zip(ids, rows["path"]) if u not in store]
-    if missing:
-        new = self._compute(model, missing, progress, n, crop)
+    missing = rows[[u not in store for u in ids]]
+    if len(missing):
+        new = self._fill(model, missing, str(group), progress, max_seconds, crop)
         store.update(new)
         self._write_chunk(fp, str(group), new)
     return {u: store[u] for u in ids}
+
+# %% ../nbs/06_fewshot.ipynb #3c7b12be
+@patch
+def _model_key(self: FeatureCache, model) -> str:
+    "What the stored features depend on: the model's CNN and the preprocessing of its input (`cnn_fingerprint`)."
+    return model.cnn_fingerprint()
+
+@patch
+def _fill(self: FeatureCache, model, rows, group, progress, max_seconds, crop) -> dict[str, torch.Tensor]:
+    "Features of `rows` (clips stored nowhere yet), computed by `_compute`."
+    items = list(zip(rows["utt_id"].astype(str), rows["path"]))
+    return self._compute(model, items, progress, cut_samples(max_seconds, model.sampling_rate), crop)
 
 # %% ../nbs/06_fewshot.ipynb #cd498560
 @patch

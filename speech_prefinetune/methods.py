@@ -14,8 +14,8 @@ from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 from .core import UserError
 from .config import TrialConfig
-from .fewshot import (FeatureCache, TrialRunner, binary_metrics, check_emotion, check_k, cut_samples,
-                      default_device, feature_key, load_trial_model, macro_f1, model_corpora, sample_fewshot)
+from .fewshot import (FeatureCache, TrialRunner, binary_metrics, check_emotion, check_k,
+                      default_device, load_trial_model, macro_f1, model_corpora, sample_fewshot)
 
 # %% auto #0
 __all__ = ['encoder_fingerprint', 'pooled_layers', 'PooledCache', 'standardizer', 'prototype_predict', 'linear_predict',
@@ -68,34 +68,14 @@ class PooledCache(FeatureCache):
         "The store under the cache root (`audio.cache_root`): `<root>/pooled`, CNN features from `<root>/features`."
         return cls.beside(FeatureCache.at(cache_dir))
 
-# %% ../nbs/06b_methods.ipynb #d0eb29f2
-@patch
-def features(self: PooledCache, model,        # a `MultiTaskClassifier`
-             rows: pd.DataFrame,               # clips: utt_id, path
-             group: str = "all",               # the set of clips they belong to (the grid: the speaker)
-             progress: bool = False,
-             max_seconds: float | None = None, # cut longer clips before the CNN (`crop_wave`); None: whole clips
-             crop: str = "start",              # the part kept of a longer clip: "start" or "centre"
-            ) -> dict[str, torch.Tensor]:
-    "`{utt_id: float32 CPU tensor [layers + 1, H]}` for `rows`, computing only what neither memory nor disk holds."
-    fp = feature_key(encoder_fingerprint(model), cut_samples(max_seconds, model.sampling_rate), crop)
-    ids, key = rows["utt_id"].astype(str).tolist(), (fp, str(group))
-    store, seen = self._mem.pop(key, None) or ({}, set())
-    self._mem[key] = (store, seen)
-    while len(self._mem) > self.max_groups:
-        self._mem.popitem(last=False)
-    if any(u not in store for u in ids):
-        self._read_chunks(fp, str(group), store, seen)   # others may have added them
-    missing = rows[[u not in store for u in ids]]
-    if len(missing):
-        new = self._pool(model, missing, str(group), progress, max_seconds, crop)
-        store.update(new)
-        self._write_chunk(fp, str(group), new)
-    return {u: store[u] for u in ids}
-
 # %% ../nbs/06b_methods.ipynb #401967d0
 @patch
-def _pool(self: PooledCache, model, rows, group, progress, max_seconds, crop) -> dict[str, torch.Tensor]:
+def _model_key(self: PooledCache, model) -> str:
+    "What the stored features depend on: the whole encoder (`encoder_fingerprint`), not only its CNN."
+    return encoder_fingerprint(model)
+
+@patch
+def _fill(self: PooledCache, model, rows, group, progress, max_seconds, crop) -> dict[str, torch.Tensor]:
     "Pooled features of each clip of `rows` alone, from the CNN-feature cache's features."
     cnn = self.cnn.features(model, rows, group=group, progress=progress, max_seconds=max_seconds, crop=crop)
     dev, was_training, out = next(model.parameters()).device, model.training, {}
