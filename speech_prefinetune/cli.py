@@ -14,8 +14,8 @@ from .config import (ERRORS, EXECUTORS, K_VALUES, QUIRKS, SYNTH_SIZES, Prefinetu
                                        add_config_arguments, config_from_args)
 
 # %% auto #0
-__all__ = ['PREFINETUNE_ALIASES', 'PREFINETUNE_OUT', 'TRIAL_NAMES', 'DEMO', 'SUBCOMMANDS', 'HelpParser', 'add_synth_command',
-           'synth_main', 'add_inspect_command', 'inspect_main', 'corpus_option', 'CorpusOption',
+__all__ = ['PREFINETUNE_ALIASES', 'TINY_ENCODER_NAMES', 'PREFINETUNE_OUT', 'TRIAL_NAMES', 'DEMO', 'SUBCOMMANDS', 'HelpParser',
+           'add_synth_command', 'synth_main', 'add_inspect_command', 'inspect_main', 'corpus_option', 'CorpusOption',
            'add_prefinetune_arguments', 'add_prefinetune_command', 'prefinetune_main', 'add_grid_arguments',
            'add_executor_arguments', 'slurm_options', 'add_fewshot_command', 'fewshot_main', 'add_report_command',
            'report_main', 'add_reproduce_command', 'add_dry_run_arguments', 'reproduce_main', 'demo_subsets',
@@ -129,6 +129,8 @@ PREFINETUNE_ALIASES = {   # the flags `spft prefinetune` had before its flags we
 }
 
 # %% ../nbs/10_cli.ipynb #de280abb
+TINY_ENCODER_NAMES = ("tiny-wav2vec2", "tiny-hubert", "tiny-wavlm", "tiny-wav2vec2-conformer",   # `model.TINY_ENCODERS`,
+                      "tiny-data2vec-audio", "tiny-unispeech-sat", "tiny-whisper")  # named here: --help imports no torch
 PREFINETUNE_OUT = "run folder (= model folder); with all-subsets, the parent of one folder per subset"
 
 def add_prefinetune_arguments(p: argparse.ArgumentParser, # the parser to add to
@@ -142,7 +144,7 @@ def add_prefinetune_arguments(p: argparse.ArgumentParser, # the parser to add to
     p.add_argument("--roots", required=True,
                    help="corpora.toml: corpus = \"root folder\" lines (what `spft synth` writes)")
     p.add_argument("--encoder", default="facebook/wav2vec2-base",
-                   help="tiny-wav2vec2 | tiny-hubert | tiny-wavlm | hub id | local folder (default: %(default)s)")
+                   help=f"{' | '.join(TINY_ENCODER_NAMES)} | hub id | local folder (default: %(default)s)")
     p.add_argument("--out", required=True, help=out_help)
     add_config_arguments(p, PrefinetuneConfig, aliases=PREFINETUNE_ALIASES)
     p.add_argument("--quiet", action="store_true", help="no progress bars")

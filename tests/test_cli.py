@@ -101,4 +101,6 @@ def test_the_clis_choices_are_the_modules():
     "`config` declares what the parsers offer without importing `synth` or `fewshot`; they must agree."
     from speech_prefinetune import config, core, fewshot, synth
     assert set(config.SYNTH_SIZES) == set(synth.SIZES)
+    from speech_prefinetune import cli, model
+    assert cli.TINY_ENCODER_NAMES == model.TINY_ENCODERS   # what `--encoder`'s help lists
     assert core.LABELS["esd"] == tuple(fewshot.ESD_EMOTIONS)
