@@ -14,6 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 from .core import UserError
 from .config import TrialConfig
+from .model import hash_weights
 from .fewshot import (FeatureCache, TrialRunner, binary_metrics, check_emotion, check_k,
                       default_device, load_trial_model, macro_f1, model_corpora, sample_fewshot)
 
@@ -29,11 +30,7 @@ def encoder_fingerprint(model, # a `MultiTaskClassifier`
     enc = model.encoder
     digest.update(type(enc).__name__.encode())
     digest.update(json.dumps(enc.config.to_diff_dict(), sort_keys=True, default=str).encode())
-    for name, weight in sorted(enc.state_dict().items()):
-        weight = weight.detach().to("cpu", torch.float32).contiguous()
-        digest.update(name.encode())
-        digest.update(str(tuple(weight.shape)).encode())
-        digest.update(weight.numpy().tobytes())
+    hash_weights(digest, enc.state_dict())
     return digest.hexdigest()[:20]
 
 # %% ../nbs/06b_methods.ipynb #d8469da6

@@ -24,7 +24,8 @@ from .core import UserError, apply_umask, atomic_write, atomic_write_text, corpu
 
 # %% auto #0
 __all__ = ['TINY_ENCODERS', 'DEFAULT_PREPROCESSOR', 'PREPROCESSOR_FILE', 'HEADS_FILE', 'META_FILE', 'ENCODER_DIR', 'tiny_config',
-           'load_encoder', 'load_preprocessor', 'prepare_batch', 'derive_head_seed', 'MultiTaskClassifier']
+           'load_encoder', 'load_preprocessor', 'prepare_batch', 'derive_head_seed', 'MultiTaskClassifier',
+           'hash_weights']
 
 # %% ../nbs/04_model.ipynb #dbf0ab19
 TINY_ENCODERS = ("tiny-wav2vec2", "tiny-hubert", "tiny-wavlm", "tiny-wav2vec2-conformer", "tiny-data2vec-audio",
@@ -576,6 +577,17 @@ def _front_end_state(self: MultiTaskClassifier) -> dict:
         return {f"{name}.{k}": v for name, conv in convs.items() for k, v in conv.state_dict().items()}
     return self.encoder.feature_extractor.state_dict()
 
+# %% ../nbs/04_model.ipynb #ea3e5a49
+def hash_weights(digest, # a `hashlib` hash, updated in place
+                 state: dict, # name -> tensor (a `state_dict`)
+                ):
+    "Feed every tensor of `state` to `digest`, in name order: its name, its shape and its float32 bytes."
+    for name, weight in sorted(state.items()):
+        weight = weight.detach().to("cpu", torch.float32).contiguous()
+        digest.update(name.encode())
+        digest.update(str(tuple(weight.shape)).encode())
+        digest.update(weight.numpy().tobytes())
+
 # %% ../nbs/04_model.ipynb #b0510557
 @patch
 def cnn_fingerprint(self: MultiTaskClassifier) -> str:
@@ -587,11 +599,7 @@ def cnn_fingerprint(self: MultiTaskClassifier) -> str:
                               bool(getattr(pre, "do_normalize", False))]).encode())
     if self.is_whisper:
         digest.update(json.dumps([pre.hop_length, pre.n_fft, pre.nb_max_frames]).encode())
-    for name, weight in sorted(self._front_end_state().items()):
-        weight = weight.detach().to("cpu", torch.float32).contiguous()
-        digest.update(name.encode())
-        digest.update(str(tuple(weight.shape)).encode())
-        digest.update(weight.numpy().tobytes())
+    hash_weights(digest, self._front_end_state())
     return digest.hexdigest()[:20]
 
 # %% ../nbs/04_model.ipynb #683a1c00
