@@ -13,9 +13,47 @@ from fastcore.docments import docments
 from .core import UserError, derive_seed
 
 # %% auto #0
-__all__ = ['TASK_SAMPLING', 'SELECT_ON', 'DEVICES', 'ERRORS', 'EVAL_BATCH_SECONDS', 'CROPS', 'LR_SCHEDULES', 'METHODS',
-           'FROZEN_FIELDS', 'K_VALUES', 'EXECUTORS', 'SYNTH_SIZES', 'QUIRKS', 'PrefinetuneConfig', 'TrialConfig',
-           'flag_kind', 'field_help', 'add_config_arguments', 'config_from_args']
+__all__ = ['METHODS', 'PREFINETUNE_METHODS', 'TASK_SAMPLING', 'SELECT_ON', 'DEVICES', 'ERRORS', 'EVAL_BATCH_SECONDS', 'CROPS',
+           'LR_SCHEDULES', 'SMILE_SETS', 'SMILE_HEADS', 'TASKS', 'FROZEN_FIELDS', 'LORA_FIELDS', 'SMILE_FIELDS',
+           'K_VALUES', 'EXECUTORS', 'SYNTH_SIZES', 'QUIRKS', 'parse_method', 'canonical_method', 'check_lora',
+           'lora_targets', 'PrefinetuneConfig', 'TrialConfig', 'flag_kind', 'field_help', 'add_config_arguments',
+           'config_from_args']
+
+# %% ../nbs/00a_config.ipynb #b1e7c0de
+METHODS = ("full", "top:N", "lora", "linear", "prototype", "opensmile")   # adaptation methods (`TrialConfig.method`)
+PREFINETUNE_METHODS = ("full", "top:N", "lora")   # the fine-tuning ones, also for pre-finetuning
+
+def parse_method(method: str) -> tuple[str, int | None]:
+    "`(name, N)` of a method: `('top', 3)` for `top:3`, `(name, None)` for the others; a `UserError` if unknown."
+    text = str(method).strip().lower()
+    name, _, n = text.partition(":")
+    if name == "top" and n.isdigit() and int(n) >= 1:
+        return "top", int(n)
+    if text in METHODS and text != "top:N":
+        return text, None
+    raise UserError(f"method={method!r}: expected one of {', '.join(METHODS)} (N >= 1 layers)")
+
+def canonical_method(method: str, allowed=METHODS) -> str:
+    "`method` as stored (`top:3`, `lora`, ...), if `allowed` has it; else a `UserError`."
+    name, n = parse_method(method)
+    if (name if n is None else "top:N") not in allowed:
+        raise UserError(f"method={method!r}: expected one of {', '.join(allowed)}")
+    return name if n is None else f"top:{n}"
+
+def check_lora(config):
+    "Raise a `UserError` naming the first bad `lora_*` setting of `config` (a config with those fields)."
+    if int(config.lora_rank) < 1:
+        raise UserError(f"lora_rank={config.lora_rank!r}: expected >= 1")
+    if not config.lora_alpha > 0:
+        raise UserError(f"lora_alpha={config.lora_alpha!r}: expected > 0")
+    if not 0 <= config.lora_dropout < 1:
+        raise UserError(f"lora_dropout={config.lora_dropout!r}: expected 0 <= dropout < 1")
+    if not lora_targets(config):
+        raise UserError(f"lora_targets={config.lora_targets!r}: expected comma-separated module names, e.g. q_proj,v_proj")
+
+def lora_targets(config) -> list[str]:
+    "The module names of `config.lora_targets`, in order."
+    return [t.strip() for t in str(config.lora_targets).split(",") if t.strip()]
 
 # %% ../nbs/00a_config.ipynb #a7b87809
 TASK_SAMPLING = ("proportional", "uniform")  # how a training step picks its task (`task_probabilities`)
@@ -45,6 +83,12 @@ class PrefinetuneConfig:
     max_steps_per_epoch: int | None = None    # cap on steps per epoch (validate more often on huge corpora)
     projector_dim: int | None = None          # `Wav2Vec2ForSequenceClassification`'s projector (paper: 256)
     freeze_feature_encoder: bool = True       # keep the CNN frozen (standard recipe; shares CNN features downstream)
+    layer_weights: bool = False               # pool a learned softmax-weighted sum of all hidden states (SUPERB)
+    method: str = "full"                      # "full"; "top:N": train the top N layers and heads; "lora": adapters
+    lora_rank: int = 8                        # lora: rank of each adapter
+    lora_alpha: float = 16.0                  # lora: an adapter's update is scaled by alpha / rank
+    lora_dropout: float = 0.0                 # lora: dropout on the adapters' input
+    lora_targets: str = "q_proj,v_proj"       # lora: comma-separated names of the linear layers that get adapters
     seed: int = 0                             # seeds the encoder init (tiny/config encoders), heads, sampler, dropout
     device: Literal[DEVICES] = "auto"         # "auto" (CUDA when present), "cpu" or "cuda"; `accelerate launch` decides
     bf16: bool = True                         # bf16 autocast on CUDA (ignored on CPU)
@@ -65,6 +109,8 @@ def check(self: PrefinetuneConfig) -> PrefinetuneConfig:
         raise UserError(f"task_sampling={self.task_sampling!r}: expected one of {', '.join(TASK_SAMPLING)}")
     if self.device not in DEVICES:
         raise UserError(f"device={self.device!r}: expected auto, cpu or cuda")
+    self.method = canonical_method(self.method, PREFINETUNE_METHODS)
+    check_lora(self)
     for k in ("max_epochs", "batch_size", "tasks_per_step", "eval_batch_size", "patience"):
         if getattr(self, k) is not None and getattr(self, k) < 1:
             raise UserError(f"{k}={getattr(self, k)}: must be >= 1")
@@ -82,7 +128,9 @@ def check(self: PrefinetuneConfig) -> PrefinetuneConfig:
 EVAL_BATCH_SECONDS = 200.0   # default padded seconds per evaluation batch: about 64 ESD clips of ~3 s
 CROPS = ("start", "centre")  # the part of a long clip that is kept (`TrialConfig.crop`)
 LR_SCHEDULES = ("linear", "constant")  # warm-up then linear decay over the epoch budget, or a constant rate
-METHODS = ("full", "linear", "prototype")  # adaptation methods of a trial (`TrialConfig.method`, `methods`)
+SMILE_SETS = ("ComParE_2016", "eGeMAPSv02")   # openSMILE functionals (`TrialConfig.smile_set`)
+SMILE_HEADS = ("logistic", "mlp")            # the classifier on openSMILE features (`TrialConfig.smile_head`)
+TASKS = ("binary", "multiclass")             # the paper's one-vs-rest tasks, or all emotions at once
 
 @dataclass
 class TrialConfig:
@@ -102,10 +150,17 @@ class TrialConfig:
     stack: int = 1                     # trials fine-tuned at once by `run_stack` (wav2vec2 / HuBERT); 1: one at a time
     max_seconds: float | None = None   # longer clips are cut before the CNN (paper code: 5.0); None: whole clips
     crop: Literal[CROPS] = "start"     # the part of a longer clip kept: "start" (paper code) or "centre"
-    method: Literal[METHODS] = "full"  # "full": fine-tune; "linear" / "prototype": a head on frozen pooled features
+    method: str = "full"               # full, top:N, lora (fine-tuning); linear, prototype, opensmile (frozen features)
     layer: int | None = None           # linear/prototype: hidden state pooled (0: transformer input); None: the last
     standardize: bool = False          # linear/prototype: z-score features by the speaker's mean/sd over all its clips
-    linear_c: float = 1.0              # linear: inverse L2 strength of the logistic regression (scikit-learn's C)
+    linear_c: float = 1.0              # linear/opensmile: inverse L2 strength of the logistic regression (sklearn's C)
+    lora_rank: int = 8                 # lora: rank of each adapter
+    lora_alpha: float = 16.0           # lora: an adapter's update is scaled by alpha / rank
+    lora_dropout: float = 0.0          # lora: dropout on the adapters' input
+    lora_targets: str = "q_proj,v_proj"  # lora: comma-separated names of the linear layers that get adapters
+    smile_set: Literal[SMILE_SETS] = "ComParE_2016"  # opensmile: functionals (ComParE_2016: 6,373; eGeMAPSv02: 88)
+    smile_head: Literal[SMILE_HEADS] = "logistic"    # opensmile: logistic regression, or a small dense network
+    task: Literal[TASKS] = "binary"    # "binary": emotion vs rest (k/2 + k/2); "multiclass": k clips of each emotion
 
     def __post_init__(self):
         "Check the settings no later step checks (a `UserError` names the first bad one)."
@@ -117,8 +172,11 @@ class TrialConfig:
             raise UserError(f"max_seconds={self.max_seconds!r}: expected seconds > 0, or None for whole clips")
         if self.crop not in CROPS:
             raise UserError(f"crop={self.crop!r}: expected one of {', '.join(CROPS)}")
-        if self.method not in METHODS:
-            raise UserError(f"method={self.method!r}: expected one of {', '.join(METHODS)}")
+        self.method = canonical_method(self.method)
+        check_lora(self)
+        for name, choices in (("smile_set", SMILE_SETS), ("smile_head", SMILE_HEADS), ("task", TASKS)):
+            if getattr(self, name) not in choices:
+                raise UserError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(choices)}")
         if not self.linear_c > 0:
             raise UserError(f"linear_c={self.linear_c!r}: expected > 0")
         if self.method != "full" and int(self.stack) != 1:
@@ -144,18 +202,24 @@ def lr_factor(self: TrialConfig, k: int, n_clips: int | None = None):
 
 # %% ../nbs/00a_config.ipynb #b7183b24
 FROZEN_FIELDS = ("layer", "standardize", "linear_c")   # settings of the frozen-feature methods
+LORA_FIELDS = ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets")
+SMILE_FIELDS = ("smile_set", "smile_head")
+_OWN_FIELDS = {"full": (), "top": ("method",), "lora": ("method", *LORA_FIELDS),   # fine-tuning: + optimiser knobs
+               "linear": FROZEN_FIELDS, "prototype": ("layer", "standardize"),
+               "opensmile": ("standardize", "linear_c", *SMILE_FIELDS)}
 
 @patch
 def config_id(self: TrialConfig) -> str:
     "Short hash of the settings: results of different settings must not be mixed."
-    d = asdict(self)
-    if d["method"] == "full":
-        for name in ("method", *FROZEN_FIELDS):
-            del d[name]   # fine-tuning: the ids of the settings before methods existed
+    d, name = asdict(self), parse_method(self.method)[0]
+    if name in ("full", "top", "lora"):
+        for field_name in ("method", *FROZEN_FIELDS, *LORA_FIELDS, *SMILE_FIELDS):
+            if field_name not in _OWN_FIELDS[name]:
+                del d[field_name]   # `full`: the ids of the settings before methods existed
     else:
-        d = {name: d[name] for name in ("method", "max_seconds", "crop", *FROZEN_FIELDS)}
-    if d.get("method") == "prototype":
-        del d["linear_c"]
+        d = {n: d[n] for n in ("method", "max_seconds", "crop", "task", *_OWN_FIELDS[name])}
+    if d.pop("task") != "binary":
+        d["task"] = self.task
     if d.get("stack") == 1:
         del d["stack"]   # one at a time: the hash of the settings before stacks existed
     d.pop("eval_batch_seconds", None)   # memory only: predictions do not depend on it (a smaller budget resumes)
@@ -168,16 +232,27 @@ def config_id(self: TrialConfig) -> str:
 # %% ../nbs/00a_config.ipynb #d0c3af2c
 @patch
 def method_tag(self: TrialConfig) -> str:
-    "'' for `full`; else the method and its non-default settings, e.g. `linear`, `prototype-l3-std`, `linear-c0.1`."
-    if self.method == "full":
-        return ""
-    tag = self.method
-    if self.layer is not None:
+    "'' for binary `full`; else the method and its non-default settings: `top2`, `lora-r16`, `prototype-l3-std`, ..."
+    name, n = parse_method(self.method)
+    tag = f"top{n}" if name == "top" else "" if name == "full" else name
+    default = TrialConfig()
+    if name in ("linear", "prototype") and self.layer is not None:
         tag += f"-l{self.layer}"
-    if self.standardize:
+    if name == "lora":
+        for field_name, short in (("lora_rank", "r"), ("lora_alpha", "a"), ("lora_dropout", "d")):
+            if getattr(self, field_name) != getattr(default, field_name):
+                tag += f"-{short}{getattr(self, field_name):g}"
+        if lora_targets(self) != lora_targets(default):
+            tag += "-" + "+".join(lora_targets(self))
+    if name == "opensmile":
+        tag += "-egemaps" if self.smile_set == "eGeMAPSv02" else ""
+        tag += "-mlp" if self.smile_head == "mlp" else ""
+    if name in ("linear", "prototype", "opensmile") and self.standardize:
         tag += "-std"
-    if self.method == "linear" and self.linear_c != 1.0:
+    if name in ("linear", "opensmile") and self.linear_c != 1.0:
         tag += f"-c{self.linear_c:g}"
+    if self.task == "multiclass":
+        tag = (tag or "full") + "-mc"
     return tag
 
 # %% ../nbs/00a_config.ipynb #e28d5ce8

@@ -334,6 +334,7 @@ class TrialRunner:
         self.device = torch.device(device) if device is not None else default_device()
         self.cache, self.progress = features or FeatureCache(), progress
         self.model = load_trial_model(model).to(self.device)
+        self._adapt()                                     # the method's trainable part (`full`: as loaded)
         self.frame_rate = self.model.frames_per_second   # CNN frames per second
         self.metadata = dict(getattr(self.model, "metadata", None) or {})
         self.corpora = model_corpora(self.metadata)
@@ -347,6 +348,10 @@ class TrialRunner:
         self.prepare(pd.concat(list(self._splits.values()))["utt_id"])
         self._batches = {s: self._eval_batches(rows["utt_id"].astype(str).tolist()) for s, rows in self._splits.items()}
         self._init = trainable_state(self.model)  # trainable weights + buffers as loaded; every trial starts from here
+
+@patch
+def _adapt(self: TrialRunner):
+    "Make the part of the model the method trains trainable: `full` trains what the model trains (all but the CNN)."
 
 # %% ../nbs/06_fewshot.ipynb #a206d60d
 @patch
@@ -388,8 +393,13 @@ def logits(self: TrialRunner, split: str, task: str) -> torch.Tensor:
     out = torch.zeros(len(self._splits[split]), len(self.model.tasks[task]))
     for x, m, idx in self._batches[split]:
         with self._autocast():
-            out[idx] = self.model.forward_from_features(x, m, task=task).float().cpu()
+            out[idx] = self._forward(x, m, task).float().cpu()
     return out
+
+@patch
+def _forward(self: TrialRunner, x, mask, task) -> torch.Tensor:
+    "Logits of a padded batch of prepared inputs (`full`: CNN features, so the transformer and the head run)."
+    return self.model.forward_from_features(x, mask, task=task)
 
 @patch
 def predict(self: TrialRunner, split: str, task: str) -> np.ndarray:
@@ -414,6 +424,12 @@ def _result(self: TrialRunner, emotion, test_pred, valid_f1, best_epoch, epochs,
 
 # %% ../nbs/06_fewshot.ipynb #ab8bc75a
 @patch
+def _restart(self: TrialRunner, seed: int):
+    "A trial's starting point: the trainable weights as loaded, then every RNG seeded with the trial's `seed`."
+    load_state(self.model, self._init)
+    seed_everything(seed)
+
+@patch
 def run(self: TrialRunner, emotion: str,   # target emotion
         k: int,                            # training clips
         trial: int,                        # trial index
@@ -433,8 +449,7 @@ def run(self: TrialRunner, emotion: str,   # target emotion
     max_epochs, patience = cfg.limits(k)
     s = derive_seed("trial", self.speaker, emotion, k, trial, seed)
     # 1. fresh start: loaded weights, trial seed, new binary head
-    load_state(self.model, self._init)
-    seed_everything(s)
+    self._restart(s)
     task = emotion
     self.model.replace_heads({task: (f"not_{emotion}", emotion)}, seed=s)
     params = [p for p in self.model.parameters() if p.requires_grad]
@@ -450,7 +465,7 @@ def run(self: TrialRunner, emotion: str,   # target emotion
             b = perm[i:i + cfg.batch_size]
             x, m = pad_features([self._feats[ids[j]] for j in b])
             with self._autocast():
-                logits = self.model.forward_from_features(x.to(self.device), m.to(self.device), task=task)
+                logits = self._forward(x.to(self.device), m.to(self.device), task)
             loss = F.cross_entropy(logits.float(), y[b])
             opt.zero_grad(set_to_none=True)
             loss.backward()

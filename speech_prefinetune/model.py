@@ -557,6 +557,38 @@ def from_encoder(cls: MultiTaskClassifier, spec, # tiny name | hub id | local fo
     return cls(encoder, tasks, projector_dim=projector_dim, freeze_feature_encoder=freeze_feature_encoder,
                metadata=dict(encoder=name), seed=seed, preprocessor=preprocessor, layer_weights=layer_weights)
 
+# %% ../nbs/04_model.ipynb #70b1a002
+@patch(as_prop=True)
+def transformer_layers(self: MultiTaskClassifier) -> nn.ModuleList:
+    "The encoder's transformer layers, in order."
+    return self.encoder.layers if self.is_whisper else self.encoder.encoder.layers
+
+@patch
+def _final_norm(self: MultiTaskClassifier) -> nn.LayerNorm | None:
+    "The norm after the last transformer layer (Whisper, stable-layer-norm and conformer encoders), or None."
+    if self.is_whisper:
+        return self.encoder.layer_norm
+    block = self.encoder.encoder
+    after = getattr(self.encoder.config, "do_stable_layer_norm", False) or "Conformer" in type(block).__name__
+    return block.layer_norm if after else None
+
+# %% ../nbs/04_model.ipynb #70b1a003
+@patch
+def train_top_layers(self: MultiTaskClassifier, n: int, # transformer layers trained, from the top
+                    ) -> MultiTaskClassifier:
+    "Freeze the encoder but its top `n` layers and the norm after them; the projector and heads stay trainable."
+    layers = self.transformer_layers
+    if not 1 <= int(n) <= len(layers):
+        raise UserError(f"top:{n}: the encoder has {len(layers)} transformer layers (expected 1 <= N <= {len(layers)})")
+    if self.layer_weights is not None:
+        raise UserError(f"top:{n}: a learned weighting of all layers (layer_weights) reads the frozen ones too")
+    self.encoder.requires_grad_(False)
+    for layer in layers[len(layers) - int(n):]:
+        layer.requires_grad_(True)
+    if self._final_norm() is not None:
+        self._final_norm().requires_grad_(True)
+    return self
+
 # %% ../nbs/04_model.ipynb #220a30d0
 @patch
 def _front_end_geometry(self: MultiTaskClassifier) -> list:
