@@ -4,7 +4,7 @@
 
 # %% ../nbs/06b_methods.ipynb #ca349c65
 from __future__ import annotations
-import hashlib, json, time
+import hashlib, importlib, json, time
 import numpy as np
 import pandas as pd
 import torch
@@ -13,14 +13,14 @@ from fastcore.basics import patch
 from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 from .core import UserError
-from .config import TrialConfig
+from .config import TrialConfig, parse_method
 from .model import hash_weights
 from .fewshot import (FeatureCache, TrialRunner, binary_metrics, check_emotion, check_k,
                       default_device, load_trial_model, macro_f1, model_corpora, sample_fewshot)
 
 # %% auto #0
-__all__ = ['encoder_fingerprint', 'pooled_layers', 'PooledCache', 'standardizer', 'prototype_predict', 'linear_predict',
-           'ProbeRunner', 'make_runner']
+__all__ = ['METHOD_RUNNERS', 'encoder_fingerprint', 'pooled_layers', 'PooledCache', 'standardizer', 'prototype_predict',
+           'linear_predict', 'ProbeRunner', 'method_runner', 'make_runner']
 
 # %% ../nbs/06b_methods.ipynb #8501698e
 def encoder_fingerprint(model, # a `MultiTaskClassifier`
@@ -188,11 +188,30 @@ def run(self: ProbeRunner, emotion: str,   # target emotion
     return out
 
 # %% ../nbs/06b_methods.ipynb #37c64088
+METHOD_RUNNERS = {"top": ("top", "TopRunner"), "lora": ("lora", "LoraRunner"), "opensmile": ("smile", "SmileRunner")}
+
+def method_runner(name: str): # a method of `METHOD_RUNNERS`
+    "The runner class of method `name`, from its module; a `UserError` if the module or a package it needs is missing."
+    module_name, class_name = METHOD_RUNNERS[name]
+    try:
+        module = importlib.import_module(f"speech_prefinetune.{module_name}")
+    except ModuleNotFoundError as e:
+        raise UserError(f"method={name!r} needs the module {e.name!r}, which is not installed") from e
+    if not hasattr(module, class_name):
+        raise UserError(f"method={name!r}: speech_prefinetune.{module_name} has no {class_name}")
+    return getattr(module, class_name)
+
+# %% ../nbs/06b_methods.ipynb #a1c07e55
 def make_runner(model, table: pd.DataFrame, speaker: str, config: TrialConfig, device=None,
                 features: FeatureCache | None = None, # the shard's CNN-feature cache
-               ) -> TrialRunner | ProbeRunner:
+               ):
     "The runner of `config.method` for one (model, speaker) shard."
-    if config.method == "full":
+    name = parse_method(config.method)[0]
+    if name == "full":
         return TrialRunner(model, table, speaker, config, device, features)
     features = features or FeatureCache()
-    return ProbeRunner(model, table, speaker, config, device, PooledCache.beside(features))
+    if name in ("linear", "prototype"):
+        return ProbeRunner(model, table, speaker, config, device, PooledCache.beside(features))
+    if name not in METHOD_RUNNERS:
+        raise UserError(f"method={config.method!r}: no runner for it")
+    return method_runner(name)(model, table, speaker, config, device, features)
