@@ -589,6 +589,109 @@ def train_top_layers(self: MultiTaskClassifier, n: int, # transformer layers tra
         self._final_norm().requires_grad_(True)
     return self
 
+# %% ../nbs/04_model.ipynb #f7b12ef3
+@patch
+def _embed(self: MultiTaskClassifier, features, frame_mask):
+    "The first layer's input (`encode_features(..., all_layers=True)[0]`): the encoder's steps before its layers."
+    if self.is_whisper:
+        hidden = features + self.encoder.embed_positions.weight[:features.shape[1]]
+        return nn.functional.dropout(hidden, p=self.encoder.dropout, training=self.training)
+    block = self.encoder.encoder
+    hidden = self._transformer_input(features, frame_mask).masked_fill(~frame_mask[..., None].bool(), 0.0)
+    if "Conformer" not in type(block).__name__:   # the conformer's positions are relative, given to each layer
+        hidden = hidden + block.pos_conv_embed(hidden)
+        if self._final_norm() is None:   # post-norm encoders (wav2vec2-base) norm before the first layer
+            hidden = block.layer_norm(hidden)
+    return block.dropout(hidden)
+
+# %% ../nbs/04_model.ipynb #1d1caa06
+@patch
+def _wavlm_bias(self: MultiTaskClassifier, hidden):
+    "WavLM's relative position bias `[B * heads, T, T]`, computed by layer 0's attention as `WavLMAttention` does."
+    attention = self.transformer_layers[0].attention
+    (batch, frames), heads = hidden.shape[:2], attention.num_heads
+    bias = attention.compute_bias(frames, frames)
+    return bias.unsqueeze(0).repeat(batch, 1, 1, 1).view(batch * heads, frames, frames)
+
+@patch
+def _layer_inputs(self: MultiTaskClassifier, hidden, frame_mask, start: int) -> dict:
+    "What every transformer layer from `start` on takes beside its input: the attention mask, positions (per family)."
+    config = self.encoder.config
+    if config.model_type == "wavlm":
+        return dict(attention_mask=frame_mask, position_bias=None if start == 0 else self._wavlm_bias(hidden))
+    out = dict(attention_mask=create_bidirectional_mask(config=config, inputs_embeds=hidden, attention_mask=frame_mask))
+    positions = None if self.is_whisper else getattr(self.encoder.encoder, "embed_positions", None)
+    if positions is not None:   # the conformer's relative (or rotary) position embeddings
+        out["relative_position_embeddings"] = positions(hidden)
+    return out
+
+# %% ../nbs/04_model.ipynb #95b9376e
+@patch
+def _run_layers(self: MultiTaskClassifier, hidden, frame_mask, start: int, stop: int):
+    "Transformer layers `start..stop-1` on `hidden` `[B,T,H]`, with transformers' LayerDrop in training mode."
+    layers, config = self.transformer_layers, self.encoder.config
+    layerdrop = config.encoder_layerdrop if self.is_whisper else config.layerdrop
+    wavlm = config.model_type == "wavlm"
+    inputs = self._layer_inputs(hidden, frame_mask, start)
+    for i in range(start, stop):
+        droppable = self.training and layerdrop > 0 and not (wavlm and i == 0)   # WavLM never drops layer 0
+        if droppable and bool(torch.rand([]) < layerdrop):
+            continue
+        if wavlm:
+            hidden, inputs["position_bias"] = layers[i](hidden, index=i, **inputs)
+        elif self.is_whisper:
+            hidden = layers[i](hidden, inputs["attention_mask"])
+        else:
+            hidden = layers[i](hidden, **inputs)
+    return hidden
+
+# %% ../nbs/04_model.ipynb #e8b4af5f
+@patch
+def _real_frames(self: MultiTaskClassifier, frame_mask) -> int:
+    "Frames the transformer runs on: all of them (the wav2vec2 family), up to the longest real clip (Whisper)."
+    return int(frame_mask.sum(1).max()) if self.is_whisper else frame_mask.shape[1]
+
+@patch
+def _check_start(self: MultiTaskClassifier, start: int) -> int:
+    "`start` if it is a layer index 0..L (L: the input of the final norm), else a `UserError`."
+    n = len(self.transformer_layers)
+    if isinstance(start, bool) or int(start) != start or not 0 <= start <= n:
+        raise UserError(f"start={start!r}: the encoder has {n} transformer layers (expected 0 <= start <= {n})")
+    return int(start)
+
+# %% ../nbs/04_model.ipynb #d25d7b6d
+@patch
+def hidden_state_at(self: MultiTaskClassifier, features, # CNN features `[B,T,C]`
+                    frame_mask, # valid frames `[B,T]`
+                    start: int, # 0..L: the layer whose input is returned
+                   ) -> torch.Tensor:
+    "The input `[B,T,H]` of transformer layer `start` (`encode_features(all_layers=True)[start]`), from the layers below."
+    start, n = self._check_start(start), self._real_frames(frame_mask)
+    hidden = self._embed(features[:, :n], frame_mask[:, :n])
+    hidden = self._run_layers(hidden, frame_mask[:, :n], 0, start)
+    return nn.functional.pad(hidden, (0, 0, 0, features.shape[1] - n))
+
+@patch
+def encode_from(self: MultiTaskClassifier, hidden, # the input of layer `start` `[B,T,H]` (`hidden_state_at`)
+                frame_mask, # valid frames `[B,T]`
+                start: int, # 0..L: the first layer run
+               ) -> torch.Tensor:
+    "The encoder's output `[B,T,H]` (`encode_features`) from the input of layer `start`: layers start.., final norm."
+    start, n = self._check_start(start), self._real_frames(frame_mask)
+    out = self._run_layers(hidden[:, :n], frame_mask[:, :n], start, len(self.transformer_layers))
+    if self._final_norm() is not None:
+        out = self._final_norm()(out)
+    return nn.functional.pad(out, (0, 0, 0, hidden.shape[1] - n))
+
+# %% ../nbs/04_model.ipynb #47ce78c9
+@patch
+def forward_from_layer(self: MultiTaskClassifier, hidden, frame_mask, start: int, task=None) -> torch.Tensor:
+    "Logits `[B, n_labels(task)]` from the input of transformer layer `start`: layers start.., pooling, the head."
+    if self.layer_weights is not None:
+        raise UserError(f"forward_from_layer: a learned weighting of all layers (layer_weights) reads layers below {start}")
+    task = self._task(task)
+    return self.heads[task](self.pool(self.encode_from(hidden, frame_mask, start), frame_mask))
+
 # %% ../nbs/04_model.ipynb #220a30d0
 @patch
 def _front_end_geometry(self: MultiTaskClassifier) -> list:
