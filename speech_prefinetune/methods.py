@@ -15,8 +15,9 @@ from tqdm.auto import tqdm
 from .core import UserError
 from .config import TrialConfig, parse_method
 from .model import hash_weights
-from .fewshot import (FeatureCache, TrialRunner, binary_metrics, check_emotion, check_k,
-                      default_device, load_trial_model, macro_f1, model_corpora, sample_fewshot)
+from .fewshot import (FeatureCache, TrialRunner, check_emotion, check_k, default_device,
+                                        load_trial_model, model_corpora, sample_fewshot, selection_f1, trial_head,
+                                        trial_metrics, trial_targets)
 
 # %% auto #0
 __all__ = ['METHOD_RUNNERS', 'encoder_fingerprint', 'pooled_layers', 'PooledCache', 'standardizer', 'prototype_predict',
@@ -94,22 +95,23 @@ def standardizer(features: np.ndarray, # `[clips, H]`: every clip of the speaker
     return features.mean(0), np.where(sd > 0, sd, 1.0)
 
 # %% ../nbs/06b_methods.ipynb #50fd9c5f
-def prototype_predict(train: np.ndarray, # `[k, H]` training features
-                      labels: np.ndarray, # `[k]` 0/1 labels
+def prototype_predict(train: np.ndarray,  # `[k, H]` training features
+                      labels: np.ndarray, # `[k]` labels 0..n_classes-1
                       clips: np.ndarray,  # `[n, H]` features to classify
+                      n_classes: int = 2, # classes (5 for a multi-class trial); each needs a training clip
                      ) -> np.ndarray:
-    "Class (0/1) of each clip: the class mean of largest cosine similarity."
-    means = torch.stack([torch.as_tensor(train[labels == c]).mean(0) for c in (0, 1)])
+    "Class of each clip: the class mean of largest cosine similarity."
+    means = torch.stack([torch.as_tensor(train[labels == c]).mean(0) for c in range(n_classes)])
     similarity = F.normalize(torch.as_tensor(clips), dim=-1) @ F.normalize(means, dim=-1).T
     return similarity.argmax(-1).numpy()
 
 # %% ../nbs/06b_methods.ipynb #998c8dee
 def linear_predict(train: np.ndarray, # `[k, H]` training features
-                   labels: np.ndarray, # `[k]` 0/1 labels
+                   labels: np.ndarray, # `[k]` class labels (0/1, or 0..4 for a multi-class trial)
                    clips: list,        # arrays `[n, H]` to classify
                    C: float = 1.0,     # inverse L2 strength (`TrialConfig.linear_c`)
                   ) -> list[np.ndarray]:
-    "Class (0/1) of each clip of each array of `clips`, by a logistic regression fitted on `train`."
+    "Class of each clip of each array of `clips`, by a logistic regression fitted on `train`."
     model = LogisticRegression(C=C, max_iter=1000).fit(train, labels)
     return [model.predict(x) for x in clips]
 
@@ -159,29 +161,29 @@ def prepare(self: ProbeRunner, utt_ids):
 
 # %% ../nbs/06b_methods.ipynb #abd64da4
 @patch
-def run(self: ProbeRunner, emotion: str,   # target emotion
-        k: int,                            # training clips
+def run(self: ProbeRunner, emotion: str,   # target emotion; "all" for a multiclass config
+        k: int,                            # training clips (multiclass: per emotion)
         trial: int,                        # trial index
         seed: int = 0,                     # grid seed
-        train_ids=None,                    # the k training utt_ids; default: `sample_fewshot`
+        train_ids=None,                    # the training utt_ids; default: `sample_fewshot`
         return_predictions: bool = False,  # add test_ids and test_pred to the result
        ) -> dict:
     "Fit the method on the trial's k clips' pooled features; score valid and test; returns the metrics."
     t0, cfg = time.perf_counter(), self.config
-    emotion, k = check_emotion(emotion), check_k(k)
+    emotion, k = check_emotion(emotion, cfg.task), check_k(k, cfg.task)
     if train_ids is None:
         train_ids = sample_fewshot(self.table, self.speaker, emotion, k, trial, seed)
     ids = list(map(str, train_ids))
     train = self.features[[self.row[u] for u in ids]]
-    y = (self.label[[self.row[u] for u in ids]] == emotion).astype(np.int64)
+    y = trial_targets(self.label[[self.row[u] for u in ids]], emotion)
     valid, test = (self.split == "valid"), (self.split == "test")
     if cfg.method == "linear":
         valid_pred, test_pred = linear_predict(train, y, [self.features[valid], self.features[test]], cfg.linear_c)
     else:
-        valid_pred = prototype_predict(train, y, self.features[valid])
-        test_pred = prototype_predict(train, y, self.features[test])
-    is_emotion = (self.label == emotion).astype(np.int64)
-    out = dict(**binary_metrics(is_emotion[test], test_pred), valid_macro_f1=macro_f1(is_emotion[valid], valid_pred),
+        valid_pred = prototype_predict(train, y, self.features[valid], len(trial_head(emotion)))
+        test_pred = prototype_predict(train, y, self.features[test], len(trial_head(emotion)))
+    truth = trial_targets(self.label, emotion)
+    out = dict(**trial_metrics(truth[test], test_pred, emotion), valid_macro_f1=selection_f1(truth[valid], valid_pred, emotion),
                best_epoch=0, epochs=0, train_ids=ids, seconds=time.perf_counter() - t0, method=cfg.method)
     if return_predictions:
         out.update(test_ids=[u for u, t in zip(self.ids, test) if t], test_pred=test_pred.tolist())
