@@ -11,14 +11,17 @@ import pandas as pd
 import altair as alt
 import vl_convert as vlc
 from scipy import stats
-from .core import (BASE_MODEL, LABELS, PREFINETUNE_CORPORA, UserError, canonical_corpus,
-                                     corpus_set_name)
+from .core import (BASE_MODEL, DOWNSTREAM_CORPUS, LABELS, PREFINETUNE_CORPORA, UserError,
+                                     canonical_corpus, corpus_set_name)
+from .corpora import load_corpus
 
 # %% auto #0
-__all__ = ['FRAME_COLUMNS', 'PAPER_COLUMNS', 'FULL_MODEL', 'CORPUS_TITLES', 'TABLE_FILES', 'parse_corpus_set',
-           'normalise_results', 'read_any_results', 'fig2_table', 'fig3_table', 'table1', 'fig4_table',
-           'paired_comparison', 'fig2_chart', 'fig3_chart', 'fig4_chart', 'charts', 'save_chart', 'paper_rows',
-           'methods_table', 'method_pairs', 'report_html', 'write_report']
+__all__ = ['FRAME_COLUMNS', 'PAPER_COLUMNS', 'FULL_MODEL', 'CORPUS_TITLES', 'MULTICLASS', 'ESD_TEST_SHARE', 'TABLE_FILES',
+           'parse_corpus_set', 'method_name', 'normalise_results', 'read_any_results', 'fig2_table', 'fig3_table',
+           'table1', 'fig4_table', 'paired_comparison', 'fig2_chart', 'fig3_chart', 'fig4_chart', 'charts',
+           'save_chart', 'paper_rows', 'methods_table', 'constant_f1', 'majority_f1', 'test_shares',
+           'constant_baselines', 'fig2_methods', 'multiclass_table', 'fig4_methods', 'method_pairs', 'report_html',
+           'method_tables', 'write_report']
 
 # %% ../nbs/08_analysis.ipynb #e7ae9fbd
 FRAME_COLUMNS = ("model", "corpora", "n_corpora", "speaker", "language", "emotion", "k", "trial", "macro_f1",
@@ -29,7 +32,8 @@ FULL_MODEL = corpus_set_name(PREFINETUNE_CORPORA)  # all four corpora
 CORPUS_TITLES = {"iemocap": "IEMOCAP", "msp_improv": "MSP-IMPROV", "msp_podcast": "MSP-PODCAST",
                  "mandarin_as": "Mandarin AS"}
 _LANGUAGES = {"en": "en", "english": "en", "zh": "zh", "mandarin": "zh", "chinese": "zh"}
-_EMOTIONS = {**{e: e for e in LABELS["esd"]},
+MULTICLASS = "all"   # the emotion of a multi-class trial's row: all five emotions at once
+_EMOTIONS = {**{e: e for e in LABELS["esd"]}, MULTICLASS: MULTICLASS,
              "surprised": "surprise", "anger": "angry", "happiness": "happy", "sadness": "sad"}
 
 # %% ../nbs/08_analysis.ipynb #c30258fb
@@ -58,11 +62,11 @@ def _parse_language(v) -> str:
 
 # %% ../nbs/08_analysis.ipynb #13d660fd
 def _parse_emotion(v) -> str:
-    "The canonical ESD label of an emotion, in any case (`Angry`) or as a noun (`anger`)."
+    "The canonical ESD label of an emotion, in any case (`Angry`) or as a noun (`anger`); `all` (multi-class)."
     try:
         return _EMOTIONS[str(v).strip().lower()]
     except KeyError:
-        raise ValueError(f"unknown emotion {v!r}; expected one of {', '.join(LABELS['esd'])}") from None
+        raise ValueError(f"unknown emotion {v!r}; expected one of {', '.join(LABELS['esd'])} or all") from None
 
 # %% ../nbs/08_analysis.ipynb #9509d846
 def _parse_speaker(v) -> str:
@@ -110,6 +114,19 @@ def _numbers(col: pd.Series, where, what, integer=False, lo=None, hi=None) -> pd
         raise UserError(f"{where(i)}: bad {what} {_show(col[i])}: expected {expected}{expected_range}")
     return x.astype(int) if integer else x.astype(float)
 
+# %% ../nbs/08_analysis.ipynb #fc9dad31
+_TAG = re.compile(r"(full|top\d+|lora|linear|prototype|opensmile)(-.+)?")   # `TrialConfig.method_tag` values
+
+def method_name(model: str, # the model's name in the store (`NAME@TAG` for a method other than `full`)
+                method=None, # the row's `method` column (`linear`, `top:2`, ...; None/NaN: `full`)
+               ) -> str:
+    "A row's method with its settings: the tag of `NAME@TAG`, else its `method` (`top:2` -> `top2`), else `full`."
+    tag = str(model).rsplit("@", 1)[-1] if "@" in str(model) else ""
+    if _TAG.fullmatch(tag):
+        return tag
+    return "full" if method is None or pd.isna(method) else str(method).replace(":", "")
+
+
 # %% ../nbs/08_analysis.ipynb #2dff213d
 def normalise_results(df: pd.DataFrame, # one row per trial, our column names (`macro_f1`, `accuracy`)
                       where=lambda i: "results" if i is None else f"row {i}", # row index (None: all) -> text
@@ -136,7 +153,10 @@ def normalise_results(df: pd.DataFrame, # one row per trial, our column names (`
         out["accuracy"] = _numbers(df["accuracy"], where, "accuracy", lo=0, hi=1)
     else:
         out["accuracy"] = np.nan
-    out["method"] = df["method"].fillna("full").astype(str) if "method" in df.columns else "full"   # `full` before
+    raw = df["method"] if "method" in df.columns else pd.Series(None, index=df.index, dtype=object)   # none: `full`
+    out["method"] = [method_name(m, x) for m, x in zip(out["model"], raw)]
+    multiclass = out["emotion"].eq(MULTICLASS) | out["method"].str.endswith("-mc")
+    out["task"] = np.where(multiclass, "multiclass", "binary")
     extra = [c for c in out.columns if c not in FRAME_COLUMNS]
     return out[list(FRAME_COLUMNS) + extra].reset_index(drop=True)
 
@@ -263,6 +283,12 @@ def _methods(results: pd.DataFrame) -> pd.Series:
     "Each row's adaptation method (`full` where the frame has no `method` column)."
     return results["method"] if "method" in results.columns else pd.Series("full", index=results.index)
 
+def _tasks(results: pd.DataFrame) -> pd.Series:
+    "Each row's task: `binary` or `multiclass` (from the emotion where the frame has no `task` column)."
+    if "task" in results.columns:
+        return results["task"]
+    return pd.Series(np.where(results["emotion"] == MULTICLASS, "multiclass", "binary"), index=results.index)
+
 def _select_model(results: pd.DataFrame, name) -> pd.DataFrame:
     "The rows of the model `name`: a `model` value, a corpus set (any spelling, or a list), `full` or `base`."
     if name == "full":
@@ -277,7 +303,7 @@ def _select_model(results: pd.DataFrame, name) -> pd.DataFrame:
         corpus_set = None
     selected = results[(results["corpora"] == corpus_set) & (_methods(results) == "full")]   # a corpus set: fine-tuned
     if selected.empty:
-        have = ", ".join(sorted(results["corpora"].unique()))
+        have = ", ".join(sorted(set(results["corpora"]) | set(results["model"])))
         raise UserError(f"model {name!r} not in the results; have: {have}")
     return selected
 
@@ -398,31 +424,138 @@ def save_chart(chart: alt.TopLevelMixin, # an Altair chart
 # %% ../nbs/08_analysis.ipynb #04dd771e
 def paper_rows(results: pd.DataFrame, # normalised results (`read_any_results`)
               ) -> pd.DataFrame:
-    "The rows the paper's tables read: the `full` trials, or those of the first method when none is `full`."
-    methods = _methods(results)
-    keep = "full" if (methods == "full").any() else min(methods)
-    return results[methods == keep].reset_index(drop=True)
+    "The rows the paper's tables read: the binary `full` trials, or the binary trials of the first method."
+    binary = results[_tasks(results) == "binary"]
+    methods = _methods(binary)
+    keep = "full" if (methods == "full").any() else methods.min()
+    return binary[methods == keep].reset_index(drop=True)
 
 def methods_table(results: pd.DataFrame, # normalised results (`read_any_results`)
                  ) -> pd.DataFrame:
     "Mean F1, standard error and count per (model, corpora, method, k): one row per model and method."
-    groups = results.assign(method=_methods(results)).groupby(["model", "corpora", "method", "k"])["macro_f1"]
+    groups = results.assign(method=_methods(results)).groupby(["model", "corpora", "method", "k"])["macro_f1"]   # a model: one task
     t = groups.agg(mean_f1="mean", sd="std", n="size").reset_index()
     t["se"] = t["sd"] / np.sqrt(t["n"])
     return t[["model", "corpora", "method", "k", "mean_f1", "se", "n"]]
 
+# %% ../nbs/08_analysis.ipynb #843ca0fb
+ESD_TEST_SHARE = 1 / len(LABELS[DOWNSTREAM_CORPUS])   # each emotion's share of an ESD speaker's test split
+
+def constant_f1(p, # the emotion's share of the test split (a number or an array)
+                predict="rest", # always "rest" (not the emotion) or always "emotion"
+               ):
+    "Binary macro-F1 of always predicting `predict` on a test split where the emotion has share `p`."
+    p = np.asarray(p, dtype=float)
+    if predict == "rest":
+        return (1 - p) / (2 - p)   # (F1 of rest 2(1-p)/(2-p) + F1 of the emotion 0) / 2
+    if predict == "emotion":
+        return p / (1 + p)         # (2p/(1+p) + 0) / 2
+    raise ValueError(f"predict={predict!r}: expected rest or emotion")
+
+def majority_f1(shares, # each class's share of the test split
+               ) -> float:
+    "Multi-class macro-F1 of always predicting the most frequent class."
+    q = float(np.max(shares))
+    return 2 * q / (1 + q) / len(shares)
+
+
+# %% ../nbs/08_analysis.ipynb #e1766815
+def test_shares(esd: pd.DataFrame, # an ESD utterance table (`corpora.load_corpus("esd", root)`)
+               ) -> pd.DataFrame:
+    "Each emotion's share of each speaker's test split: columns `speaker`, `emotion`, `share`."
+    n = esd[esd["split"] == "test"].groupby([esd["speaker"].astype(str), "label"]).size()
+    shares = (n / n.groupby(level=0).transform("sum")).rename("share").reset_index()
+    return shares.rename(columns={"label": "emotion"})
+
+
+# %% ../nbs/08_analysis.ipynb #b8459bff
+def constant_baselines(results: pd.DataFrame, # normalised results (`read_any_results`)
+                       shares: pd.DataFrame | None = None, # `test_shares` (default: 1/5 for every emotion)
+                      ) -> pd.DataFrame:
+    "Per row: macro-F1 of always `rest`, always the emotion (binary rows), always the majority (multi-class rows)."
+    if shares is None:
+        shares = pd.DataFrame([(s, e, ESD_TEST_SHARE) for s in results["speaker"].unique() for e in LABELS["esd"]],
+                              columns=["speaker", "emotion", "share"])
+    if missing := sorted(set(results["speaker"]) - set(shares["speaker"])):
+        raise UserError(f"speaker(s) {', '.join(missing)} of the results have no test clips in the ESD table")
+    p = results[["speaker", "emotion"]].merge(shares, how="left", on=["speaker", "emotion"])["share"].fillna(0)
+    majority = results["speaker"].map(shares.groupby("speaker")["share"].agg(majority_f1)).to_numpy()
+    multiclass = (_tasks(results) == "multiclass").to_numpy()
+    return pd.DataFrame({"const_rest_f1": np.where(multiclass, np.nan, constant_f1(p, "rest")),
+                         "const_emotion_f1": np.where(multiclass, np.nan, constant_f1(p, "emotion")),
+                         "const_majority_f1": np.where(multiclass, majority, np.nan)}, index=results.index)
+
+
+# %% ../nbs/08_analysis.ipynb #8fe81a98
+def _by_method(results: pd.DataFrame, task: str, shares=None):
+    "(method, rows with their `constant_baselines`) for each method of `task`, `full` first."
+    rows = results[_tasks(results) == task]
+    rows = rows.join(constant_baselines(rows, shares)).assign(method=_methods(rows))
+    order = sorted(rows["method"].unique(), key=lambda m: (m.removesuffix("-mc") != "full", m))
+    return [(m, rows[rows["method"] == m]) for m in order]
+
+def _stack(parts: list, columns: list) -> pd.DataFrame:
+    "The tables of `parts` one below the other, in `columns`; an empty table with them when there are none."
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+
+
+# %% ../nbs/08_analysis.ipynb #659a9c6d
+def fig2_methods(results: pd.DataFrame, # normalised results (`read_any_results`)
+                 shares: pd.DataFrame | None = None, # `test_shares` (default: 1/5)
+                 task: str = "binary", # "binary", or "multiclass" (`multiclass_table`)
+                ) -> pd.DataFrame:
+    "Fig. 2 (mean F1 per k and number of corpora) of each method, with constant predictions on the same trials."
+    consts = ["const_rest_f1", "const_emotion_f1"] if task == "binary" else ["const_majority_f1"]
+    parts = []
+    for method, rows in _by_method(results, task, shares):
+        t = fig2_table(rows).assign(method=method)
+        for c in consts:
+            t[c] = fig2_table(rows.assign(macro_f1=rows[c]))["mean_f1"].to_numpy()
+        parts.append(t.assign(gain_over_const=t["mean_f1"] - t[consts[0]]))
+    return _stack(parts, ["method", "k", "n_corpora", "mean_f1", "se", "n", *consts, "gain_over_const"])
+
+def multiclass_table(results: pd.DataFrame, # normalised results
+                     shares: pd.DataFrame | None = None, # `test_shares` (default: 1/5)
+                    ) -> pd.DataFrame:
+    "Fig. 2 of each method's multi-class trials, beside always predicting the majority emotion."
+    return fig2_methods(results, shares, task="multiclass")
+
+
+# %% ../nbs/08_analysis.ipynb #15be6cb8
+def fig4_methods(results: pd.DataFrame, # normalised results (`read_any_results`)
+                 shares: pd.DataFrame | None = None, # `test_shares` (default: 1/5)
+                ) -> pd.DataFrame:
+    "Fig. 4 (all four corpora vs. base per language, emotion, k) of each method, beside constant predictions."
+    keys, consts, parts = ["language", "emotion", "k"], ["const_rest_f1", "const_emotion_f1"], []
+    for method, rows in _by_method(results, "binary", shares):
+        const = rows.groupby(keys)[consts].mean().reset_index()
+        parts.append(fig4_table(rows).merge(const, on=keys, how="left").assign(method=method))
+    return _stack(parts, ["method", "language", "emotion", "k", "f1_full", "f1_base", *consts])
+
+
 # %% ../nbs/08_analysis.ipynb #266c8b33
+def _model_methods(results: pd.DataFrame) -> pd.DataFrame:
+    "One row per model: `model`, `base` (its name without `@TAG`), `method`, `task`."
+    m = results.assign(method=_methods(results), task=_tasks(results)).groupby("model", sort=True)
+    m = m[["method", "task"]].first().reset_index()
+    m["base"] = [name.rsplit("@", 1)[0] if name.endswith(f"@{method}") else name
+                 for name, method in zip(m["model"], m["method"])]
+    m["_order"] = [(method.removesuffix("-mc") != "full", method) for method in m["method"]]
+    return m.sort_values(["base", "task", "_order"]).drop(columns="_order").reset_index(drop=True)
+
 def method_pairs(results: pd.DataFrame, # normalised results (`read_any_results`)
                  **kwargs, # `paired_comparison` options (n_boot, ci, seed)
                 ) -> pd.DataFrame:
-    "`paired_comparison` of each method's model `X@TAG` against the fine-tuned `X`, with `model_a`, `model_b`."
-    names, parts = set(results["model"]), []
-    for name in sorted(names):
-        full = name.rsplit("@", 1)[0]
-        if "@" in name and full in names:
-            pc = paired_comparison(results, name, full, **kwargs)
-            parts.append(pc.assign(model_a=name, model_b=full))
+    "`paired_comparison` of every two methods of one model and task, with `model_a`, `model_b`, `method_a/b`."
+    parts = []
+    for _, group in _model_methods(results).groupby(["base", "task"]):
+        for i, b in enumerate(group.itertuples()):
+            for a in list(group.itertuples())[i + 1:]:
+                pc = paired_comparison(results, a.model, b.model, **kwargs)
+                parts.append(pc.assign(model_a=a.model, model_b=b.model, method_a=a.method, method_b=b.method))
+    parts = [p for p in parts if len(p)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["model_a", "model_b"])
+
 
 # %% ../nbs/08_analysis.ipynb #85f1a331
 TABLE_FILES = {"table1": table1, "fig2": fig2_table, "fig3": fig3_table, "fig4": fig4_table}
@@ -444,6 +577,23 @@ _REPORT_SECTIONS = [  # table name, heading, note
      "Mean F1 of the model pre-finetuned on all four corpora and of the base model."),
 ]
 
+_CONSTANTS = "const_rest_f1: always predicting 'not the emotion'; const_emotion_f1: always predicting the emotion"
+_METHOD_SECTIONS = [  # file name, heading, note ({shares}: where the test composition came from)
+    ("methods", "Adaptation methods", "Mean test macro-F1 per model and method: the sections above read the binary "
+     "full fine-tuning trials only. Methods are paired on the same training clips."),
+    ("fig2_methods", "Fig. 2 per method, beside constant predictions", "Binary trials of each method. " + _CONSTANTS
+     + " (both averaged over the same trials); gain_over_const = mean_f1 - const_rest_f1. {shares}"),
+    ("fig4_methods", "Fig. 4 per method, beside constant predictions", "f1_full: the model pre-finetuned on all four "
+     "corpora, f1_base: the base model, per method. " + _CONSTANTS + ". {shares}"),
+    ("multiclass", "Multi-class trials (all five emotions at once)", "A task of its own, never averaged with the "
+     "binary trials. const_majority_f1: always predicting the most frequent emotion. {shares}"),
+    ("paired_methods", "Paired differences between methods", "Every two methods run on the same model and task, "
+     "paired on (speaker, emotion, k, trial): mean difference A - B with a percentile-bootstrap 95% interval and the "
+     "Wilcoxon signed-rank p-value."),
+    ("compare", "Paired comparison of the chosen models", "spft report --compare A,B: trials paired on (speaker, "
+     "emotion, k, trial); mean difference A - B, bootstrap 95% interval, Wilcoxon p-value."),
+]
+
 # %% ../nbs/08_analysis.ipynb #316ec6f9
 def _html_table(t: pd.DataFrame) -> str:
     "A table for the report (floats to 4 decimals), or a note when it is empty."
@@ -457,7 +607,8 @@ def report_html(results: pd.DataFrame, # normalised results
                 svgs: dict, # chart name -> inline SVG
                 paired: pd.DataFrame | None, # `paired_comparison` of full vs base, or None
                 source="", # where the results came from
-                methods: pd.DataFrame | None = None, # `methods_table`, when other methods than `full` ran
+                methods: dict | None = None, # `_METHOD_SECTIONS` name -> table (those present)
+                shares_note: str = "", # where the constant predictions' test composition came from
                ) -> str:
     "One self-contained HTML page with the tables, inline SVG charts and the paired comparison."
     e = html.escape
@@ -478,20 +629,55 @@ def report_html(results: pd.DataFrame, # normalised results
         parts.append(_html_table(paired))
     else:
         parts.append("<p class='note'>Needs both the full and the base model.</p>")
-    if methods is not None:
-        parts += ["<h2>Adaptation methods</h2><p class='note'>Mean test macro-F1 per model and method: the sections "
-                  "above read the full fine-tuning trials only. Methods are paired on the same training clips.</p>",
-                  _html_table(methods)]
+    for name, title, note in _METHOD_SECTIONS:
+        if name in (methods or {}):
+            note = note.format(shares=shares_note)
+            parts += [f"<h2>{e(title)}</h2><p class='note'>{e(note)}</p>", _html_table(methods[name])]
     return "\n".join(parts + ["</body></html>"])
 
+# %% ../nbs/08_analysis.ipynb #f59d4373
+def _shares(esd) -> tuple[pd.DataFrame | None, str]:
+    "(`test_shares` of the ESD root `esd`, or None; the sentence the report's notes say about it)."
+    if esd is None:
+        return None, ("Constant predictions assume each emotion is 1/5 of a speaker's test split, as in ESD "
+                      "(spft report --esd ROOT reads it).")
+    return test_shares(load_corpus(DOWNSTREAM_CORPUS, esd)), f"Test composition per speaker read from {esd}."
+
+def method_tables(every: pd.DataFrame, # normalised results, every method and task
+                  shares: pd.DataFrame | None = None, # `test_shares` (default: 1/5)
+                  compare=None, # (model A, model B) for a paired comparison, or None
+                  n_boot: int = 10_000, # bootstrap resamples of the paired comparisons
+                 ) -> dict:
+    "The tables of `_METHOD_SECTIONS` these results have, by name."
+    out = {"fig2_methods": fig2_methods(every, shares), "fig4_methods": fig4_methods(every, shares)}
+    if (_tasks(every) == "multiclass").any():
+        out["multiclass"] = multiclass_table(every, shares)
+    if (_methods(every) != "full").any():
+        out["methods"] = methods_table(every)
+        out["paired_methods"] = method_pairs(every, n_boot=n_boot)
+    if compare is not None:
+        a, b = compare
+        out["compare"] = paired_comparison(every, a, b, n_boot=n_boot).assign(model_a=a, model_b=b)
+        if out["compare"].empty:
+            raise UserError(f"--compare {a},{b}: no trials of the two models share (speaker, emotion, k, trial)")
+    return out
+
+
 # %% ../nbs/08_analysis.ipynb #f74a8ad6
+_METHOD_FILES = ("paired.csv", *(f"{name}.csv" for name, _, _ in _METHOD_SECTIONS))   # written only when they apply
+
 def write_report(results_path, # our results store (directory) or a results CSV (ours or the paper scripts')
                  out, # output directory (created)
                  formats=("html", "svg", "png"), # chart files to write besides report.html
-                 n_boot:int=10_000, # bootstrap resamples for the paired comparison
+                 n_boot:int=10_000, # bootstrap resamples for the paired comparisons
+                 esd=None, # ESD root: constant predictions on each speaker's true test split (default: 1/5 each)
+                 compare=None, # (model A, model B): their paired comparison in compare.csv
                 ) -> Path:
-    "Write table1/fig2/fig3/fig4 CSVs, the charts, paired.csv (methods.csv...) and a self-contained report.html."
+    "Write table1/fig2/fig3/fig4 CSVs, the charts, paired.csv, the methods' tables and a self-contained report.html."
     every = read_any_results(results_path)
+    for name in compare or ():
+        _select_model(every, name)   # an unknown name fails before anything is written
+    shares, shares_note = _shares(esd)
     results = paper_rows(every)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -504,18 +690,16 @@ def write_report(results_path, # our results store (directory) or a results CSV 
         svgs[name] = vlc.vegalite_to_svg(chart.to_json())
         if "svg" in formats:
             (out / f"{name}.svg").write_text(svgs[name], encoding="utf-8")
-    for stale in ("paired.csv", "methods.csv", "paired_methods.csv"):   # a rerun into `out` must not keep old ones
+    for stale in _METHOD_FILES:   # a rerun into `out` must not keep old ones
         (out / stale).unlink(missing_ok=True)
     paired = None
     if {FULL_MODEL, BASE_MODEL} <= set(results["corpora"]):
         paired = paired_comparison(results, "full", "base", n_boot=n_boot)
         paired.to_csv(out / "paired.csv", index=False)
-    methods = None
-    if (every["method"] != "full").any():
-        methods = methods_table(every)
-        methods.to_csv(out / "methods.csv", index=False)
-        method_pairs(every, n_boot=n_boot).to_csv(out / "paired_methods.csv", index=False)
-    page = report_html(results, tables, svgs, paired, source=results_path, methods=methods)
+    methods = method_tables(every, shares, compare, n_boot)
+    for name, t in methods.items():
+        t.to_csv(out / f"{name}.csv", index=False)
+    page = report_html(results, tables, svgs, paired, results_path, methods, shares_note)
     (out / "report.html").write_text(page, encoding="utf-8")
     return out / "report.html"
 
@@ -524,11 +708,22 @@ def _report_cmd(args) -> int:
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     bad = [f for f in formats if f not in ("html", "svg", "png")]
     if bad: raise UserError(f"--formats: unknown format(s) {', '.join(bad)}; choose from html, svg, png")
-    rep = write_report(args.results, args.out, formats=formats, n_boot=args.n_boot)
+    compare = None
+    if getattr(args, "compare", None):
+        compare = tuple(name.strip() for name in args.compare.split(","))
+        if len(compare) != 2 or not all(compare):
+            raise UserError(f"--compare {args.compare!r}: expected two model names A,B")
+    rep = write_report(args.results, args.out, formats=formats, n_boot=args.n_boot, esd=getattr(args, "esd", None),
+                       compare=compare)
     print(f"report: {rep}")
     t = pd.read_csv(rep.parent/"fig2.csv")
     if len(t): print(t.pivot(index="n_corpora", columns="k", values="mean_f1").round(4).to_string())
     if (rep.parent / "methods.csv").exists():
         m = pd.read_csv(rep.parent / "methods.csv")
         print(m.pivot(index="model", columns="k", values="mean_f1").round(4).to_string())
+    c = pd.read_csv(rep.parent / "fig2_methods.csv")
+    if len(c):
+        print(f"constant prediction 'rest': macro-F1 {c.const_rest_f1.mean():.4f} ('emotion': {c.const_emotion_f1.mean():.4f})")
+    if compare:
+        print(pd.read_csv(rep.parent / "compare.csv").round(4).to_string(index=False))
     return 0

@@ -204,9 +204,11 @@ def add_fewshot_command(subparsers):
     "Register `spft fewshot`."
     p = subparsers.add_parser(
         "fewshot", help="run (or complete) the few-shot trial grid into a results store",
-        description="Fine-tune every model (or, with --method linear|prototype, fit a head on its frozen pooled "
-                    "features) on every (ESD speaker, emotion, k, trial) and append "
-                    "the test metrics to a results store (one file per model and speaker). Rerunning the same "
+        description="Adapt every model on every (ESD speaker, emotion, k, trial) and append the test metrics to a "
+                    "results store (one file per model and speaker). --method: full (fine-tune, the default), top:N "
+                    "(fine-tune the top N layers and the head), lora (LoRA adapters), linear (a logistic head on "
+                    "frozen pooled features), prototype (nearest class mean), opensmile (openSMILE functionals "
+                    "and a small classifier); a method other than full is stored as MODEL@TAG. Rerunning the same "
                     "command runs only what is missing.")
     p.add_argument("--models", required=True, help="comma-separated pre-finetuned model folders and/or encoder specs "
                    "(tiny-wav2vec2, a hub id, a Hugging Face folder = no pre-finetuning); NAME=SPEC names one")
@@ -245,7 +247,8 @@ def add_report_command(subparsers):
         description="Compute the paper's Fig. 2-4 and Table 1 and a paired full-vs-base comparison "
                     "from our results store (a directory) or the paper scripts' scaled_esd_downstream.csv, and "
                     "write table1.csv, fig2.csv, fig3.csv, fig4.csv, paired.csv, the charts and a "
-                    "self-contained report.html to DIR.")
+                    "self-contained report.html to DIR. Per method, beside constant predictions: fig2_methods.csv, "
+                    "fig4_methods.csv, multiclass.csv; with several methods: methods.csv, paired_methods.csv.")
     p.add_argument("results",
                    help="results store directory or results CSV (ours or the paper's scaled_esd_downstream.csv)")
     p.add_argument("--out", default="report", help="output directory (default: ./report)")
@@ -253,6 +256,10 @@ def add_report_command(subparsers):
                    help="chart files to write, comma-separated from html,svg,png (default: all)")
     p.add_argument("--n-boot", type=int, default=10_000,
                    help="bootstrap resamples for the paired comparison (default: 10000)")
+    p.add_argument("--esd", help="ESD root: constant predictions are scored on each speaker's test split as it is "
+                   "(default: each emotion 1/5 of it, as in ESD)")
+    p.add_argument("--compare", metavar="A,B", help="two model names of the results (e.g. base,base@linear): their "
+                   "paired comparison goes to compare.csv")
     p.set_defaults(func=report_main)
     return p
 

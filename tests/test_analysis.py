@@ -277,3 +277,95 @@ def test_real_results_store(paper_csv, tmp_path):
     assert set(one.speaker) == {"0011"} and set(one.corpora) == {"base"}
     empty = tmp_path / "empty"; empty.mkdir()
     with pytest.raises(UserError, match="no finished trials"): read_any_results(empty)
+
+
+# ---------------------------------------------------------------- adaptation methods and the constant baseline
+METHODS = {"base": ("", 0.0), "base@linear": ("linear", -0.08), "base@top2": ("top:2", -0.02)}   # model: method, shift
+
+def write_methods_csv(path, seed=0):
+    "Our CSV format: three binary methods of one model (paired cells) and a multi-class run (`@full-mc`, emotion all)."
+    rng = random.Random(seed)
+    rows = []
+    for spk in ("0001", "0011"):
+        for k in (2, 4):
+            for t in range(2):
+                cell = [(emo, 0.5 + rng.gauss(0, 0.1)) for emo in ("angry", "sad", "happy")]
+                for model, (method, shift) in METHODS.items():
+                    rows += [dict(model=model, method=method, corpora="base", speaker=spk, language="zh" if spk == "0001" else "en",
+                                  emotion=emo, k=k, trial=t, macro_f1=round(f1 + shift, 6), accuracy=0.5) for emo, f1 in cell]
+                rows.append(dict(model="base@full-mc", method="full", corpora="base", speaker=spk,
+                                 language="zh" if spk == "0001" else "en", emotion="all", k=k, trial=t,
+                                 macro_f1=round(0.2 + rng.random() / 10, 6), accuracy=0.3))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
+    return path, rows
+
+def constant_oracle(labels, predict):
+    "scikit-learn's macro-F1 of one constant prediction on a test split's labels."
+    from sklearn.metrics import f1_score
+    return f1_score(labels, [predict] * len(labels), labels=sorted(set(labels)), average="macro", zero_division=0)
+
+def test_report_compares_methods_beside_constants(tmp_path, capsys):
+    from speech_prefinetune.cli import main as spft
+    from speech_prefinetune.synth import synth_corpora
+    esd = synth_corpora(tmp_path / "corpora", size="tiny", corpora=("esd",))["esd"]
+    for wav in sorted((Path(esd) / "0001" / "Angry" / "test").glob("*.wav"))[:3]:
+        wav.unlink()   # speaker 0001's test split: 3 angry clips of 27, the other speaker 6 of 30
+    test_labels = {spk: [p.parent.parent.name.lower() for p in sorted((Path(esd) / spk).glob("*/test/*.wav"))]
+                   for spk in ("0001", "0011")}
+    csv_path, rows = write_methods_csv(tmp_path / "results.csv")
+    out = tmp_path / "rep"
+    args = ["report", str(csv_path), "--out", str(out), "--formats", "svg", "--n-boot", "300", "--esd", str(esd)]
+    assert spft(args + ["--compare", "base@linear,base@top2"]) == 0
+    assert "constant prediction 'rest'" in capsys.readouterr().out
+    # Fig. 2 per method: binary rows of each method, constants from the true test splits, averaged over the same rows
+    f2 = pd.read_csv(out / "fig2_methods.csv")
+    assert f2.method.tolist() == ["full", "full", "linear", "linear", "top2", "top2"]
+    binary = [r for r in rows if r["emotion"] != "all"]
+    for r in f2.itertuples():
+        mine = [x for x in binary if METHODS[x["model"]][0].replace(":", "") == (r.method if r.method != "full" else "")
+                and x["k"] == r.k]
+        assert r.n == len(mine) and r.mean_f1 == pytest.approx(mean([x["macro_f1"] for x in mine]), abs=1e-9)
+        rest = mean([constant_oracle([int(e == x["emotion"]) for e in test_labels[x["speaker"]]], 0) for x in mine])
+        emo = mean([constant_oracle([int(e == x["emotion"]) for e in test_labels[x["speaker"]]], 1) for x in mine])
+        assert (r.const_rest_f1, r.const_emotion_f1) == pytest.approx((rest, emo), abs=1e-12)
+        assert r.gain_over_const == pytest.approx(r.mean_f1 - rest, abs=1e-12)
+    assert f2.const_rest_f1.iloc[0] != pytest.approx(4 / 9)   # the missing clips count
+    f4 = pd.read_csv(out / "fig4_methods.csv")
+    assert set(f4.method) == {"full", "linear", "top2"} and f4.f1_full.isna().all() and len(f4) == 3 * 2 * 3 * 2
+    # multi-class: its own table, against the majority constant of each speaker's test split
+    mc = pd.read_csv(out / "multiclass.csv")
+    assert mc.method.unique().tolist() == ["full-mc"] and mc.n.tolist() == [4, 4]
+    majority = mean([constant_oracle(test_labels[s], max(set(test_labels[s]), key=test_labels[s].count))
+                     for s in ("0001", "0011")])
+    assert mc.const_majority_f1.tolist() == pytest.approx([majority] * 2, abs=1e-12)
+    # paired differences of every two binary methods of `base`, and of the chosen pair
+    pairs = pd.read_csv(out / "paired_methods.csv")
+    assert list(dict.fromkeys(zip(pairs.model_a, pairs.model_b))) == [
+        ("base@linear", "base"), ("base@top2", "base"), ("base@top2", "base@linear")]
+    assert pairs.mean_diff.tolist() == pytest.approx([-0.08, -0.08, -0.02, -0.02, 0.06, 0.06], abs=1e-6)
+    assert pairs.n.tolist() == [12] * 6   # per k: 2 speakers x 3 emotions x 2 trials
+    compare = pd.read_csv(out / "compare.csv")
+    flipped = pairs.iloc[4:].reset_index(drop=True)   # top2 - linear there, linear - top2 here
+    assert (compare.model_a.unique().tolist(), compare.model_b.unique().tolist()) == (["base@linear"], ["base@top2"])
+    assert compare.mean_diff.tolist() == pytest.approx((-flipped.mean_diff).tolist(), abs=1e-12)
+    assert compare.mean_a.tolist() == pytest.approx(flipped.mean_b.tolist(), abs=1e-12)
+    page = (out / "report.html").read_text()
+    for heading in ("Fig. 2 per method", "Fig. 4 per method", "Multi-class trials", "Paired differences between methods",
+                    "Paired comparison of the chosen models", f"read from {esd}"):
+        assert heading in page, heading
+    # a rerun without them leaves none of the method files behind
+    full_only = tmp_path / "full.csv"
+    pd.read_csv(csv_path).query("model == 'base'").to_csv(full_only, index=False)
+    assert spft(["report", str(full_only), "--out", str(out), "--formats", "svg", "--n-boot", "100"]) == 0
+    for name in ("compare", "multiclass", "methods", "paired_methods"):
+        assert not (out / f"{name}.csv").exists(), name
+    assert pd.read_csv(out / "fig2_methods.csv").const_rest_f1.tolist() == pytest.approx([4 / 9] * 2)   # p = 1/5
+    assert "assume each emotion is 1/5" in (out / "report.html").read_text()
+
+def test_report_compare_names_unknown_models(tmp_path, capsys):
+    from speech_prefinetune.cli import main as spft
+    csv_path, _ = write_methods_csv(tmp_path / "results.csv")
+    assert spft(["report", str(csv_path), "--out", str(tmp_path / "rep"), "--compare", "base@lora,base"]) == 2
+    err = capsys.readouterr().err
+    assert "model 'base@lora' not in the results" in err and "base@linear" in err and "\n" not in err.strip()
