@@ -23,7 +23,7 @@ from .fewshot import FeatureCache, TrialRunner
 # %% auto #0
 __all__ = ['TARGET_ALIASES', 'ADAPTER_CONFIG', 'ADAPTER_WEIGHTS', 'resolve_targets', 'ModuleWavLMAttention',
            'route_wavlm_attention', 'adapter_layers', 'reset_adapters', 'lora_config', 'add_adapters',
-           'adapter_parameters', 'save_adapters', 'merge_adapters', 'LoraRunner', 'training_memory']
+           'adapter_parameters', 'save_adapters', 'merge_adapters', 'training_memory', 'LoraRunner']
 
 # %% ../nbs/06d_lora.ipynb #d0000007
 TARGET_ALIASES = {"Wav2Vec2ConformerModel": dict(q_proj="linear_q", k_proj="linear_k", v_proj="linear_v",
@@ -167,6 +167,13 @@ def merge_adapters(model: MultiTaskClassifier, # with adapters; changed in place
     return model
 
 # %% ../nbs/06d_lora.ipynb #d0000034
+def training_memory(model: nn.Module) -> dict:
+    "Trainable parameters, and MB of them, of their gradients and of AdamW's state (two float32 moments each)."
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    mb = lambda copies: round(copies * 4 * n / 2**20, 2)
+    return dict(trainable=n, weights_mb=mb(1), grads_mb=mb(1), adamw_mb=mb(2))
+
+# %% ../nbs/06d_lora.ipynb #d000003b
 class LoraRunner(TrialRunner):
     "Runs the `lora` trials of one (model, speaker) shard: adapters on a frozen encoder, trained with the head."
     def __init__(self, model,                     # model folder, encoder spec, or a `MultiTaskClassifier` (copied)
@@ -182,11 +189,12 @@ class LoraRunner(TrialRunner):
         model = copy.deepcopy(model) if isinstance(model, MultiTaskClassifier) else model
         super().__init__(model, table, speaker, config, device, features, progress)
 
-# %% ../nbs/06d_lora.ipynb #d0000035
+# %% ../nbs/06d_lora.ipynb #d000003c
 @patch
 def _adapt(self: LoraRunner):
-    "Add the config's adapters; the encoder but them is frozen."
+    "Add the config's adapters (the encoder but them is frozen); count what a trial trains (`training_memory`)."
     add_adapters(self.model, self.config, seed=0)
+    self.memory = training_memory(self.model)
 
 @patch
 def _restart(self: LoraRunner, seed: int):
@@ -196,12 +204,6 @@ def _restart(self: LoraRunner, seed: int):
 
 @patch
 def _result(self: LoraRunner, *args, **kwargs) -> dict:
-    "`TrialRunner`'s result with the method (`method=\"lora\"`)."
-    return {**TrialRunner._result(self, *args, **kwargs), "method": self.config.method}
-
-# %% ../nbs/06d_lora.ipynb #d000003c
-def training_memory(model: nn.Module) -> dict:
-    "Trainable parameters, and MB of them, of their gradients and of AdamW's state (two float32 moments each)."
-    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    mb = lambda copies: round(copies * 4 * n / 2**20, 2)
-    return dict(trainable=n, weights_mb=mb(1), grads_mb=mb(1), adamw_mb=mb(2))
+    "`TrialRunner`'s result with the method (`lora`) and the number of parameters a trial trains."
+    out = TrialRunner._result(self, *args, **kwargs)
+    return {**out, "method": self.config.method, "trainable_params": self.memory["trainable"]}
