@@ -22,8 +22,8 @@ from .fewshot import FeatureCache, TrialRunner
 
 # %% auto #0
 __all__ = ['TARGET_ALIASES', 'ADAPTER_CONFIG', 'ADAPTER_WEIGHTS', 'resolve_targets', 'ModuleWavLMAttention',
-           'route_wavlm_attention', 'adapter_layers', 'reset_adapters', 'lora_config', 'add_adapters',
-           'adapter_parameters', 'save_adapters', 'merge_adapters', 'training_memory', 'LoraRunner']
+           'route_wavlm_attention', 'adapter_layers', 'adapter_parameters', 'reset_adapters', 'lora_config',
+           'add_adapters', 'save_adapters', 'merge_adapters', 'training_memory', 'LoraRunner']
 
 # %% ../nbs/06d_lora.ipynb #d0000007
 TARGET_ALIASES = {"Wav2Vec2ConformerModel": dict(q_proj="linear_q", k_proj="linear_k", v_proj="linear_v",
@@ -84,6 +84,10 @@ def adapter_layers(encoder: nn.Module) -> list[tuple[str, LoraLayer]]:
     "The LoRA-wrapped layers of `encoder` by name, in module order."
     return [(n, m) for n, m in encoder.named_modules() if isinstance(m, LoraLayer)]
 
+def adapter_parameters(encoder: nn.Module) -> list[nn.Parameter]:
+    "Every adapter parameter (the A and B matrices) of `encoder`, in module order."
+    return [p for _, layer in adapter_layers(encoder) for p in [*layer.lora_A.parameters(), *layer.lora_B.parameters()]]
+
 @torch.no_grad()
 def reset_adapters(encoder: nn.Module, # an encoder with adapters
                    seed: int,          # seed of the A matrices
@@ -115,9 +119,8 @@ def add_adapters(model: MultiTaskClassifier, # changed in place
     if adapter_layers(encoder):
         raise UserError(f"{type(encoder).__name__} already has LoRA adapters")
     targets = resolve_targets(encoder, lora_targets(config))
-    on_wavlm = [n for t in targets for n, _ in _named_like(encoder, t)
-                if isinstance(encoder.get_submodule(n.rpartition(".")[0]), WavLMAttention)]
-    if on_wavlm:
+    if any(isinstance(encoder.get_submodule(n.rpartition(".")[0]), WavLMAttention)
+           for t in targets for n, _ in _named_like(encoder, t)):
         route_wavlm_attention(encoder)
     with torch.random.fork_rng(devices=[]):   # peft draws its own init on the CPU; ours replaces it
         inject_adapter_in_model(lora_config(config, targets), encoder)
@@ -127,12 +130,7 @@ def add_adapters(model: MultiTaskClassifier, # changed in place
     reset_adapters(encoder, derive_seed("lora", getattr(config, "seed", 0) if seed is None else seed))
     return model
 
-# %% ../nbs/06d_lora.ipynb #d0000019
-def adapter_parameters(encoder: nn.Module) -> list[nn.Parameter]:
-    "Every adapter parameter (the A and B matrices) of `encoder`, in module order."
-    return [p for _, layer in adapter_layers(encoder) for p in [*layer.lora_A.parameters(), *layer.lora_B.parameters()]]
-
-# %% ../nbs/06d_lora.ipynb #d0000025
+# %% ../nbs/06d_lora.ipynb #d0000024
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
 
 def save_adapters(model: MultiTaskClassifier, # with adapters (`add_adapters`)
@@ -152,7 +150,7 @@ def save_adapters(model: MultiTaskClassifier, # with adapters (`add_adapters`)
     config.save_pretrained(str(dir))
     return dir
 
-# %% ../nbs/06d_lora.ipynb #d000002c
+# %% ../nbs/06d_lora.ipynb #d000002b
 @torch.no_grad()
 def merge_adapters(model: MultiTaskClassifier, # with adapters; changed in place
                   ) -> MultiTaskClassifier:
@@ -166,7 +164,7 @@ def merge_adapters(model: MultiTaskClassifier, # with adapters; changed in place
         del encoder.peft_config
     return model
 
-# %% ../nbs/06d_lora.ipynb #d0000034
+# %% ../nbs/06d_lora.ipynb #d0000033
 def training_memory(model: nn.Module) -> dict:
     "Trainable parameters, and MB of them, of their gradients and of AdamW's state (two float32 moments each)."
     n = sum(p.numel() for p in model.parameters() if p.requires_grad)
