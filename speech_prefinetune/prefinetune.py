@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_prefinetune.ipynb #b1e32d97
 from __future__ import annotations
-import json, math, os, pickle, random, sys, time, warnings
+import copy, hashlib, json, math, os, pickle, random, shutil, sys, tempfile, time, warnings
 from contextlib import nullcontext
 from dataclasses import asdict
 from functools import partial
@@ -20,25 +20,28 @@ from accelerate.utils import DistributedDataParallelKwargs, gather_object
 from fastcore.basics import patch
 from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
-from .core import (LABELS, PREFINETUNE_CORPORA, UserError, atomic_write, atomic_write_text,
-                                     canonical_corpus, corpus_set_name, derive_seed, pack_sorted, read_roots,
-                                     seed_everything)
-from .config import TASK_SAMPLING, PrefinetuneConfig
+from transformers import AutoModel, get_linear_schedule_with_warmup
+from .core import (LABELS, PREFINETUNE_CORPORA, UserError, apply_umask, atomic_write,
+                                     atomic_write_text, canonical_corpus, corpus_set_name, derive_seed, pack_sorted,
+                                     read_roots, seed_everything)
+from .config import TASK_SAMPLING, PrefinetuneConfig, lora_targets, parse_method
 from .audio import AudioCache, open_audio_cache
 from .corpora import load_corpus
-from .model import META_FILE, MultiTaskClassifier, prepare_batch
+from .model import ENCODER_DIR, META_FILE, MultiTaskClassifier, hash_weights, prepare_batch
+from .lora import add_adapters, merge_adapters, resolve_targets, save_adapters
 from .cli import main as spft_main
 
 # %% auto #0
-__all__ = ['MEMORY_MODEL', 'CHECKPOINT', 'RESUMABLE_SETTINGS', 'CORPORA_ORDER', 'scaled_loss', 'task_probabilities',
-           'bucket_batches', 'epoch_plan', 'ClipBatches', 'task_metrics', 'selection_metric', 'estimate_peak_memory',
-           'batch_stats', 'plan_text', 'training_step', 'make_accelerator', 'make_optimizer', 'rng_states',
-           'set_rng_states', 'save_checkpoint', 'load_checkpoint', 'label_vocabularies', 'fill_audio_cache',
+__all__ = ['MEMORY_MODEL', 'CHECKPOINT', 'RESUMABLE_SETTINGS', 'ADAPTER_DIR', 'CORPORA_ORDER', 'scaled_loss',
+           'task_probabilities', 'bucket_batches', 'epoch_plan', 'ClipBatches', 'task_metrics', 'selection_metric',
+           'estimate_peak_memory', 'batch_stats', 'plan_text', 'training_step', 'make_accelerator', 'make_optimizer',
+           'adapt_model', 'method_parameters', 'rng_states', 'set_rng_states', 'save_checkpoint', 'load_checkpoint',
+           'trained_state', 'frozen_fingerprint', 'load_trained_state', 'label_vocabularies', 'fill_audio_cache',
            'SplitClips', 'split_clips', 'train_crop', 'crop_lengths', 'task_batches', 'train_batches',
-           'valid_plan_items', 'valid_batches', 'evaluate', 'count_epoch_steps', 'batch_lengths', 'training_plan',
-           'checkpoint_to_resume', 'batch_to', 'epoch_summary', 'mark_finished', 'prefinetune_tables', 'load_tables',
-           'prefinetune', 'all_subsets', 'prefinetune_all_subsets', 'main']
+           'valid_plan_items', 'valid_batches', 'evaluate', 'count_epoch_steps', 'batch_lengths', 'layers_in_backward',
+           'training_plan', 'run_settings', 'checkpoint_to_resume', 'batch_to', 'epoch_summary', 'mark_finished',
+           'method_metadata', 'adapter_base', 'save_best_model', 'prefinetune_tables', 'load_tables', 'prefinetune',
+           'all_subsets', 'prefinetune_all_subsets', 'main']
 
 # %% ../nbs/05_prefinetune.ipynb #0d392c76
 def scaled_loss(logits: torch.Tensor, # [B, n_classes]
@@ -172,14 +175,16 @@ def estimate_peak_memory(encoder_config, # the encoder's transformers config (hi
                          gradient_checkpointing: bool = False,
                          cuda: bool = False, bf16: bool = False, # device and autocast of the run
                          frames_per_second: float | None = None, # `model.frames_per_second`; None: from the conv strides
+                         backward_layers: int | None = None, # layers with kept activations (None: all)
                         ) -> dict:
     "Estimated peak memory (bytes) of one training step, by part, after `MEMORY_MODEL`."
     c, m = encoder_config, MEMORY_MODEL
     rate = frames_per_second or sampling_rate / math.prod(c.conv_stride)
     frames = clip_seconds * rate   # transformer frames per clip
+    layers = c.num_hidden_layers if backward_layers is None else backward_layers
     act = (m["checkpointed_bytes"] * c.hidden_size if gradient_checkpointing else
-           m["activation_bytes"] * c.hidden_size * c.num_hidden_layers) * clips * clip_seconds
-    att = 0.0 if cuda else m["attention_bytes"] * clips * c.num_hidden_layers * c.num_attention_heads * frames ** 2
+           m["activation_bytes"] * c.hidden_size * layers) * clips * clip_seconds
+    att = 0.0 if cuda else m["attention_bytes"] * clips * layers * c.num_attention_heads * frames ** 2
     parts = dict(weights=4.0 * n_params + (2.0 * n_params if cuda and bf16 else 0.0), optimizer=12.0 * n_trainable,
                  activations=act * (m["bf16_factor"] if cuda and bf16 else 1.0), attention=att)
     return {**parts, "total": sum(parts.values())}
@@ -254,6 +259,46 @@ def make_optimizer(model, config: PrefinetuneConfig) -> torch.optim.AdamW:
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
 
+# %% ../nbs/05_prefinetune.ipynb #a11ce002
+def adapt_model(model: MultiTaskClassifier, # a fresh model (`MultiTaskClassifier.from_encoder`)
+                config: PrefinetuneConfig, # its `method` (and `lora_*` settings)
+               ) -> MultiTaskClassifier:
+    "`model` ready to train with `config.method`: as it is (full), all but the top N layers frozen, or LoRA adapters."
+    name, n = parse_method(config.method)
+    if name == "top":
+        return model.train_top_layers(n)
+    if name == "lora":
+        return add_adapters(model, config, seed=config.seed)
+    return model
+
+# %% ../nbs/05_prefinetune.ipynb #a11ce006
+def _lora_parameters(model: MultiTaskClassifier, targets: list, rank: int) -> int:
+    "Parameters of rank-`rank` LoRA adapters on the encoder's linear layers named `targets` (as peft matches them)."
+    return sum(rank * (m.in_features + m.out_features) for name, m in model.encoder.named_modules()
+               if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in targets)
+
+# %% ../nbs/05_prefinetune.ipynb #a11ce007
+def method_parameters(encoder_config, # a transformers encoder config, e.g. `Wav2Vec2Config()`
+                      config: PrefinetuneConfig, # `method`, `lora_*`, `projector_dim`, `layer_weights`, ...
+                      tasks: dict | None = None, # task -> labels (default: the four pre-finetuning corpora's)
+                     ) -> dict:
+    "Parameters of a model of `encoder_config` (all, trained under `config.method`) and its layers in the backward."
+    with torch.device("meta"):   # shapes only: no memory, no initialisation
+        encoder = AutoModel.from_config(encoder_config)
+    model = MultiTaskClassifier(encoder, tasks or {c: LABELS[c] for c in PREFINETUNE_CORPORA},
+                                projector_dim=config.projector_dim, layer_weights=config.layer_weights,
+                                freeze_feature_encoder=config.freeze_feature_encoder)
+    name, n = parse_method(config.method)
+    adapters = 0
+    if name == "lora":   # counted, not added: peft cannot make adapters on the meta device
+        adapters = _lora_parameters(model, resolve_targets(model.encoder, lora_targets(config)), config.lora_rank)
+        model.encoder.requires_grad_(False)
+    else:
+        adapt_model(model, config)
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad) + adapters
+    return dict(total=sum(p.numel() for p in model.parameters()) + adapters, trained=trained,
+                backward_layers=n or len(model.transformer_layers))
+
 # %% ../nbs/05_prefinetune.ipynb #d300c000
 CHECKPOINT = "checkpoint.pt"
 
@@ -311,6 +356,44 @@ def load_checkpoint(path) -> dict:
                         ) from None
     except Exception as e:
         raise UserError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e}); delete it to start over") from None
+
+# %% ../nbs/05_prefinetune.ipynb #a11ce013
+def _kept_keys(model: torch.nn.Module) -> set:
+    "Names in `model.state_dict()` that training changes: the trained parameters and every buffer."
+    frozen = {k for k, p in model.named_parameters() if not p.requires_grad}
+    return set(model.state_dict()) - frozen
+
+def trained_state(model: torch.nn.Module, # the (unwrapped) model of a run, adapted (`adapt_model`)
+                  method: str = "full", # `config.method`
+                 ) -> dict:
+    "What a checkpoint keeps of `model`: its whole `state_dict` (full), else only what training changes."
+    state = model.state_dict()
+    if method == "full":
+        return state
+    kept = _kept_keys(model)
+    return {k: v for k, v in state.items() if k in kept}
+
+# %% ../nbs/05_prefinetune.ipynb #a11ce014
+def frozen_fingerprint(model: torch.nn.Module) -> str:
+    "Hex digest of the weights of `model` that training leaves as they are (what `trained_state` leaves out)."
+    kept = _kept_keys(model)
+    digest = hashlib.sha256()
+    hash_weights(digest, {k: v for k, v in model.state_dict().items() if k not in kept})
+    return digest.hexdigest()[:20]
+
+# %% ../nbs/05_prefinetune.ipynb #a11ce015
+def load_trained_state(model: torch.nn.Module, # the run's model, built and adapted as when `state` was taken
+                       state: dict, # `trained_state` of it
+                       method: str = "full", # `config.method`
+                      ):
+    "Load a checkpoint's `trained_state` into `model`; a `UserError` if it does not hold exactly what is trained."
+    if method == "full":
+        model.load_state_dict(state)
+        return
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = sorted(set(missing) & _kept_keys(model))
+    if missing or unexpected:
+        raise UserError(f"checkpoint of a {method} run: missing {missing[:5]}, unexpected {list(unexpected)[:5]}")
 
 # %% ../nbs/05_prefinetune.ipynb #073757f7
 def label_vocabularies(tables: dict, # task name -> utterance table
@@ -493,6 +576,13 @@ def _device_memory(device) -> float | None:
     except (ValueError, OSError, AttributeError):
         return None
 
+# %% ../nbs/05_prefinetune.ipynb #a11ce011
+def layers_in_backward(model: MultiTaskClassifier) -> int:
+    "Transformer layers the backward pass goes through: from the lowest one with a trained weight to the top."
+    layers = model.transformer_layers
+    trained = [i for i, layer in enumerate(layers) if any(p.requires_grad for p in layer.parameters())]
+    return len(layers) - trained[0] if trained else 0
+
 # %% ../nbs/05_prefinetune.ipynb #23920f34
 def training_plan(model, accelerator, config: PrefinetuneConfig,
                   batches: list, # per batch: its clips' lengths (`batch_lengths`)
@@ -505,7 +595,8 @@ def training_plan(model, accelerator, config: PrefinetuneConfig,
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     def estimate(clips, seconds):
         return estimate_peak_memory(model.encoder.config, n, n_train, clips, seconds, sr,
-                                    config.gradient_checkpointing, cuda, bf16, model.frames_per_second)
+                                    config.gradient_checkpointing, cuda, bf16, model.frames_per_second,
+                                    layers_in_backward(model))
     worst = max((estimate(c, s) for c, s in {(len(b), max(b) / sr) for b in batches}), key=lambda m: m["total"])
     batching = f"{config.batch_size} clips" if config.batch_size else f"<= {config.batch_seconds:g} padded audio-s"
     text = plan_text(stats, steps_per_epoch, worst, batching, accelerator.device.type, "bf16" if bf16 else "fp32",
@@ -516,22 +607,34 @@ def training_plan(model, accelerator, config: PrefinetuneConfig,
 RESUMABLE_SETTINGS = ("max_epochs", "patience", "device", "num_workers", "keep_checkpoint", "cache_dir", "bf16",
                       "gradient_checkpointing", "eval_batch_seconds", "eval_batch_size")   # may change on resume
 
+def run_settings(settings: dict, # `asdict` of a `PrefinetuneConfig` (a checkpoint's may be older, with fewer keys)
+                ) -> dict:
+    "The settings that say what a run trains: `settings` completed with the defaults, `lora_*` only for lora."
+    full = {**asdict(PrefinetuneConfig()), **settings}
+    return {k: v for k, v in full.items()
+            if k not in RESUMABLE_SETTINGS and (full["method"] == "lora" or not k.startswith("lora_"))}
+
+# %% ../nbs/05_prefinetune.ipynb #a11ce019
 def checkpoint_to_resume(path, # the run's checkpoint file (may be missing)
                          config: PrefinetuneConfig, # this run's settings
                          vocabularies: dict, # this run's tasks and label sets
                          encoder, # this run's encoder spec
+                         frozen: str | None = None, # `frozen_fingerprint` of this run's model (top:N, lora)
                         ) -> dict | None:
     "The checkpoint at `path` to resume from, or None if there is none; a `UserError` if another run wrote it."
     path = Path(path)
     if not path.exists():
         return None
     ck = load_checkpoint(path)
-    changed = {k: (ck["config"].get(k), v) for k, v in asdict(config).items()
-               if k not in RESUMABLE_SETTINGS and ck["config"].get(k) != v}
+    before, now = run_settings(ck["config"]), run_settings(asdict(config))
+    changed = {k: (before.get(k), now.get(k)) for k in before.keys() | now.keys() if before.get(k) != now.get(k)}
     same_run = ck["tasks"] == {t: list(l) for t, l in vocabularies.items()} and ck["encoder"] == str(encoder)
     if changed or not same_run:
         raise UserError(f"{path}: written by a run with other settings ({changed or 'tasks/encoder differ'}); "
                         f"use another --out or delete the checkpoint")
+    if ck.get("frozen") != frozen:
+        raise UserError(f"{path}: written on other frozen weights of {encoder} (fingerprint {ck.get('frozen')}, "
+                        f"now {frozen}); use another --out or delete the checkpoint")
     return ck
 
 # %% ../nbs/05_prefinetune.ipynb #d0dcd973
@@ -570,6 +673,57 @@ def mark_finished(out: Path, # the run folder
     if not config.keep_checkpoint:
         (out / CHECKPOINT).unlink(missing_ok=True)
 
+# %% ../nbs/05_prefinetune.ipynb #a11ce021
+ADAPTER_DIR = "adapter"   # a lora run's adapters, in peft's format
+
+def method_metadata(config: PrefinetuneConfig) -> dict:
+    "What `spft_model.json` says about the run's method: nothing for full, the method and its settings otherwise."
+    name, _ = parse_method(config.method)
+    if name == "full":
+        return {}
+    if name == "top":
+        return dict(method=config.method)
+    return dict(method="lora", adapter=ADAPTER_DIR, lora=dict(rank=config.lora_rank, alpha=config.lora_alpha,
+                dropout=config.lora_dropout, targets=lora_targets(config)))
+
+# %% ../nbs/05_prefinetune.ipynb #a11ce022
+def adapter_base(encoder, # the run's encoder spec
+                ) -> str:
+    "The adapters' `base_model_name_or_path`: a folder's absolute path (a run folder's `encoder/`), else the spec."
+    if not isinstance(encoder, (str, Path)):
+        return getattr(getattr(encoder, "config", encoder), "model_type", type(encoder).__name__)
+    path = Path(encoder).expanduser()
+    if not path.is_dir():
+        return str(encoder)
+    return str((path / ENCODER_DIR if (path / META_FILE).is_file() else path).resolve())
+
+# %% ../nbs/05_prefinetune.ipynb #a11ce025
+def _write_adapter_dir(model: MultiTaskClassifier, out: Path, base: str):
+    "Write `out/adapter` (`lora.save_adapters`) to a temporary folder and swap it in with two renames."
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".adapter.tmp", dir=out))
+    save_adapters(model, tmp, base)
+    apply_umask(tmp)
+    old = out / ".adapter.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if (out / ADAPTER_DIR).exists():
+        os.replace(out / ADAPTER_DIR, old)
+    os.replace(tmp, out / ADAPTER_DIR)
+    shutil.rmtree(old, ignore_errors=True)
+
+# %% ../nbs/05_prefinetune.ipynb #a11ce026
+def save_best_model(model: MultiTaskClassifier, # the run's (unwrapped) model
+                    out: Path, # the run folder
+                    metadata: dict, # for spft_model.json
+                    config: PrefinetuneConfig, encoder, # the run's settings and encoder spec
+                   ):
+    "Write the run's best model so far to `out`; a lora run's adapters go to `out/adapter`, merged into `out/encoder`."
+    if config.method != "lora":
+        model.save_pretrained(out, metadata=metadata)
+        return
+    _write_adapter_dir(model, Path(out), adapter_base(encoder))
+    merge_adapters(copy.deepcopy(model)).save_pretrained(out, metadata=metadata)
+
 # %% ../nbs/05_prefinetune.ipynb #4eca1028
 def prefinetune_tables(tables: dict, # task name -> utterance table (`load_corpus` columns; splits train and valid)
                        encoder, # encoder spec: tiny name | hub id | folder | config
@@ -596,9 +750,11 @@ def prefinetune_tables(tables: dict, # task name -> utterance table (`load_corpu
     # -- the model first: its feature extractor decides the sampling rate and the normalisation
     model = MultiTaskClassifier.from_encoder(encoder, vocabularies, seed=config.seed,
                                              projector_dim=config.projector_dim,
-                                             freeze_feature_encoder=config.freeze_feature_encoder)
+                                             freeze_feature_encoder=config.freeze_feature_encoder,
+                                             layer_weights=config.layer_weights)
     if config.gradient_checkpointing:
         _checkpoint_layers(model.encoder, encoder)
+    model = adapt_model(model, config)   # full: as it is; top:N: lower layers frozen; lora: adapters added
     pre, sr = model.preprocessor, model.sampling_rate
 
     # -- data: every clip decoded once into the shared audio cache, then indexed per task and split
@@ -628,9 +784,10 @@ def prefinetune_tables(tables: dict, # task name -> utterance table (`load_corpu
 
     # -- resume
     ckpt_path = out / CHECKPOINT
-    resumed = checkpoint_to_resume(ckpt_path, config, vocabularies, encoder)
+    frozen = None if config.method == "full" else frozen_fingerprint(model)
+    resumed = checkpoint_to_resume(ckpt_path, config, vocabularies, encoder, frozen)
     if resumed is not None:
-        model.load_state_dict(resumed["model"])
+        load_trained_state(model, resumed["model"], config.method)
         optimizer.load_state_dict(resumed["optimizer"])
         scheduler.load_state_dict(resumed["scheduler"])
         sampler_rng.bit_generator.state = resumed["sampler"]
@@ -641,7 +798,7 @@ def prefinetune_tables(tables: dict, # task name -> utterance table (`load_corpu
     raw = acc.unwrap_model(model)
     meta = dict(corpora=corpora, settings=asdict(config), encoder=str(encoder), plan=summary,
                 train_clips={t: len(n) for t, n in train.lengths.items()},
-                valid_clips={t: len(n) for t, n in valid.lengths.items()})
+                valid_clips={t: len(n) for t, n in valid.lengths.items()}, **method_metadata(config))
 
     # -- epochs: train, validate, keep the best model, checkpoint, stop early
     model.train()
@@ -678,15 +835,15 @@ def prefinetune_tables(tables: dict, # task name -> utterance table (`load_corpu
             state["bad_epochs"] += 1
         state["epoch"] = epoch
         if improved and main:
-            raw.save_pretrained(out, metadata={**meta, "best_epoch": epoch, "metrics": row, "finished": False})
+            save_best_model(raw, out, {**meta, "best_epoch": epoch, "metrics": row, "finished": False}, config, encoder)
         if main and progress:
             tqdm_class.write(epoch_summary(row))
         rngs = gather_object([rng_states()]) if world > 1 else [rng_states()]
         if main:
-            save_checkpoint(ckpt_path, model=raw.state_dict(), optimizer=optimizer.state_dict(),
+            save_checkpoint(ckpt_path, model=trained_state(raw, config.method), optimizer=optimizer.state_dict(),
                             scheduler=scheduler.state_dict(), sampler=sampler_rng.bit_generator.state, rng=rngs,
                             state=state, config=asdict(config), tasks={t: list(l) for t, l in vocabularies.items()},
-                            encoder=str(encoder))
+                            encoder=str(encoder), frozen=frozen)
             _write_metrics(out, state["history"])
         acc.wait_for_everyone()
 

@@ -1,6 +1,8 @@
 """Pre-finetuning: the paper-defect guard, kill -9 resume with identical weights, safe checkpoints, validation metric,
-the encoder's preprocessor, batches by audio-seconds, gradient checkpointing, umask, settings checks."""
+the encoder's preprocessor, batches by audio-seconds, gradient checkpointing, umask, settings checks; the methods
+(top:N, lora with peft adapters and a merged encoder, kill -9 resume of a lora run) and the SUPERB layer weights."""
 import json, os, pickle, signal, subprocess, sys, time
+from dataclasses import replace
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -49,21 +51,23 @@ def test_one_step_changes_exactly_the_heads_that_got_data(tables):
     assert all(torch.equal(before[k], after[k]) for k in after if k.startswith("encoder.feature_extractor."))
 
 
-def _run_code(out, wav, max_epochs):
+def _run_code(out, wav, max_epochs, method="full"):
     return (f"import torch; torch.set_num_threads(1)\n"
             f"from speech_prefinetune.prefinetune import PrefinetuneConfig, prefinetune_tables\n"
             f"from speech_prefinetune.synth import toy_tables\n"
             f"tables = toy_tables({str(wav)!r}, n_train=24, n_valid=6)\n"
             f"cfg = PrefinetuneConfig(max_epochs={max_epochs}, patience=100, lr=1e-3, batch_size=4, device='cpu', keep_checkpoint=True,"
-            f" max_seconds=0.5, cache_dir={str(wav / 'cache')!r})\n"
+            f" max_seconds=0.5, cache_dir={str(wav / 'cache')!r}, method={method!r})\n"
             f"prefinetune_tables(tables, 'tiny-wav2vec2', {str(out)!r}, cfg, progress=False)\n")
 
 
-def test_kill_9_then_resume_gives_identical_weights(tmp_path):
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_kill_9_then_resume_gives_identical_weights(tmp_path, method):
+    "A lora run's checkpoint holds only adapters and heads: resuming adds the adapters again, then loads them."
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     wav, a, b = tmp_path / "wav", tmp_path / "a", tmp_path / "b"
-    subprocess.run([sys.executable, "-c", _run_code(a, wav, 4)], env=env, check=True, timeout=600)
-    proc = subprocess.Popen([sys.executable, "-c", _run_code(b, wav, 4)], env=env)
+    subprocess.run([sys.executable, "-c", _run_code(a, wav, 4, method)], env=env, check=True, timeout=600)
+    proc = subprocess.Popen([sys.executable, "-c", _run_code(b, wav, 4, method)], env=env)
     t0 = time.time()
     while not (b / CHECKPOINT).exists():
         assert proc.poll() is None, "run ended before its first checkpoint"
@@ -71,16 +75,19 @@ def test_kill_9_then_resume_gives_identical_weights(tmp_path):
     os.kill(proc.pid, signal.SIGKILL); proc.wait()
     killed_at = load_checkpoint(b / CHECKPOINT)["state"]["epoch"]
     assert killed_at < 4, "the kill did not land mid-run"
-    subprocess.run([sys.executable, "-c", _run_code(b, wav, 4)], env=env, check=True, timeout=600)
+    subprocess.run([sys.executable, "-c", _run_code(b, wav, 4, method)], env=env, check=True, timeout=600)
     ca, cb = load_checkpoint(a / CHECKPOINT), load_checkpoint(b / CHECKPOINT)
+    assert ca["model"].keys() == cb["model"].keys() and (method == "full") == any("feature_projection" in k for k in ca["model"])
+    assert (method == "lora") == (ca["frozen"] is not None) and any("lora_B" in k for k in ca["model"]) == (method == "lora")
     plain = torch.load(b / CHECKPOINT, map_location="cpu", weights_only=True)      # tensors and plain values only
     assert plain["sampler"] == cb["sampler"] and isinstance(plain["rng"][0]["numpy"]["keys"], torch.Tensor)
     assert ca["state"]["epoch"] == cb["state"]["epoch"] == 4
     for k, v in ca["model"].items(): assert torch.equal(v, cb["model"][k]), k
     for k, v in ca["optimizer"]["state"].items():
         for name, t in v.items(): assert torch.equal(t, cb["optimizer"]["state"][k][name]), (k, name)
-    ha, hb = load_file(a / "heads.safetensors"), load_file(b / "heads.safetensors")
-    assert all(torch.equal(ha[k], hb[k]) for k in ha)
+    for f in ("heads.safetensors", "encoder/model.safetensors") + (("adapter/adapter_model.safetensors",) if method == "lora" else ()):
+        ha, hb = load_file(a / f), load_file(b / f)
+        assert ha.keys() == hb.keys() and all(torch.equal(ha[k], hb[k]) for k in ha), f
     cols = [c for c in pd.read_csv(a / "metrics.csv").columns if "seconds" not in c]
     pd.testing.assert_frame_equal(pd.read_csv(a / "metrics.csv")[cols], pd.read_csv(b / "metrics.csv")[cols])
     assert json.loads((b / "spft_model.json").read_text())["finished"] is True
@@ -346,3 +353,88 @@ def test_cli_batching_flags(tmp_path):
     assert (c.batch_seconds, c.max_seconds, c.gradient_checkpointing, c.eval_batch_seconds, c.max_eval_seconds) == (60, 5, True, 90, 20)
     assert config_from_args(p.parse_args(base + ["--batch-size", "8"])).batch_size == 8
     with pytest.raises(UserError, match="max_seconds=30"): config_from_args(p.parse_args(base + ["--batch-seconds", "20", "--max-seconds", "30"]))
+
+
+# ---- methods: top:N, lora (adapters in peft's format + a merged encoder), the SUPERB weighted sum ----
+def test_cli_top_1_trains_only_the_top_layer(synth, tmp_path):
+    from transformers import AutoModel
+    from speech_prefinetune.model import load_encoder
+    assert spft("--corpora", "mandarin_as", "--roots", synth, "--out", tmp_path / "top", "--max-epochs", "2",
+                "--method", "top:1", *FAST[:-1], "1e-2") == 0
+    meta = json.loads((tmp_path / "top" / "spft_model.json").read_text())
+    assert meta["method"] == "top:1" and meta["settings"]["method"] == "top:1"
+    base, after = load_encoder("tiny-wav2vec2", seed=0).state_dict(), AutoModel.from_pretrained(tmp_path / "top" / "encoder").state_dict()
+    assert base.keys() == after.keys()
+    top = [k for k in base if k.startswith(("encoder.layers.1.", "encoder.layer_norm."))]
+    for k in base:
+        if k not in top: assert torch.equal(base[k], after[k]), k           # CNN, feature projection, layer 0: untouched
+    assert any(k.startswith("feature_projection.") for k in base) and any(k.startswith("encoder.layers.0.") for k in base)
+    assert all(not torch.equal(base[k], after[k]) for k in top if k.endswith("q_proj.weight"))
+    assert not MultiTaskClassifier.from_pretrained(tmp_path / "top").encoder.training
+
+
+def _tiny_folder(path):
+    "tiny-wav2vec2 (seed 0) saved as a transformers folder, LayerDrop off (04's layer recorder fails when it drops layer 0)."
+    from speech_prefinetune.model import load_encoder
+    encoder = load_encoder("tiny-wav2vec2", seed=0)
+    encoder.config.layerdrop = 0.0
+    encoder.save_pretrained(path)
+    load_preprocessor("tiny-wav2vec2").save_pretrained(path)
+    return path
+
+
+def test_cli_layer_weights_are_saved_and_load_back(synth, tmp_path):
+    assert spft("--corpora", "mandarin_as", "--roots", synth, "--out", tmp_path / "lw", "--max-epochs", "2",
+                "--layer-weights", *FAST[:-1], "1e-2", "--encoder", _tiny_folder(tmp_path / "base")) == 0
+    meta = json.loads((tmp_path / "lw" / "spft_model.json").read_text())
+    assert meta["layer_weights"] is True and "method" not in meta
+    m = MultiTaskClassifier.from_pretrained(tmp_path / "lw")
+    saved = load_file(tmp_path / "lw" / "heads.safetensors")["layer_weights"]
+    assert m.layer_weights is not None and torch.equal(m.layer_weights.detach(), saved)
+    assert not torch.allclose(saved, torch.full_like(saved, 1 / 3))             # trained away from the uniform start
+
+
+def test_lora_run_saves_peft_adapters_and_a_merged_encoder(tables, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModel
+    base_dir = _tiny_folder(tmp_path / "base")
+    cfg = PrefinetuneConfig(max_epochs=2, batch_size=8, lr=1e-2, device="cpu", method="lora", lora_rank=4, layer_weights=True,
+                            cache_dir=str(tmp_path / "cache"))
+    run = prefinetune_tables({t: tables[t] for t in ("iemocap", "mandarin_as")}, str(base_dir), tmp_path / "run", cfg, progress=False)
+    meta = json.loads((run / "spft_model.json").read_text())
+    assert meta["method"] == "lora" and meta["adapter"] == "adapter" and meta["lora"]["rank"] == 4 and meta["layer_weights"]
+    adapter_config = json.loads((run / "adapter" / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == str(base_dir.resolve()) and adapter_config["r"] == 4
+    merged = AutoModel.from_pretrained(run / "encoder").eval()                  # plain transformers, adapters merged
+    peft = PeftModel.from_pretrained(AutoModel.from_pretrained(base_dir), run / "adapter").eval()
+    x = torch.randn(2, 8000)
+    with torch.no_grad():
+        h_merged, h_peft = merged(x).last_hidden_state, peft(input_values=x).last_hidden_state
+    torch.testing.assert_close(h_merged, h_peft, rtol=1e-4, atol=1e-5)
+    base, after = AutoModel.from_pretrained(base_dir).state_dict(), merged.state_dict()
+    assert base.keys() == after.keys()
+    targets = [k for k in base if k.endswith(("q_proj.weight", "v_proj.weight"))]
+    assert len(targets) == 4 and all(not torch.equal(base[k], after[k]) for k in targets)
+    assert all(torch.equal(base[k], after[k]) for k in base if k not in targets)
+    m = MultiTaskClassifier.from_pretrained(run)                                  # loads for few-shot like any run
+    assert m.layer_weights is not None and not any("lora" in k for k in m.state_dict())
+
+
+def test_resume_refuses_another_method(tables, tmp_path):
+    cfg = PrefinetuneConfig(max_epochs=1, batch_size=8, device="cpu", keep_checkpoint=True, method="top:1",
+                            cache_dir=str(tmp_path / "cache"))
+    one = {"iemocap": tables["iemocap"]}
+    run = prefinetune_tables(one, "tiny-wav2vec2", tmp_path / "run", cfg, progress=False)
+    assert set(load_checkpoint(run / CHECKPOINT)["model"]) == {k for k, p in _top1_params().items()}
+    meta = json.loads((run / "spft_model.json").read_text()); meta["finished"] = False
+    (run / "spft_model.json").write_text(json.dumps(meta))
+    for other in ("full", "lora", "top:2"):
+        with pytest.raises(UserError, match="method"):
+            prefinetune_tables(one, "tiny-wav2vec2", run, replace(cfg, method=other, max_epochs=2),
+                               progress=False)
+
+
+def _top1_params():
+    m = MultiTaskClassifier.from_encoder("tiny-wav2vec2", {"iemocap": LABELS["iemocap"]}).train_top_layers(1)
+    return {k: p for k, p in m.named_parameters() if p.requires_grad}
+
