@@ -19,9 +19,9 @@ from .corpora import load_corpus
 __all__ = ['FRAME_COLUMNS', 'PAPER_COLUMNS', 'FULL_MODEL', 'CORPUS_TITLES', 'MULTICLASS', 'ESD_TEST_SHARE', 'TABLE_FILES',
            'parse_corpus_set', 'method_name', 'normalise_results', 'read_any_results', 'fig2_table', 'fig3_table',
            'table1', 'fig4_table', 'paired_comparison', 'fig2_chart', 'fig3_chart', 'fig4_chart', 'charts',
-           'save_chart', 'paper_rows', 'methods_table', 'constant_f1', 'majority_f1', 'test_shares',
-           'constant_baselines', 'fig2_methods', 'multiclass_table', 'fig4_methods', 'method_pairs', 'report_html',
-           'method_tables', 'write_report']
+           'save_chart', 'method_order', 'by_method', 'paper_rows', 'methods_table', 'constant_f1', 'majority_f1',
+           'test_shares', 'constant_baselines', 'fig2_methods', 'multiclass_table', 'fig4_methods', 'method_pairs',
+           'report_html', 'method_tables', 'write_report']
 
 # %% ../nbs/08_analysis.ipynb #e7ae9fbd
 FRAME_COLUMNS = ("model", "corpora", "n_corpora", "speaker", "language", "emotion", "k", "trial", "macro_f1",
@@ -280,8 +280,10 @@ def fig4_table(results: pd.DataFrame # normalised results (`read_any_results`)
 
 # %% ../nbs/08_analysis.ipynb #e87230e9
 def _methods(results: pd.DataFrame) -> pd.Series:
-    "Each row's adaptation method (`full` where the frame has no `method` column)."
-    return results["method"] if "method" in results.columns else pd.Series("full", index=results.index)
+    "Each row's `method_name`, in a normalised frame or not (`full` where the frame names neither model nor method)."
+    models = results["model"] if "model" in results.columns else pd.Series("", index=results.index)
+    raw = results["method"] if "method" in results.columns else pd.Series(None, index=results.index, dtype=object)
+    return pd.Series([method_name(m, x) for m, x in zip(models, raw)], index=results.index, dtype=object)
 
 def _tasks(results: pd.DataFrame) -> pd.Series:
     "Each row's task: `binary` or `multiclass` (from the emotion where the frame has no `task` column)."
@@ -421,14 +423,26 @@ def save_chart(chart: alt.TopLevelMixin, # an Altair chart
         paths.append(p)
     return paths
 
+# %% ../nbs/08_analysis.ipynb #fc3f4355
+def method_order(methods) -> list:
+    "Distinct method names, `full` (or `full-mc`) first, then by name."
+    return sorted(set(methods), key=lambda m: (m.removesuffix("-mc") != "full", m))
+
+def by_method(results: pd.DataFrame, # results (normalised or a `grid.load_results` frame)
+              task: str = "binary", # "binary" or "multiclass"
+             ) -> dict:
+    "Method name -> its rows of `task` (`method` holding the names), in `method_order`."
+    rows = results[(_tasks(results) == task).to_numpy()]
+    rows = rows.assign(method=_methods(rows))
+    return {m: rows[rows["method"] == m] for m in method_order(rows["method"])}
+
+
 # %% ../nbs/08_analysis.ipynb #04dd771e
 def paper_rows(results: pd.DataFrame, # normalised results (`read_any_results`)
               ) -> pd.DataFrame:
     "The rows the paper's tables read: the binary `full` trials, or the binary trials of the first method."
-    binary = results[_tasks(results) == "binary"]
-    methods = _methods(binary)
-    keep = "full" if (methods == "full").any() else methods.min()
-    return binary[methods == keep].reset_index(drop=True)
+    methods = by_method(results)
+    return next(iter(methods.values())).reset_index(drop=True) if methods else results.iloc[:0]
 
 def methods_table(results: pd.DataFrame, # normalised results (`read_any_results`)
                  ) -> pd.DataFrame:
@@ -489,10 +503,7 @@ def constant_baselines(results: pd.DataFrame, # normalised results (`read_any_re
 # %% ../nbs/08_analysis.ipynb #8fe81a98
 def _by_method(results: pd.DataFrame, task: str, shares=None):
     "(method, rows with their `constant_baselines`) for each method of `task`, `full` first."
-    rows = results[_tasks(results) == task]
-    rows = rows.join(constant_baselines(rows, shares)).assign(method=_methods(rows))
-    order = sorted(rows["method"].unique(), key=lambda m: (m.removesuffix("-mc") != "full", m))
-    return [(m, rows[rows["method"] == m]) for m in order]
+    return [(m, rows.join(constant_baselines(rows, shares))) for m, rows in by_method(results, task).items()]
 
 def _stack(parts: list, columns: list) -> pd.DataFrame:
     "The tables of `parts` one below the other, in `columns`; an empty table with them when there are none."
@@ -540,7 +551,7 @@ def _model_methods(results: pd.DataFrame) -> pd.DataFrame:
     m = m[["method", "task"]].first().reset_index()
     m["base"] = [name.rsplit("@", 1)[0] if name.endswith(f"@{method}") else name
                  for name, method in zip(m["model"], m["method"])]
-    m["_order"] = [(method.removesuffix("-mc") != "full", method) for method in m["method"]]
+    m["_order"] = m["method"].map({name: i for i, name in enumerate(method_order(m["method"]))})
     return m.sort_values(["base", "task", "_order"]).drop(columns="_order").reset_index(drop=True)
 
 def method_pairs(results: pd.DataFrame, # normalised results (`read_any_results`)

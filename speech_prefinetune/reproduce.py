@@ -25,9 +25,10 @@ from .analysis import write_report
 
 # %% auto #0
 __all__ = ['parse_subsets', 'check_roots', 'model_status', 'plan_models', 'encoder_spec', 'grid_models', 'plan_trials',
-           'clip_seconds', 'disk_plan', 'calibration_batch', 'calibrate_prefinetune', 'calibrate_fewshot', 'epoch_line',
-           'trial_epochs', 'project_hours', 'check_grid', 'corpus_seconds', 'encoder_facts', 'step_memory',
-           'reproduce_plan', 'calibrated_hours', 'format_plan', 'reproduce', 'reproduce_command']
+           'clip_seconds', 'disk_plan', 'calibration_batch', 'calibrate_prefinetune', 'full_config', 'measured_epochs',
+           'calibrate_fewshot', 'epoch_line', 'trial_epochs', 'project_hours', 'check_grid', 'corpus_seconds',
+           'encoder_facts', 'step_memory', 'reproduce_plan', 'calibrated_hours', 'format_plan', 'reproduce',
+           'reproduce_command']
 
 # %% ../nbs/12_reproduce.ipynb #ad519b41
 def _items(x, typ=str) -> list | None:
@@ -260,6 +261,21 @@ def calibrate_prefinetune(encoder, # encoder spec
                 n_params=sum(p.numel() for p in model.parameters()),
                 n_trained=sum(p.numel() for p in model.parameters() if p.requires_grad))
 
+# %% ../nbs/12_reproduce.ipynb #e349f129
+def full_config(config: TrialConfig, # the grid's trial settings
+               ) -> TrialConfig:
+    "`config` with full fine-tuning on the binary task: the trials the planner times."
+    return replace(config, method="full", task="binary")
+
+def measured_epochs(results, # results store folder
+                    config: TrialConfig, # the grid's trial settings
+                   ) -> dict | None:
+    "k -> mean epochs of the store's finished full fine-tuning trials with `config`'s settings (None: there are none)."
+    r = load_results(results) if Path(results).is_dir() else None
+    r = r[r["config_id"] == full_config(config).config_id()] if r is not None and len(r) else None
+    return r.groupby("k")["epochs"].mean().to_dict() if r is not None and len(r) else None
+
+
 # %% ../nbs/12_reproduce.ipynb #bdbec4a0
 def calibrate_fewshot(encoder, # encoder spec (the base model; pre-finetuned models have the same shape)
                       esd: pd.DataFrame, # the ESD utterance table
@@ -270,8 +286,9 @@ def calibrate_fewshot(encoder, # encoder spec (the base model; pre-finetuned mod
                       device=None, # torch device (default: CUDA if available)
                       seed: int = 0,
                      ) -> dict:
-    "Measured seconds of a shard's set-up, of a trial's test pass and of one trial epoch at each k, on this device."
-    cfg = replace(config or TrialConfig(), max_epochs=epochs, patience=epochs + 1, paper_code_schedule=False, stack=1)
+    "Seconds of a shard's set-up, a trial's test pass and one trial epoch at each k of full fine-tuning, here."
+    cfg = replace(full_config(config or TrialConfig()), max_epochs=epochs, patience=epochs + 1,
+                  paper_code_schedule=False, stack=1)
     t0 = time.perf_counter()
     runner = TrialRunner(encoder, esd, speaker, cfg, device)
     setup = time.perf_counter() - t0
@@ -459,12 +476,7 @@ def calibrated_hours(plan: dict, # `reproduce_plan`'s plan so far
     pcal = calibrate_prefinetune(encoder, tables, pcfg, steps, seconds)
     fcal = calibrate_fewshot(encoder, esd, plan["speakers"][0], (min(ks), max(ks)), tcfg, device=device, seed=seed)
     todo_k = trials_t.groupby("k")["todo"].sum().to_dict()
-    measured = None
-    if (out / "results").is_dir():
-        r = load_results(out / "results")
-        r = r[r["config_id"] == tcfg.config_id()] if len(r) else r
-        if len(r):
-            measured = r.groupby("k")["epochs"].mean().to_dict()
+    measured = measured_epochs(out / "results", tcfg)
     shards = int((trials_t.groupby(["model", "speaker"])["todo"].sum() > 0).sum())
     hours = project_hours(plan["models"], todo_k, shards, pcal, fcal, pcfg, tcfg, plan["prefinetune_epochs"],
                           plan["best_epoch"], measured)
@@ -529,6 +541,10 @@ def _plan_hours(plan: dict) -> list[str]:
     if plan.get("measured_epochs"):
         rounded = {k: round(v, 1) for k, v in plan["measured_epochs"].items()}
         measured = f"; measured mean epochs of finished trials used instead: {rounded}"
+    tc, method_note = plan["tconfig"], []
+    if full_config(tc) != tc:
+        method_note = [f"  - the hours are those of full fine-tuning on the binary task (the calibration times full "
+                       f"trials only): the grid's --method {tc.method}, --task {tc.task} trials take less or more"]
     return ["", f"calibration on {pc['device']}:",
             f"  pre-finetuning: {pc['step_seconds']:.3f} s per step of {pc['batch_clips']} clips / "
             f"{pc['batch_audio_seconds']:.1f} audio-s -> {1 / pc['train_seconds_per_audio_second']:.1f} audio-s/s "
@@ -548,7 +564,8 @@ def _plan_hours(plan: dict) -> list[str]:
             "then one test pass" + measured,
             f"  - every (model, speaker) shard with trials to run ({plan['shards_todo']}) pays one set-up",
             "  - not counted: start-up, decoding into the audio cache (once per corpus), saving models, the report",
-            "  - divide by the number of devices running at once (SLURM array tasks, local workers on separate GPUs)"]
+            "  - divide by the number of devices running at once (SLURM array tasks, local workers on separate GPUs)",
+            *method_note]
 
 # %% ../nbs/12_reproduce.ipynb #38bb4d47
 def format_plan(plan: dict, # `reproduce_plan`'s result

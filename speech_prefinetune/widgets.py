@@ -16,7 +16,7 @@ from tqdm.std import tqdm as std_tqdm
 from .core import (PREFINETUNE_CORPORA, CORPORA, DOWNSTREAM_CORPUS, SPLITS, LABELS, BASE_MODEL,
                                      UserError, canonical_corpus, corpus_set_name, read_roots)
 from .corpora import load_corpus
-from .analysis import paper_rows, read_any_results
+from .analysis import by_method, read_any_results
 
 # %% auto #0
 __all__ = ['chart_html', 'table_html', 'corpus_sizes', 'label_distribution', 'prefinetune_command', 'WidgetTqdm',
@@ -406,17 +406,17 @@ def default_models(all_models: list) -> list:
     return list(dict.fromkeys([m for m in (BASE_MODEL, all_models[-1]) if m in all_models]))
 
 # %% ../nbs/09_widgets.ipynb #e950a885
-def _viewer_results(results, metric: str) -> pd.DataFrame:
-    "`results` (a frame, or a path to read) checked for the viewer's columns, with speakers as text."
+def _viewer_results(results, metric: str) -> dict:
+    "Method -> its binary rows of `results` (a frame, or a path to read), checked for the viewer's columns."
     if not isinstance(results, pd.DataFrame):
         results = read_any_results(results)
-    results = paper_rows(results)   # one adaptation method per corpus set: full fine-tuning (others: `spft report`)
     missing = {"corpora", "speaker", "language", "emotion", "k", metric} - set(results.columns)
     if missing:
         raise UserError(f"results lack column(s) {', '.join(sorted(missing))}")
-    if not len(results):
+    methods = by_method(results.assign(speaker=results["speaker"].astype(str)))
+    if not methods:
         raise UserError("results are empty")
-    return results.assign(speaker=results["speaker"].astype(str))
+    return methods
 
 # %% ../nbs/09_widgets.ipynb #9cc20fd7
 class ResultsViewer:
@@ -427,16 +427,20 @@ class ResultsViewer:
                  speaker="all", # an ESD speaker of `language`, or "all"
                  k=None, # shots (default: the smallest present)
                  metric="macro_f1", # column shown
+                 method=None, # adaptation method shown (default: `full`, else the first present)
                 ):
-        self.results = _viewer_results(results, metric)
-        self.metric = metric
+        self.methods, self.metric = _viewer_results(results, metric), metric
+        method = method or next(iter(self.methods))
+        if method not in self.methods:
+            raise UserError(f"unknown method {method!r}; results have {', '.join(self.methods)}")
+        self.results = self.methods[method]   # the shown method's rows
         all_models = sorted(self.results["corpora"].unique(), key=model_sort_key)
         if models is None:
             models = default_models(all_models)
         unknown = set(models) - set(all_models)
         if unknown:
             raise UserError(f"unknown model(s) {', '.join(sorted(unknown))}; results have {', '.join(all_models)}")
-        self._build(all_models, models, language, speaker, k)
+        self._build(all_models, models, language, speaker, k, method)
         self.update()
 
     def _repr_mimebundle_(self, **kwargs):
@@ -444,26 +448,28 @@ class ResultsViewer:
 
 # %% ../nbs/09_widgets.ipynb #cc8a7607
 @patch
-def _build(self: ResultsViewer, all_models, models, language, speaker, k):
-    "Create the controls (starting at `models`, `language`, `speaker`, `k`) and lay them out in `self.widget`."
-    languages = sorted(self.results["language"].unique())
+def _build(self: ResultsViewer, all_models, models, language, speaker, k, method):
+    "Create the controls (starting at `models`, `language`, `speaker`, `k`, `method`) and lay them out in `self.widget`."
+    self.method = W.Dropdown(options=list(self.methods), value=method, description="method")
+    languages = sorted(pd.concat(list(self.methods.values()))["language"].unique())
     ks = sorted(int(v) for v in self.results["k"].unique())
     self.language = W.Dropdown(options=languages, value=language or languages[0], description="language")
     self.speaker = W.Dropdown(options=self._speakers(self.language.value), value=speaker, description="speaker")
     self.k = W.Dropdown(options=ks, value=k if k is not None else ks[0], description="k")
     self.models = W.SelectMultiple(options=all_models, value=tuple(models), description="models",
                                    rows=min(len(all_models), 8), layout=W.Layout(width="40em"))
-    for control, name in [(self.language, "language"), (self.speaker, "speaker"), (self.k, "k"),
-                          (self.models, "models")]:
+    for control, name in [(self.method, "method"), (self.language, "language"), (self.speaker, "speaker"),
+                          (self.k, "k"), (self.models, "models")]:
         control.add_class(f"spft-{name}")
     self.chart_html = W.HTML()
     self.chart_html.add_class("spft-results-chart")
     self.table_html = W.HTML()
     self.table_html.add_class("spft-results-table")
     self.language.observe(self._language_changed, "value")
+    self.method.observe(self._method_changed, "value")
     for control in (self.speaker, self.k, self.models):
         control.observe(self.update, "value")
-    controls = W.HBox([W.VBox([self.language, self.speaker, self.k]), self.models])
+    controls = W.HBox([W.VBox([self.method, self.language, self.speaker, self.k]), self.models])
     self.widget = W.VBox([controls, self.chart_html, self.table_html])
     self.widget.add_class("spft-results-viewer")
 
@@ -475,21 +481,40 @@ def _speakers(self: ResultsViewer, language) -> list:
 
 # %% ../nbs/09_widgets.ipynb #ea814f97
 @patch
+def _quietly(self: ResultsViewer, control, options, value):
+    "Set `control`'s options and value without a redraw."
+    control.unobserve(self.update, "value")
+    control.options = options   # (a held notification would reset the value after it is set)
+    control.value = value
+    control.observe(self.update, "value")
+
+@patch
 def _language_changed(self: ResultsViewer, change):
     "Offer the new language's speakers (keeping the speaker where it can), then redraw once."
     options, keep = self._speakers(change["new"]), self.speaker.value
-    with self.speaker.hold_trait_notifications():
-        self.speaker.unobserve(self.update, "value")
-        self.speaker.options = options
-        self.speaker.value = keep if keep in options else "all"
-        self.speaker.observe(self.update, "value")
+    self._quietly(self.speaker, options, keep if keep in options else "all")
+    self.update()
+
+# %% ../nbs/09_widgets.ipynb #f26f6454
+@patch
+def _method_changed(self: ResultsViewer, change):
+    "Show the new method's rows: its models, speakers and k on offer (keeping choices where they can); redraw once."
+    self.results = self.methods[change["new"]]
+    models = sorted(self.results["corpora"].unique(), key=model_sort_key)
+    chosen = tuple(m for m in self.models.value if m in models) or tuple(default_models(models))
+    self._quietly(self.models, models, chosen)
+    ks = sorted(int(v) for v in self.results["k"].unique())
+    self._quietly(self.k, ks, self.k.value if self.k.value in ks else ks[0])
+    speakers = self._speakers(self.language.value)
+    self._quietly(self.speaker, speakers, self.speaker.value if self.speaker.value in speakers else "all")
     self.update()
 
 # %% ../nbs/09_widgets.ipynb #8966f800
 @patch(as_prop=True)
 def title(self: ResultsViewer) -> str:
-    "The current choice in words: language, speaker and k."
-    return f"language {self.language.value} · speaker {self.speaker.value} · k = {self.k.value}"
+    "The current choice in words: method (when there are several), language, speaker and k."
+    method = f"method {self.method.value} · " if len(self.methods) > 1 else ""
+    return f"{method}language {self.language.value} · speaker {self.speaker.value} · k = {self.k.value}"
 
 # %% ../nbs/09_widgets.ipynb #08e08726
 @patch
