@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_grid.ipynb #bc4f90e1
 from __future__ import annotations
-import json, os, re, time, warnings
+import json, math, os, re, time, warnings
 try:
     import fcntl
 except ImportError:
@@ -20,19 +20,26 @@ from .core import BASE_MODEL, UserError, esd_language
 from .config import EXECUTORS, K_VALUES
 from .audio import cache_root
 from .corpora import load_corpus
-from .fewshot import (ESD_EMOTIONS, FeatureCache, TrialConfig, TrialRunner, check_emotion,
-                                        check_k, is_model_dir, model_corpora, sample_fewshot)
+from .fewshot import (ALL_EMOTIONS, ESD_EMOTIONS, FeatureCache, TrialConfig, TrialRunner,
+                                        check_emotion, check_k, is_model_dir, model_corpora, sample_fewshot)
 from .stacked import run_cells
 from .methods import make_runner
 
 # %% auto #0
-__all__ = ['TRIAL_KEY', 'RESULT_COLUMNS', 'plan_grid', 'ModelRef', 'read_model_metadata', 'model_ref', 'slug', 'method_ref',
-           'shard_file', 'read_records', 'open_shard', 'append_record', 'load_results', 'ShardJob', 'done_cells',
-           'shard_features', 'run_shard', 'grid_models', 'run_grid']
+__all__ = ['TRIAL_KEY', 'RESULT_COLUMNS', 'grid_emotions', 'plan_grid', 'ModelRef', 'read_model_metadata', 'model_ref', 'slug',
+           'method_ref', 'shard_file', 'read_records', 'open_shard', 'append_record', 'load_results', 'ShardJob',
+           'done_cells', 'shard_features', 'run_shard', 'grid_models', 'run_grid']
 
 # %% ../nbs/07_grid.ipynb #8b6ccf7d
-def plan_grid(models, speakers, emotions=ESD_EMOTIONS, k=K_VALUES, trials: int = 3) -> pd.DataFrame:
+def grid_emotions(task: str = "binary") -> list[str]:
+    "The cells' emotions by default: the five ESD emotions (binary), or 'all' (multiclass: one cell for all five)."
+    return [ALL_EMOTIONS] if task == "multiclass" else list(ESD_EMOTIONS)
+
+def plan_grid(models, speakers, emotions=None, k=K_VALUES, trials: int = 3,
+              task: str = "binary", # `TrialConfig.task`: "multiclass" cells are (all, k, trial)
+             ) -> pd.DataFrame:
     "One row per trial of the grid: model, speaker, emotion, k, trial (shard-major order)."
+    emotions = [check_emotion(e, task) for e in (emotions or grid_emotions(task))]
     return pd.DataFrame([dict(model=m, speaker=s, emotion=e, k=kk, trial=t) for s in speakers for m in models
                          for e in emotions for kk in k for t in range(trials)])
 
@@ -125,7 +132,8 @@ def open_shard(path) -> int:
     return fd
 
 def append_record(fd: int, record: dict):
-    "Append `record` as one complete JSON line (one `os.write`), then `fsync`."
+    "Append `record` as one complete JSON line (one `os.write`; a NaN as null), then `fsync`."
+    record = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}
     data = (json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n").encode()
     n = os.write(fd, data)
     while n < len(data):
@@ -146,6 +154,7 @@ def load_results(path) -> pd.DataFrame:
         if c not in df:
             df[c] = None
     df["speaker"] = df["speaker"].astype(str)
+    df["f1_pos"] = pd.to_numeric(df["f1_pos"])   # null (multi-class rows) -> NaN
     df = df.drop_duplicates(subset=list(TRIAL_KEY), keep="first").reset_index(drop=True)
     return df[list(RESULT_COLUMNS) + [c for c in df.columns if c not in RESULT_COLUMNS]]
 
@@ -337,8 +346,8 @@ def run_grid(models,                       # model folders / encoder specs (list
              esd_root=None,                # ESD root folder (or give `table`)
              results="results",            # results store folder
              speakers=None,                # ESD speakers (default: all in the table)
-             emotions=None,                # emotions (default: all five)
-             k=K_VALUES,                   # few-shot sizes
+             emotions=None,                # emotions (default: all five; multiclass: "all")
+             k=K_VALUES,                   # few-shot sizes (multiclass: clips per emotion)
              trials: int = 3,              # trials per (model, speaker, emotion, k)
              seed: int = 0,                # grid seed (sampling, head init, data order)
              config: TrialConfig | None = None,
@@ -368,16 +377,18 @@ def run_grid(models,                       # model folders / encoder specs (list
     speakers = _as_list(speakers) or have
     if bad := [s for s in speakers if s not in have]:
         raise UserError(f"speakers {', '.join(bad)} not in the ESD table (it has {', '.join(have)})")
-    emotions = [check_emotion(e) for e in (_as_list(emotions) or ESD_EMOTIONS)]
-    ks = [check_k(v) for v in _as_list(k, int)]
-    if int(trials) < 1:
-        raise UserError(f"trials={trials}: expected >= 1")
     overrides = {n: v for n, v in dict(max_epochs=max_epochs, patience=patience).items() if v is not None}
     config = replace(config or TrialConfig(), **overrides)
+    emotions = [check_emotion(e, config.task) for e in (_as_list(emotions) or grid_emotions(config.task))]
+    ks = [check_k(v, config.task) for v in _as_list(k, int)]
+    if int(trials) < 1:
+        raise UserError(f"trials={trials}: expected >= 1")
     refs = [method_ref(r, config) for r in refs]
     names = [r.name for r in refs]
     if int(config.stack) < 1:
         raise UserError(f"stack={config.stack}: expected >= 1 trials per stack")
+    if int(config.stack) > 1 and config.task == "multiclass":
+        raise UserError(f"stack={config.stack} with task='multiclass': stacked trials are binary; expected stack=1")
     for s in speakers:                      # fail fast: every cell can be drawn
         for e in emotions:
             for kk in ks:

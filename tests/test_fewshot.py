@@ -9,7 +9,8 @@ from sklearn.metrics import f1_score
 
 from speech_prefinetune.core import LABELS, UserError
 from speech_prefinetune.corpora import load_corpus
-from speech_prefinetune.fewshot import FeatureCache, TrialConfig, TrialRunner, load_trial_model, sample_fewshot
+from speech_prefinetune.fewshot import (FeatureCache, TrialConfig, TrialRunner, load_trial_model, sample_fewshot,
+                                        sample_fewshot_multiclass)
 from speech_prefinetune.model import MultiTaskClassifier
 from speech_prefinetune.synth import synth_corpora
 
@@ -58,10 +59,13 @@ def test_sampler_trials_and_seeds_differ_and_negatives_are_pooled(esd):
 def test_sampler_same_draw_in_a_fresh_process(esd, tmp_path):
     f = tmp_path / "t.pkl"; esd.to_pickle(f)
     code = ("import pandas as pd, json, sys; from speech_prefinetune.fewshot import sample_fewshot; "
-            f"t = pd.read_pickle({str(f)!r}); print(json.dumps(sample_fewshot(t, '0012', 'happy', 16, 2, seed=5)))")
+            f"t = pd.read_pickle({str(f)!r}); "
+            "print(json.dumps([sample_fewshot(t, '0012', 'happy', 16, 2, seed=5), sample_fewshot(t, '0012', 'all', 3, 2, seed=5)]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "123"})
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == sample_fewshot(esd, "0012", "happy", 16, 2, seed=5)
+    binary, multiclass = json.loads(out.stdout.strip().splitlines()[-1])
+    assert binary == sample_fewshot(esd, "0012", "happy", 16, 2, seed=5)
+    assert multiclass == sample_fewshot_multiclass(esd, "0012", 3, 2, seed=5) and len(multiclass) == 15   # k per emotion
 
 
 def test_sampler_errors(esd):

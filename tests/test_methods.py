@@ -7,6 +7,8 @@ import torch
 
 from speech_prefinetune.cli import main as spft
 from speech_prefinetune.config import TrialConfig
+from speech_prefinetune.corpora import load_corpus
+from speech_prefinetune.fewshot import sample_fewshot_multiclass
 from speech_prefinetune.grid import ModelRef, load_results
 from speech_prefinetune.reproduce import plan_trials
 from speech_prefinetune.widgets import ResultsViewer
@@ -96,6 +98,37 @@ def test_same_seed_same_results(esd_root, tmp_path):
         assert spft(fewshot_args(esd_root, tmp_path / f"r{i}", tmp_path / f"c{i}", "--method", "linear")) == 0
         runs.append(load_results(tmp_path / f"r{i}").drop(columns=["seconds"]).sort_values(["emotion", "k", "trial"]))
     pd.testing.assert_frame_equal(runs[0].reset_index(drop=True), runs[1].reset_index(drop=True))
+
+
+def test_multiclass_beside_binary(esd_root, tmp_path, capsys):
+    "`spft fewshot --task multiclass` into a store with binary rows: its own rows (NAME@full-mc), k clips per emotion."
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    assert spft(fewshot_args(esd_root, results, cache, "--max-epochs", "1", "--patience", "1")) == 0
+    binary = load_results(results)
+    args = fewshot_args(esd_root, results, cache, "--task", "multiclass", "--max-epochs", "2", "--patience", "2")
+    del args[args.index("--emotions"):args.index("--emotions") + 2]   # the default: one cell (all) per k and trial
+    args[args.index("2,4")] = "1,3"                                     # clips per emotion: any k >= 1
+    assert spft(args) == 0
+    assert spft([*args, "--method", "linear"]) == 0
+    df = load_results(results)
+    assert sorted(df.model.unique()) == ["tiny-wav2vec2", "tiny-wav2vec2@full-mc", "tiny-wav2vec2@linear-mc"]
+    pd.testing.assert_frame_equal(df[df.model == "tiny-wav2vec2"][binary.columns].reset_index(drop=True), binary)
+    esd, cells = load_corpus("esd", esd_root), ["k", "trial"]
+    full = df[df.model == "tiny-wav2vec2@full-mc"].sort_values(cells).reset_index(drop=True)
+    lin = df[df.model == "tiny-wav2vec2@linear-mc"].sort_values(cells).reset_index(drop=True)
+    assert set(full.emotion) == set(lin.emotion) == {"all"}
+    assert list(zip(full.k, full.trial)) == [(1, 0), (1, 1), (3, 0), (3, 1)]
+    assert full.train_ids.tolist() == [sample_fewshot_multiclass(esd, "0011", k, t) for k, t in zip(full.k, full.trial)]
+    assert lin.train_ids.tolist() == full.train_ids.tolist()   # paired across methods
+    assert full.f1_pos.isna().all() and lin.f1_pos.isna().all() and binary.f1_pos.notna().all()
+    assert full.macro_f1.between(0, 1).all() and (full.epochs <= 2).all() and (lin.epochs == 0).all()
+    assert len({*full.config_id, *lin.config_id, *binary.config_id}) == 3
+    before = {f: f.read_bytes() for f in results.glob("*/*.jsonl")}
+    assert spft(args) == 0   # done: nothing runs, nothing is written
+    assert {f: f.read_bytes() for f in results.glob("*/*.jsonl")} == before
+    capsys.readouterr()
+    assert spft([*args, "--emotions", "sad"]) == 2
+    assert "a multiclass trial has emotion 'all'" in capsys.readouterr().err
 
 
 def test_bench_methods_quick():
