@@ -164,14 +164,14 @@ def merge_adapters(model: MultiTaskClassifier, # with adapters; changed in place
         del encoder.peft_config
     return model
 
-# %% ../nbs/06d_lora.ipynb #d0000033
+# %% ../nbs/06d_lora.ipynb #d0000034
 def training_memory(model: nn.Module) -> dict:
     "Trainable parameters, and MB of them, of their gradients and of AdamW's state (two float32 moments each)."
     n = sum(p.numel() for p in model.parameters() if p.requires_grad)
     mb = lambda copies: round(copies * 4 * n / 2**20, 2)
     return dict(trainable=n, weights_mb=mb(1), grads_mb=mb(1), adamw_mb=mb(2))
 
-# %% ../nbs/06d_lora.ipynb #d000003b
+# %% ../nbs/06d_lora.ipynb #d000003c
 class LoraRunner(TrialRunner):
     "Runs the `lora` trials of one (model, speaker) shard: adapters on a frozen encoder, trained with the head."
     def __init__(self, model,                     # model folder, encoder spec, or a `MultiTaskClassifier` (copied)
@@ -187,7 +187,7 @@ class LoraRunner(TrialRunner):
         model = copy.deepcopy(model) if isinstance(model, MultiTaskClassifier) else model
         super().__init__(model, table, speaker, config, device, features, progress)
 
-# %% ../nbs/06d_lora.ipynb #d000003c
+# %% ../nbs/06d_lora.ipynb #d000003d
 @patch
 def _adapt(self: LoraRunner):
     "Add the config's adapters (the encoder but them is frozen); count what a trial trains (`training_memory`)."
