@@ -310,7 +310,8 @@ def test_batches_by_seconds_by_default_and_exact_counts_on_request(tables, tmp_p
 
 
 # ---- gradient checkpointing changes memory, not gradients ----
-def test_gradient_checkpointing_gives_the_same_gradients():
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_gradient_checkpointing_gives_the_same_gradients(method):
     tasks = {"a": ("x", "y", "z")}
     rng = np.random.default_rng(0)
     x, mask = prepare_batch([rng.normal(size=n).astype(np.float32) for n in (9000, 6000, 4000)], load_preprocessor("tiny-wav2vec2"))
@@ -320,10 +321,17 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         m = MultiTaskClassifier.from_encoder("tiny-wav2vec2", tasks, seed=0, projector_dim=8).train()   # dropout and LayerDrop on
         if ckpt: pf._checkpoint_layers(m.encoder, "tiny-wav2vec2")
         assert m.encoder.is_activation_checkpointing == ckpt
-        torch.manual_seed(1); np.random.seed(1)          # dropout and LayerDrop draw from torch, SpecAugment from NumPy
+        m = pf.adapt_model(m, PrefinetuneConfig(method=method))        # as the loop does: checkpointing, then adapters
+        with torch.no_grad():                                          # B away from its zero start: every adapter learns
+            for k, p in m.named_parameters():
+                if "lora_B" in k: p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(2)))
+        seed = 1 if method == "full" else 2               # (a seed at which LayerDrop keeps both layers)
+        torch.manual_seed(seed); np.random.seed(seed)    # dropout and LayerDrop draw from torch, SpecAugment from NumPy
         scaled_loss(m(x, mask, task="a"), y, 3).backward()
         grads.append({k: p.grad.clone() for k, p in m.named_parameters() if p.grad is not None})
     assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    assert (method == "lora") == all("lora_" in k or k.startswith(("heads.", "projector.")) for k in grads[0])
+    assert all(g.abs().sum() > 0 for g in grads[1].values())
     for k in grads[0]: torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-5, atol=1e-7, msg=k)
 
 
