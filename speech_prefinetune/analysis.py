@@ -467,10 +467,11 @@ def constant_f1(p, # the emotion's share of the test split (a number or an array
     raise ValueError(f"predict={predict!r}: expected rest or emotion")
 
 def majority_f1(shares, # each class's share of the test split
+                n_classes: int | None = None, # classes the macro-F1 averages over (default: those of `shares`)
                ) -> float:
     "Multi-class macro-F1 of always predicting the most frequent class."
     q = float(np.max(shares))
-    return 2 * q / (1 + q) / len(shares)
+    return 2 * q / (1 + q) / (n_classes or len(shares))
 
 
 # %% ../nbs/08_analysis.ipynb #e1766815
@@ -493,7 +494,9 @@ def constant_baselines(results: pd.DataFrame, # normalised results (`read_any_re
     if missing := sorted(set(results["speaker"]) - set(shares["speaker"])):
         raise UserError(f"speaker(s) {', '.join(missing)} of the results have no test clips in the ESD table")
     p = results[["speaker", "emotion"]].merge(shares, how="left", on=["speaker", "emotion"])["share"].fillna(0)
-    majority = results["speaker"].map(shares.groupby("speaker")["share"].agg(majority_f1)).to_numpy()
+    n_classes = len(LABELS[DOWNSTREAM_CORPUS])   # a multi-class trial's macro-F1 averages over all five emotions
+    majority = shares.groupby("speaker")["share"].agg(majority_f1, n_classes=n_classes)
+    majority = results["speaker"].map(majority).to_numpy()
     multiclass = (_tasks(results) == "multiclass").to_numpy()
     return pd.DataFrame({"const_rest_f1": np.where(multiclass, np.nan, constant_f1(p, "rest")),
                          "const_emotion_f1": np.where(multiclass, np.nan, constant_f1(p, "emotion")),
