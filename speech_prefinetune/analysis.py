@@ -447,7 +447,7 @@ def paper_rows(results: pd.DataFrame, # normalised results (`read_any_results`)
 def methods_table(results: pd.DataFrame, # normalised results (`read_any_results`)
                  ) -> pd.DataFrame:
     "Mean F1, standard error and count per (model, corpora, method, k): one row per model and method."
-    groups = results.assign(method=_methods(results)).groupby(["model", "corpora", "method", "k"])["macro_f1"]   # a model: one task
+    groups = results.assign(method=_methods(results)).groupby(["model", "corpora", "method", "k"])["macro_f1"]
     t = groups.agg(mean_f1="mean", sd="std", n="size").reset_index()
     t["se"] = t["sd"] / np.sqrt(t["n"])
     return t[["model", "corpora", "method", "k", "mean_f1", "se", "n"]]
@@ -737,7 +737,8 @@ def _report_cmd(args) -> int:
         print(m.pivot(index="model", columns="k", values="mean_f1").round(4).to_string())
     c = pd.read_csv(rep.parent / "fig2_methods.csv")
     if len(c):
-        print(f"constant prediction 'rest': macro-F1 {c.const_rest_f1.mean():.4f} ('emotion': {c.const_emotion_f1.mean():.4f})")
+        print(f"constant prediction 'rest': macro-F1 {c.const_rest_f1.mean():.4f} "
+              f"('emotion': {c.const_emotion_f1.mean():.4f})")
     if compare:
         print(pd.read_csv(rep.parent / "compare.csv").round(4).to_string(index=False))
     return 0

@@ -449,7 +449,7 @@ class ResultsViewer:
 # %% ../nbs/09_widgets.ipynb #cc8a7607
 @patch
 def _build(self: ResultsViewer, all_models, models, language, speaker, k, method):
-    "Create the controls (starting at `models`, `language`, `speaker`, `k`, `method`) and lay them out in `self.widget`."
+    "Create the controls (starting at the given values) and lay them out in `self.widget`."
     self.method = W.Dropdown(options=list(self.methods), value=method, description="method")
     languages = sorted(pd.concat(list(self.methods.values()))["language"].unique())
     ks = sorted(int(v) for v in self.results["k"].unique())
