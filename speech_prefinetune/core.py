@@ -4,15 +4,22 @@
 
 # %% ../nbs/00_core.ipynb #a4df995f
 from __future__ import annotations
-import hashlib, itertools, os, random, time, tomllib
+import hashlib, itertools, os, random, re, time, tomllib, warnings
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 import numpy as np
 
 # %% auto #0
 __all__ = ['PREFINETUNE_CORPORA', 'DOWNSTREAM_CORPUS', 'CORPORA', 'SPLITS', 'LANGUAGES', 'LABELS', 'CORPUS_LANGUAGE',
-           'ESD_SPEAKERS', 'PAPER_CORPUS_NAMES', 'BASE_MODEL', 'esd_language', 'canonical_corpus', 'corpus_set_name',
-           'UserError', 'derive_seed', 'seed_everything', 'pack_sorted', 'read_roots', 'write_roots', 'current_umask',
-           'apply_umask', 'atomic_write', 'atomic_write_text']
+           'ESD_SPEAKERS', 'PAPER_CORPUS_NAMES', 'BASE_MODEL', 'SPLIT_RULES', 'CORPUS_REGISTRY', 'BUILTIN_CORPORA',
+           'ENTRY_POINT_GROUP', 'UserError', 'esd_language', 'canonical_corpus', 'corpus_set_name', 'CorpusInfo',
+           'register_corpus', 'registered_corpora', 'corpus_info', 'derive_seed', 'seed_everything', 'pack_sorted',
+           'read_roots', 'write_roots', 'current_umask', 'apply_umask', 'atomic_write', 'atomic_write_text']
+
+# %% ../nbs/00_core.ipynb #2f6dd01b
+class UserError(ValueError):
+    "Bad input the user can fix; the CLI prints the message alone and exits 2."
 
 # %% ../nbs/00_core.ipynb #1e878e7a
 # the four pre-finetuning corpora, in the paper's order
@@ -46,21 +53,144 @@ PAPER_CORPUS_NAMES = {"iemocap_emotion": "iemocap", "msp_improv": "msp_improv",
 BASE_MODEL = "base"
 
 def canonical_corpus(name: str) -> str:
-    "Our name for a corpus given ours or the paper scripts' spelling."
+    "Our name for a corpus given ours, an alias or the paper scripts' spelling; a `UserError` lists the known ones."
     n = name.strip().lower()
-    if n in CORPORA: return n
-    if n in PAPER_CORPUS_NAMES: return PAPER_CORPUS_NAMES[n]
-    raise ValueError(f"unknown corpus {name!r}; known: {', '.join(CORPORA)} "
-                     f"(or the paper's {', '.join(PAPER_CORPUS_NAMES)})")
+    found = _lookup_corpus(n)
+    if found is None:
+        _read_entry_points()   # a third-party package may define it
+        found = _lookup_corpus(n)
+    if found is None:
+        raise UserError(f"unknown corpus {name!r}; known: {', '.join(CORPUS_REGISTRY)} "
+                        f"(or the paper's {', '.join(PAPER_CORPUS_NAMES)})")
+    return found
 
 def corpus_set_name(corpora) -> str:
-    "Canonical name of a pre-finetuning set: `base` for none, else names joined by `+` in paper order."
-    s = sorted({canonical_corpus(c) for c in corpora}, key=PREFINETUNE_CORPORA.index)
+    "Canonical name of a pre-finetuning set: `base` for none, else names joined by `+` (paper order, then registry order)."
+    s = sorted({canonical_corpus(c) for c in corpora}, key=_corpus_rank)
     return "+".join(s) if s else BASE_MODEL
 
-# %% ../nbs/00_core.ipynb #2f6dd01b
-class UserError(ValueError):
-    "Bad input the user can fix; the CLI prints the message alone and exits 2."
+# %% ../nbs/00_core.ipynb #35a70a77
+SPLIT_RULES = ("official", "hash", "folds", "file")
+
+@dataclass(frozen=True)
+class CorpusInfo:
+    "What the package knows of a corpus before reading it: loader, labels, languages, speakers and split rule."
+    name: str                    # our name: lower-case letters, digits and `_`
+    loader: object               # `loader(root, problems, **options) -> rows`, or `"module:function"` (imported on use)
+    labels: tuple | None = None  # canonical labels in output-unit order; None: taken from the data (generic loaders)
+    languages: tuple = ()        # language codes of its speech (empty: from the data)
+    speakers: bool = True        # its rows name real speakers (it can be a per-speaker downstream target)
+    split: str = "hash"          # how its `split` is set: one of `SPLIT_RULES`
+    root: str = "folder"         # what its root is: "folder", or "file" (a manifest)
+    aliases: tuple = ()          # other spellings `canonical_corpus` accepts
+    description: str = ""        # one line for listings
+
+# %% ../nbs/00_core.ipynb #9829bbb3
+CORPUS_REGISTRY: dict[str, CorpusInfo] = {}   # name -> CorpusInfo, in registration order
+BUILTIN_CORPORA: set[str] = set()             # names registered by this package (replaced only on request)
+_CORPUS_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+def register_corpus(name: str, # our name: lower-case letters, digits and `_`
+                    loader, # `loader(root, problems, **options) -> rows` or `"module:function"`
+                    labels=None, # canonical labels in output-unit order (None: from the data)
+                    language=(), # a language code or several ("en", ("zh", "en"))
+                    speakers: bool=True, # rows name real speakers
+                    split: str="hash", # how `split` is set: one of `SPLIT_RULES`
+                    root: str="folder", # "folder" or "file"
+                    aliases=(), # other spellings
+                    description: str="", # one line for listings
+                    replace: bool=False, # allow replacing a corpus this package ships
+                   ) -> CorpusInfo:
+    "Make corpus `name` known to `load_corpus`, the roots file, `canonical_corpus` and `LABELS`."
+    if not (isinstance(name, str) and _CORPUS_NAME.match(name)):
+        raise UserError(f"corpus name {name!r}: expected lower-case letters, digits and _ (starting with a letter)")
+    if not (callable(loader) or (isinstance(loader, str) and ":" in loader)):
+        raise UserError(f"{name}: loader {loader!r} is neither callable nor 'module:function'")
+    if labels is not None:
+        labels = tuple(labels)
+        if not labels or len(set(labels)) != len(labels) or any(l != str(l).strip().lower() or not l for l in labels):
+            raise UserError(f"{name}: labels {labels!r}: expected distinct, non-empty, lower-case names")
+    if split not in SPLIT_RULES: raise UserError(f"{name}: split={split!r}: expected one of {', '.join(SPLIT_RULES)}")
+    if root not in ("folder", "file"): raise UserError(f"{name}: root={root!r}: expected 'folder' or 'file'")
+    if name in BUILTIN_CORPORA and not replace:
+        raise UserError(f"corpus {name!r} ships with speech_prefinetune; pass replace=True to replace it")
+    languages = (language,) if isinstance(language, str) else tuple(language)
+    info = CorpusInfo(name, loader, labels, languages, bool(speakers), split, root,
+                      tuple(a.lower() for a in aliases), description)
+    CORPUS_REGISTRY[name] = info
+    if labels is not None: LABELS[name] = labels
+    if len(languages) == 1: CORPUS_LANGUAGE[name] = languages[0]
+    return info
+
+# %% ../nbs/00_core.ipynb #049f644d
+_LOADERS = "speech_prefinetune.corpora"
+_BUILTIN = (   # name, reader, labels, language(s), speakers, split, root, aliases, description
+    ("iemocap", "iemocap_rows", LABELS["iemocap"], "en", True, "hash", "folder", (),
+     "IEMOCAP: 10 actors in 5 sessions, dialogs"),
+    ("msp_improv", "msp_improv_rows", LABELS["msp_improv"], "en", True, "hash", "folder", (),
+     "MSP-IMPROV: 12 actors, improvised scenarios"),
+    ("msp_podcast", "msp_podcast_rows", LABELS["msp_podcast"], "en", True, "official", "folder", (),
+     "MSP-PODCAST: podcast segments"),
+    ("mandarin_as", "mandarin_as_rows", LABELS["mandarin_as"], "zh", True, "hash", "folder", (),
+     "Mandarin Affective Speech (MASC): 68 speakers"),
+    ("esd", "esd_rows", LABELS["esd"], ("zh", "en"), True, "official", "folder", (),
+     "ESD: 20 speakers, Mandarin and English, parallel sentences"),
+    ("crema_d", "crema_d_rows", ("neutral", "angry", "disgust", "fear", "happy", "sad"), "en", True, "hash", "folder",
+     ("cremad", "crema-d"), "CREMA-D: 91 actors, 12 sentences, 6 emotions"),
+    ("ravdess", "ravdess_rows", ("neutral", "calm", "happy", "sad", "angry", "fear", "disgust", "surprise"), "en",
+     True, "hash", "folder", (), "RAVDESS speech: 24 actors, 2 statements, 8 emotions"),
+    ("emodb", "emodb_rows", ("neutral", "angry", "boredom", "disgust", "fear", "happy", "sad"), "de", True, "hash",
+     "folder", ("emo-db", "emo_db", "berlin"), "Berlin EmoDB: 10 actors, 10 German sentences, 7 emotions"),
+    ("manifest", "manifest_rows", None, (), True, "file", "file", (),
+     "any corpus listed in a CSV/TSV/JSONL file (path,label,speaker[,split,language])"),
+    ("emobox", "emobox_rows", None, (), True, "folds", "folder", (), "any corpus in EmoBox's metadata format"),
+)
+for _n, _reader, _labels, _lang, _spk, _split, _root, _aliases, _desc in _BUILTIN:
+    register_corpus(_n, f"{_LOADERS}:{_reader}", _labels, _lang, _spk, _split, _root, _aliases, _desc)
+    BUILTIN_CORPORA.add(_n)
+
+# %% ../nbs/00_core.ipynb #00b9c488
+ENTRY_POINT_GROUP = "speech_prefinetune.corpora"
+_entry_points_read = False
+
+def _read_entry_points(group: str=ENTRY_POINT_GROUP):
+    "Register the corpora that installed packages declare in `group` (once per process)."
+    global _entry_points_read
+    if _entry_points_read: return
+    _entry_points_read = True
+    for ep in metadata.entry_points(group=group):
+        try:
+            obj = ep.load()
+            if isinstance(obj, CorpusInfo): _register_info(obj)
+            else: obj()
+        except Exception as e:
+            warnings.warn(f"corpus entry point {ep.name} = {ep.value} skipped: {e}", stacklevel=2)
+
+def _register_info(i: CorpusInfo) -> CorpusInfo:
+    "Register a ready-made `CorpusInfo` (checked like any other registration)."
+    return register_corpus(i.name, i.loader, i.labels, i.languages, i.speakers, i.split, i.root, i.aliases,
+                           i.description)
+
+# %% ../nbs/00_core.ipynb #fd63a935
+def registered_corpora() -> tuple[str, ...]:
+    "Every registered corpus name, in registration order (entry points read first)."
+    _read_entry_points()
+    return tuple(CORPUS_REGISTRY)
+
+def corpus_info(name: str) -> CorpusInfo:
+    "The `CorpusInfo` of corpus `name` (any spelling `canonical_corpus` accepts)."
+    return CORPUS_REGISTRY[canonical_corpus(name)]
+
+def _lookup_corpus(n: str) -> str | None:
+    "Our name for the lower-cased spelling `n`, or None."
+    if n in CORPUS_REGISTRY: return n
+    if n in PAPER_CORPUS_NAMES: return PAPER_CORPUS_NAMES[n]
+    return next((c for c, info in CORPUS_REGISTRY.items() if n in info.aliases), None)
+
+def _corpus_rank(name: str) -> tuple:
+    "Sort key of a corpus: the paper's four in its order, then the others in registration order."
+    if name in PREFINETUNE_CORPORA: return (0, PREFINETUNE_CORPORA.index(name))
+    return (1, list(CORPUS_REGISTRY).index(name) if name in CORPUS_REGISTRY else len(CORPUS_REGISTRY), name)
 
 # %% ../nbs/00_core.ipynb #245de7f6
 def derive_seed(*parts) -> int:

@@ -182,3 +182,53 @@ def make_masc(root, speakers=("001", "002", "003"), stems=("0001", "0002"), pack
     (data.parent / "docs").mkdir(parents=True, exist_ok=True)
     (data.parent / "docs" / "readme.txt").write_text("Mandarin Affective Speech\n")
     return top
+
+
+CREMA_D_DEFAULT = ("1001_DFA_ANG_XX", "1001_IEO_HAP_HI", "1001_IEO_NEU_XX", "1002_TIE_SAD_XX", "1002_IEO_FEA_LO",
+                   "1091_WSI_DIS_XX", "1091_ITS_NEU_XX")
+
+
+def make_crema_d(root, stems=CREMA_D_DEFAULT, demographics=True, extra=(), lfs=()) -> Path:
+    """CREMA-D tree `<root>/AudioWAV/<stem>.wav` (+ `AudioMP3/`, `VideoDemographics.csv`); `extra` are raw file
+    names written as audio too, `lfs` stems written as git-lfs pointer files."""
+    root = Path(root)
+    for stem in tuple(stems) + tuple(extra):
+        wav(root / "AudioWAV" / (stem if stem.endswith(".wav") else f"{stem}.wav"))
+    for stem in lfs:
+        (root / "AudioWAV" / f"{stem}.wav").write_text("version https://git-lfs.github.com/spec/v1\n"
+                                                        "oid sha256:00\nsize 52044\n")
+    (root / "AudioMP3").mkdir(parents=True, exist_ok=True)
+    (root / "AudioMP3" / f"{stems[0]}.mp3").write_bytes(b"ID3")
+    if demographics:
+        (root / "VideoDemographics.csv").write_text("ActorID,Age,Sex,Race,Ethnicity\n1001,51,Male,Caucasian,Not Hispanic\n"
+                                                    "1002,21,Female,Asian,Not Hispanic\n1091,29,Female,Asian,Not Hispanic\n")
+    return root
+
+
+RAVDESS_DEFAULT = ("03-01-01-01-01-01-01", "03-01-05-02-02-01-01", "03-01-02-01-01-02-01", "03-01-08-02-01-01-12",
+                   "03-01-06-01-02-02-12", "03-01-07-02-01-01-24")
+
+
+def make_ravdess(root, stems=RAVDESS_DEFAULT, songs=True, videos=True, extra=()) -> Path:
+    """RAVDESS speech tree `<root>/Actor_NN/<stem>.wav` at 48 kHz (the actor from the stem), plus song and video
+    files unpacked into the same folders; `extra` is `(folder, file name)` written as audio."""
+    root = Path(root)
+    for stem in stems:
+        wav(root / f"Actor_{stem[-2:]}" / f"{stem}.wav", sr=48000)
+        if songs: wav(root / f"Actor_{stem[-2:]}" / f"03-02-{stem[6:]}.wav", sr=48000)
+        if videos: (root / f"Actor_{stem[-2:]}" / f"01-01-{stem[6:]}.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    for folder, name in extra: wav(root / folder / name, sr=48000)
+    return root
+
+
+EMODB_DEFAULT = ("03a01Fa", "03a01Wa", "08a02Ab", "09b10Nc", "10b01Ta", "16a05La", "16a07Ea", "11a04Fd")
+
+
+def make_emodb(root, stems=EMODB_DEFAULT, flat=False, extra=()) -> Path:
+    "EmoDB tree `<root>/wav/<stem>.wav` (flat: `<root>/<stem>.wav`) with a `lablaut/` folder; `extra`: raw names."
+    root = Path(root)
+    audio = root if flat else root / "wav"
+    for stem in tuple(stems) + tuple(extra): wav(audio / (stem if stem.endswith(".wav") else f"{stem}.wav"))
+    (root / "lablaut").mkdir(parents=True, exist_ok=True)
+    (root / "lablaut" / f"{stems[0]}.lab").write_text("0.0 a\n")
+    return root

@@ -1,5 +1,5 @@
 "Corpus loaders on tiny trees of every layout variant in CORPORA.md, including bad input."
-import re, shutil, warnings
+import json, os, re, shutil, subprocess, sys, warnings
 from pathlib import Path
 import pandas as pd
 import pytest
@@ -10,8 +10,9 @@ from speech_prefinetune.corpora import (COLUMNS, CorpusWarning, corpus_summary, 
                                         hash_split, load_corpus, parse_option)
 from speech_prefinetune.corpora import decode_text
 from speech_prefinetune.cli import build_parser
-from corpus_fixtures import (IEMOCAP_DEFAULT, PODCAST_DEFAULT, PODCAST_HEADER, ZH_EMOTION_WORDS, esd_transcript_lines,
-                             make_esd, make_iemocap, make_masc, make_msp_improv, make_msp_podcast, wav,
+from corpus_fixtures import (CREMA_D_DEFAULT, EMODB_DEFAULT, IEMOCAP_DEFAULT, PODCAST_DEFAULT, PODCAST_HEADER,
+                             RAVDESS_DEFAULT, ZH_EMOTION_WORDS, esd_transcript_lines, make_crema_d, make_emodb, make_esd,
+                             make_iemocap, make_masc, make_msp_improv, make_msp_podcast, make_ravdess, wav,
                              write_esd_transcript)
 
 
@@ -468,8 +469,8 @@ def test_masc_splits_deterministic(tmp_path):
 # ------------------------------------------------------------------------------------------------------ general
 def test_bad_names_roots_options(tmp_path):
     with pytest.raises(UserError,
-                       match="unknown corpus 'ravdess'.*known: iemocap, msp_improv, msp_podcast, mandarin_as, esd"):
-        load_corpus("ravdess", tmp_path)
+                       match="unknown corpus 'timit'.*known: iemocap, msp_improv, msp_podcast, mandarin_as, esd, crema_d"):
+        load_corpus("timit", tmp_path)
     with pytest.raises(UserError, match=f"root {tmp_path / 'missing'} not found"):
         load_corpus("esd", tmp_path / "missing")
     (tmp_path / "file").write_text("x")
@@ -508,7 +509,7 @@ def test_inspect_command(tmp_path, capsys):
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "iemocap: 3 utterances, 3 speakers, languages en" in out and "hours" in out and "neutral" in out
-    for argv, msg in ((["inspect", "ravdess", str(tmp_path)], "unknown corpus"),
+    for argv, msg in ((["inspect", "timit", str(tmp_path)], "unknown corpus"),
                       (["inspect", "iemocap", str(tmp_path / "x")], "not found"),
                       (["inspect", "iemocap", str(tmp_path), "--option", "keep_codes"], "KEY=VALUE"),
                       (["inspect", "iemocap", str(tmp_path), "--option", "bogus=1"], "unknown option")):
@@ -697,3 +698,203 @@ def test_msp_podcast_json_bad_input(tmp_path):
                        match=r"labels_consensus\.csv \(or labels_concensus\.csv\) not found, "
                              r"nor labels_consensus\.json"):
         load_corpus("msp_podcast", root)
+
+
+# ------------------------------------------------------------------------------- CREMA-D, RAVDESS, EmoDB (issue 12)
+def _skipped(name, root, **options):
+    "load_corpus with errors='skip': the table and the one warning's text."
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        t = load_corpus(name, root, errors="skip", **options)
+    msgs = [str(x.message) for x in w if issubclass(x.category, CorpusWarning)]
+    assert len(msgs) == 1, msgs
+    return t, msgs[0]
+
+
+def test_crema_d(tmp_path):
+    root = make_crema_d(tmp_path / "CREMA-D")
+    t, _ = _skipped("crema_d", tmp_path)                                # found below the given folder
+    assert t.utt_id.tolist() == sorted(CREMA_D_DEFAULT) and list(t.columns[:7]) == list(COLUMNS)
+    r = t.set_index("utt_id").loc["1002_IEO_FEA_LO"]
+    assert (r.speaker, r.label, r.intensity, r.sentence, r.gender, r.age, r.language) == \
+        ("1002", "fear", "low", "IEO", "F", 21, "en")
+    assert set(t.label) == set(LABELS["crema_d"]) and t.speaker.nunique() == 3
+    assert load_corpus("cremad", root / "AudioWAV", errors="skip").utt_id.tolist() == t.utt_id.tolist()   # alias
+    assert "gender" not in load_corpus("crema_d", make_crema_d(tmp_path / "nodemo", demographics=False),
+                                       errors="skip").columns
+
+
+@pytest.mark.parametrize("name, kind, msg", [
+    ("1001_DFA_ANG.wav", "bad file name", "1001_DFA_ANG.wav: expected <actor>_<sentence>"),
+    ("1001_XYZ_ANG_XX.wav", "bad file name", "1001_XYZ_ANG_XX.wav: expected"),
+    ("1001_DFA_ANG_QQ.wav", "bad file name", "1001_DFA_ANG_QQ.wav: expected"),
+    ("1001_DFA_CAL_XX.wav", "unknown label code", "1001_DFA_CAL_XX.wav: unknown emotion code 'CAL'"),
+    ("1092_DFA_ANG_XX.wav", "unknown speaker", "actor 1092 is not one of 1001-1091")])
+def test_crema_d_bad_input(tmp_path, name, kind, msg):
+    make_crema_d(tmp_path, extra=(name,))
+    with pytest.raises(UserError, match=re.escape(msg)): load_corpus("crema_d", tmp_path)
+    t, warning = _skipped("crema_d", tmp_path)
+    assert len(t) == len(CREMA_D_DEFAULT) and f"skipped 1 entry (1 {kind}, e.g." in warning
+
+
+def test_crema_d_lfs_pointers_and_empty(tmp_path):
+    make_crema_d(tmp_path / "clone", lfs=("1003_DFA_HAP_XX", "1003_DFA_SAD_XX"))
+    with pytest.raises(UserError, match=r"1003_DFA_HAP_XX.wav: a git-lfs pointer, not audio \(run `git lfs pull`"):
+        load_corpus("crema_d", tmp_path / "clone")
+    assert "2 git-lfs pointers" in _skipped("crema_d", tmp_path / "clone")[1]
+    (tmp_path / "empty" / "AudioWAV").mkdir(parents=True)
+    with pytest.raises(UserError, match="crema_d: no utterances found"): load_corpus("crema_d", tmp_path / "empty")
+    (tmp_path / "none" / "Audio").mkdir(parents=True)
+    with pytest.raises(UserError, match="crema_d: no an AudioWAV/ folder under"): load_corpus("crema_d", tmp_path / "none")
+
+
+def test_ravdess(tmp_path):
+    make_ravdess(tmp_path)
+    t, warning = _skipped("ravdess", tmp_path)
+    assert t.utt_id.tolist() == sorted(RAVDESS_DEFAULT)
+    assert "6 song or video files (skipped)" in warning and not warning.startswith("ravdess: skipped")   # a note only
+    r = t.set_index("utt_id").loc["03-01-05-02-02-01-01"]
+    assert (r.speaker, r.gender, r.label, r.intensity, r.statement, r.repetition) == ("01", "M", "angry", "strong", 2, 1)
+    assert t.set_index("speaker").gender.to_dict() == {"01": "M", "12": "F", "24": "F"}
+    assert set(t.label) == {"neutral", "angry", "calm", "surprise", "fear", "disgust"}
+    s = load_corpus("ravdess", tmp_path, errors="skip", split="speaker", valid_fraction=0.4, test_fraction=0.4)
+    assert (s.groupby("speaker").split.nunique() == 1).all()
+    assert s.split.tolist() == [hash_split(x, "ravdess", 0.4, 0.4) for x in s.speaker]
+
+
+@pytest.mark.parametrize("folder, name, kind, msg", [
+    ("Actor_01", "03-01-05-01-01-01.wav", "bad file name", "03-01-05-01-01-01.wav: expected modality-channel"),
+    ("Actor_01", "04-01-05-01-01-01-01.wav", "bad file name", "expected modality"),
+    ("Actor_01", "03-01-01-02-01-01-01.wav", "bad file name", "neutral has no strong intensity"),
+    ("Actor_01", "03-01-09-01-01-01-01.wav", "unknown label code", "unknown emotion '09'"),
+    ("Actor_02", "03-01-05-01-01-01-01.wav", "actor mismatch", "actor 01 in the name but the folder is Actor_02"),
+    ("Actor_25", "03-01-05-01-01-01-25.wav", "bad file name", "actors 01-24")])
+def test_ravdess_bad_input(tmp_path, folder, name, kind, msg):
+    make_ravdess(tmp_path, songs=False, videos=False, extra=[(folder, name)])
+    with pytest.raises(UserError, match=re.escape(msg)): load_corpus("ravdess", tmp_path)
+    t, warning = _skipped("ravdess", tmp_path)
+    assert len(t) == len(RAVDESS_DEFAULT) and f"skipped 1 entry (1 {kind}, e.g." in warning
+
+
+def test_ravdess_song_only_duplicate_tree_and_empty(tmp_path):
+    make_ravdess(tmp_path / "songs", stems=(), extra=[("Actor_03", "03-02-03-01-01-01-03.wav")])
+    with pytest.raises(UserError, match="ravdess: no utterances found"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            load_corpus("ravdess", tmp_path / "songs")
+    make_ravdess(tmp_path / "kaggle")
+    make_ravdess(tmp_path / "kaggle" / "audio_speech_actors_01-24")               # the same tree again, one level down
+    assert len(_skipped("ravdess", tmp_path / "kaggle")[0]) == len(RAVDESS_DEFAULT)
+    make_ravdess(tmp_path / "two" / "a")
+    make_ravdess(tmp_path / "two" / "b")
+    with pytest.raises(UserError, match="2 folders under .* hold Actor_01..Actor_24 folders: a, b"):
+        load_corpus("ravdess", tmp_path / "two")
+    (tmp_path / "empty" / "Actor_01").mkdir(parents=True)
+    with pytest.raises(UserError, match="ravdess: no utterances found"): load_corpus("ravdess", tmp_path / "empty")
+
+
+def test_emodb(tmp_path):
+    make_emodb(tmp_path / "EmoDB")
+    t = load_corpus("emodb", tmp_path, errors="skip")
+    assert t.utt_id.tolist() == sorted(EMODB_DEFAULT) and set(t.language) == {"de"}
+    by = t.set_index("utt_id")
+    assert by.loc["08a02Ab", ["speaker", "label", "text", "version", "gender", "age"]].tolist() == \
+        ["08", "fear", "a02", "b", "F", 34]                                             # A = Angst = fear
+    assert by.label.to_dict() == {"03a01Fa": "happy", "03a01Wa": "angry", "08a02Ab": "fear", "09b10Nc": "neutral",
+                                  "10b01Ta": "sad", "11a04Fd": "happy", "16a05La": "boredom", "16a07Ea": "disgust"}
+    flat = load_corpus("emodb", make_emodb(tmp_path / "flat", flat=True), errors="skip")
+    assert flat.drop(columns="path").equals(t.drop(columns="path"))
+
+
+@pytest.mark.parametrize("name, kind, msg", [
+    ("03a01Za.wav", "unknown label code", "03a01Za.wav: unknown emotion letter 'Z'"),
+    ("04a01Fa.wav", "unknown speaker", "speaker 04 is not one of 03 08"),
+    ("03a03Fa.wav", "bad file name", "03a03Fa.wav: expected <speaker><text a01..b10>"),
+    ("03a01F.wav", "bad file name", "03a01F.wav: expected")])
+def test_emodb_bad_input(tmp_path, name, kind, msg):
+    make_emodb(tmp_path, extra=(name,))
+    with pytest.raises(UserError, match=re.escape(msg)): load_corpus("emodb", tmp_path)
+    t, warning = _skipped("emodb", tmp_path)
+    assert len(t) == len(EMODB_DEFAULT) and f"skipped 1 entry (1 {kind}, e.g." in warning
+    (tmp_path / "empty" / "wav").mkdir(parents=True)
+    with pytest.raises(UserError, match="emodb: no EmoDB WAV files"): load_corpus("emodb", tmp_path / "empty")
+
+
+# ----------------------------------------------------------------------------------- generic: manifest and EmoBox
+def test_manifest_and_emobox_round_trip_ravdess(tmp_path):
+    "A native table written as a manifest (CSV, TSV, JSONL) and as EmoBox metadata loads back to the same rows."
+    make_ravdess(tmp_path / "RAVDESS", songs=False, videos=False)
+    native = load_corpus("ravdess", tmp_path / "RAVDESS", errors="skip")
+    cols = list(COLUMNS)
+    for sep, suffix in ((",", "csv"), ("\t", "tsv")):
+        t = native[cols].assign(path=[str(Path(p).relative_to(tmp_path)) for p in native.path])
+        t.to_csv(tmp_path / f"ravdess.{suffix}", sep=sep, index=False)
+        back = load_corpus("manifest", tmp_path / f"ravdess.{suffix}", corpus="ravdess")
+        pd.testing.assert_frame_equal(back[cols], native[cols])
+    native[cols].to_json(tmp_path / "m.jsonl", orient="records", lines=True)            # absolute paths
+    pd.testing.assert_frame_equal(load_corpus("manifest", tmp_path / "m.jsonl", corpus="ravdess")[cols], native[cols])
+    base = tmp_path / "emobox" / "data" / "ravdess"
+    (base / "fold_1").mkdir(parents=True)
+    (base / "label_map.json").write_text('{"01": "Neutral", "02": "Calm", "05": "Angry", "06": "Fear", "07": "Disgust", '
+                                         '"08": "Surprise"}')
+    (base / "corpus.cfg").write_text("[Corpus]\nname = ravdess\nlanguage = en\n")
+    code = {v: k for k, v in {"01": "neutral", "02": "calm", "05": "angry", "06": "fear", "07": "disgust",
+                              "08": "surprise"}.items()}
+    (base / "data.seg.wrd.stm").write_text("".join(f"{r.utt_id} 1 {r.speaker} 0 1.0 <id={r.utt_id},spk={r.speaker},"
+                                                   f"emotion={code[r.label]}> {code[r.label]}\n" for r in native.itertuples()))
+    for split in SPLITS:
+        (base / "fold_1" / f"ravdess_{split}_fold_1.jsonl").write_text("".join(
+            json.dumps(dict(key=r.utt_id, dataset="ravdess", wav=str(Path(r.path).relative_to(tmp_path)), type="raw",
+                            length=0.1, emo=code[r.label], channel=1)) + "\n"
+            for r in native[native.split == split].itertuples()))
+    box = load_corpus("emobox", tmp_path / "emobox", audio_root=tmp_path)
+    pd.testing.assert_frame_equal(box[cols], native[cols])
+
+
+def test_manifest_bad_lines_counted(tmp_path):
+    for p in ("a.wav", "b.wav", "c.wav"): wav(tmp_path / "audio" / p)
+    m = tmp_path / "list.tsv"
+    m.write_text("path\tlabel\tspeaker\tsplit\tlanguage\n"
+                 "audio/a.wav\tHappy\ts1\ttrain\tfr\n"
+                 "audio/b.wav\tsad\ts1\n"                                # 3 fields
+                 "audio/zz.wav\tsad\ts2\ttest\tfr\n"                     # missing audio
+                 "audio/c.wav\tsad\t\ttest\tfr\n"                        # empty speaker
+                 "audio/c.wav\tsad\ts2\teval\tfr\n"                      # unknown split
+                 "audio/c.wav\tsad\ts2\tdev\tfr\n")
+    with pytest.raises(UserError, match=r"list.tsv:3: 3 fields, expected 5"): load_corpus("manifest", m)
+    t, warning = _skipped("manifest", m)
+    assert t[["utt_id", "label", "split", "language", "corpus"]].values.tolist() == \
+        [["a", "happy", "train", "fr", "list"], ["c", "sad", "valid", "fr", "list"]]
+    assert "skipped 4 entries" in warning and "list.tsv:4: audio" in warning and "list.tsv:6: split 'eval'" in warning
+    with pytest.raises(UserError, match=r"list.tsv:2: label 'Happy' is not one of sad"):
+        load_corpus("manifest", m, labels="sad")
+
+
+# ------------------------------------------------------------------------------- a third-party corpus, end to end
+def test_entry_point_corpus_through_spft_inspect(tmp_path):
+    "An installed package's entry point adds a corpus that `spft inspect` reads (a fresh process reads the group)."
+    plug = tmp_path / "site"
+    (plug / "toy_corpora-1.0.dist-info").mkdir(parents=True)
+    (plug / "toy_corpora-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-corpora\nVersion: 1.0\n")
+    (plug / "toy_corpora-1.0.dist-info" / "entry_points.txt").write_text(
+        "[speech_prefinetune.corpora]\ntoy = toy_corpora:register\n")
+    (plug / "toy_corpora.py").write_text(
+        "from pathlib import Path\n"
+        "from speech_prefinetune.core import register_corpus\n"
+        "def rows(root, problems, shout=False):\n"
+        "    return [dict(corpus='toy', utt_id=f.stem, path=str(f), speaker=f.stem[:2], language='sv',\n"
+        "                 label=('GLAD' if shout else 'glad') if 'g' in f.stem else 'arg', split='train')\n"
+        "            for f in sorted(Path(root).glob('*.wav'))]\n"
+        "def register():\n"
+        "    register_corpus('toy', rows, labels=('glad', 'arg'), language='sv', aliases=('toy-corpus',))\n")
+    for n in ("s1g", "s1a", "s2g"): wav(tmp_path / "data" / f"{n}.wav")
+    env = {**os.environ, "PYTHONPATH": str(plug)}
+    spft = [str(Path(sys.executable).parent / "spft")]
+    run = lambda *a: subprocess.run(spft + list(a), capture_output=True, text=True, env=env)
+    r = run("inspect", "toy-corpus", str(tmp_path / "data"))
+    assert r.returncode == 0, r.stderr
+    assert "toy: 3 utterances, 2 speakers, languages sv" in r.stdout and "glad" in r.stdout
+    r = run("inspect", "toy", str(tmp_path / "data"), "--option", "shout=true")
+    assert r.returncode == 2 and "label(s) GLAD are not among its registered labels (glad, arg)" in r.stderr
+    r = subprocess.run(spft + ["inspect", "toy", str(tmp_path / "data")], capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown corpus 'toy'" in r.stderr                   # not installed: not known

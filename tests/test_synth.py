@@ -386,3 +386,54 @@ def test_cli_quirks(tmp_path, capsys):
     assert (tmp_path / "Emotional Speech Dataset (ESD)" / "0001" / "0001.txt").read_bytes()[1:2] == b"\x00"   # LE, no BOM
     with pytest.raises(SystemExit): p.parse_args(["synth", str(tmp_path), "--quirk", "podcast-yaml"])
     assert "podcast-json" in sub.choices["synth"].format_help()
+
+
+# ------------------------------------------------------------------ CREMA-D, RAVDESS, EmoDB: written only on request
+OPT_IN = {"crema_d": (16000, 1), "ravdess": (48000, 1), "emodb": (16000, 1)}
+
+
+@pytest.fixture(scope="module")
+def opt_in(tmp_path_factory):
+    out = tmp_path_factory.mktemp("opt_in")
+    return out, S.synth_corpora(out, "tiny", seed=0, corpora=tuple(OPT_IN))
+
+
+def test_opt_in_corpora_layouts_rates_and_loaders(opt_in, tiny):
+    out, roots = opt_in
+    assert set(roots) == set(OPT_IN) and set(tiny[1]) == set(NATIVE)                 # the default: the five only
+    assert {p.name for p in out.iterdir() if p.is_dir()} == {"CREMA-D", "RAVDESS", "EmoDB"}
+    for corpus, root in roots.items():
+        assert {(i.samplerate, i.channels, i.subtype) for i in map(sf.info, _wavs(root))} == {(*OPT_IN[corpus], "PCM_16")}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t = load_corpus(corpus, out)                                              # found beside the others
+        assert len(t) == len(_wavs(root)) == S._WRITERS[corpus][1](S.SIZES["tiny"][corpus])
+        assert set(t.label) == set(LABELS[corpus]) and set(t.split) == set(SPLITS)
+    rel = [p.relative_to(roots["ravdess"]).parts for p in _wavs(roots["ravdess"])]
+    assert all(re.fullmatch(r"Actor_(\d\d)", a) and re.fullmatch(r"03-01-0[1-8]-0[12]-0[12]-01-" + a[-2:] + r"\.wav", f)
+               for a, f in rel) and len({a for a, _ in rel}) == 4
+    assert all(re.fullmatch(r"10\d\d_(DFA|IEO|ITS)_[A-Z]{3}_(XX|LO|MD|HI)\.wav", p.name) for p in _wavs(roots["crema_d"]))
+    assert (roots["crema_d"] / "VideoDemographics.csv").read_text().startswith("ActorID,Age,Sex,Race,Ethnicity\n1001,")
+    assert all(re.fullmatch(r"(03|08|09|10)(a01|a02|b01)[WLEAFTN]a\.wav", p.name) for p in _wavs(roots["emodb"]))
+
+
+def test_opt_in_same_seed_same_bytes(tmp_path):
+    small = {"s": dict(seconds=(0.6, 0.8), ravdess=dict(actors=1, repetitions=1),
+                       emodb=dict(speakers=("16",), texts=("b10",), versions=2))}
+    a = S.synth_corpora(tmp_path / "a", "s", corpora=("ravdess", "emodb"), sizes=small)
+    b = S.synth_corpora(tmp_path / "b", "s", corpora=("ravdess", "emodb"), sizes=small)
+    fa, fb = _files(tmp_path / "a"), _files(tmp_path / "b")
+    assert fa.keys() == fb.keys() and all(fa[k].read_bytes() == fb[k].read_bytes() for k in fa)
+    assert (a["emodb"] / "wav" / "16b10Tb.wav").is_file() and len(fa) == 30 + 14 + 2   # + roots file, marker
+
+
+def test_opt_in_cli_and_errors(tmp_path, capsys):
+    p = argparse.ArgumentParser(prog="spft"); sub = p.add_subparsers()
+    add_synth_command(sub)
+    args = p.parse_args(["synth", str(tmp_path), "--corpora", "emodb", "--quiet"])
+    assert args.func(args) == 0
+    assert f"emodb\t{(tmp_path / 'EmoDB').resolve()}" in capsys.readouterr().out
+    assert set(read_roots(tmp_path / "corpora.toml")) == {"emodb"}
+    with pytest.raises(UserError, match="no synthetic twin of emobox"): S.synth_corpora(tmp_path, corpora=("emobox",))
+    with pytest.raises(UserError, match="size 's' has no entry for crema_d"):
+        S.synth_corpora(tmp_path, "s", corpora=("crema_d",), sizes={"s": dict(seconds=(0.5, 1.0))})
