@@ -665,7 +665,7 @@ def hidden_state_at(self: MultiTaskClassifier, features, # CNN features `[B,T,C]
                     frame_mask, # valid frames `[B,T]`
                     start: int, # 0..L: the layer whose input is returned
                    ) -> torch.Tensor:
-    "The input `[B,T,H]` of transformer layer `start` (`encode_features(all_layers=True)[start]`), from the layers below."
+    "The input `[B,T,H]` of transformer layer `start` (`encode_features(all_layers=True)[start]`): layers below only."
     start, n = self._check_start(start), self._real_frames(frame_mask)
     hidden = self._embed(features[:, :n], frame_mask[:, :n])
     hidden = self._run_layers(hidden, frame_mask[:, :n], 0, start)
@@ -688,7 +688,8 @@ def encode_from(self: MultiTaskClassifier, hidden, # the input of layer `start` 
 def forward_from_layer(self: MultiTaskClassifier, hidden, frame_mask, start: int, task=None) -> torch.Tensor:
     "Logits `[B, n_labels(task)]` from the input of transformer layer `start`: layers start.., pooling, the head."
     if self.layer_weights is not None:
-        raise UserError(f"forward_from_layer: a learned weighting of all layers (layer_weights) reads layers below {start}")
+        raise UserError(f"forward_from_layer: a learned weighting of all layers (layer_weights) reads the layers "
+                        f"below {start}")
     task = self._task(task)
     return self.heads[task](self.pool(self.encode_from(hidden, frame_mask, start), frame_mask))
 
