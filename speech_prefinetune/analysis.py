@@ -20,8 +20,8 @@ __all__ = ['FRAME_COLUMNS', 'PAPER_COLUMNS', 'FULL_MODEL', 'CORPUS_TITLES', 'MUL
            'parse_corpus_set', 'method_name', 'normalise_results', 'read_any_results', 'fig2_table', 'fig3_table',
            'table1', 'fig4_table', 'paired_comparison', 'fig2_chart', 'fig3_chart', 'fig4_chart', 'charts',
            'save_chart', 'method_order', 'by_method', 'paper_rows', 'methods_table', 'constant_f1', 'majority_f1',
-           'test_shares', 'constant_baselines', 'fig2_methods', 'multiclass_table', 'fig4_methods', 'method_pairs',
-           'report_html', 'method_tables', 'write_report']
+           'test_shares', 'constant_baselines', 'fig2_methods', 'multiclass_table', 'fig4_methods', 'constant_pairs',
+           'method_pairs', 'report_html', 'method_tables', 'write_report']
 
 # %% ../nbs/08_analysis.ipynb #e7ae9fbd
 FRAME_COLUMNS = ("model", "corpora", "n_corpora", "speaker", "language", "emotion", "k", "trial", "macro_f1",
@@ -319,17 +319,11 @@ def _wilcoxon_p(d: np.ndarray) -> float:
         return float(stats.wilcoxon(d).pvalue)
 
 # %% ../nbs/08_analysis.ipynb #11ed7b12
-def paired_comparison(results: pd.DataFrame, # normalised results (`read_any_results`)
-                      model_a="full", # corpus set (any spelling), `full`, `base` or a `model` value
-                      model_b="base", # the model A is compared against
-                      n_boot:int=10_000, # bootstrap resamples
-                      ci:float=0.95, # confidence level of the interval
-                      seed:int=0, # bootstrap seed
-                     ) -> pd.DataFrame:
-    "Per k: paired trials, mean F1 of A and B, mean difference A - B, bootstrap CI and Wilcoxon p."
-    key = ["speaker", "emotion", "k", "trial"] + (["seed"] if "seed" in results.columns else [])
-    a = _select_model(results, model_a).groupby(key, dropna=False)["macro_f1"].mean()
-    b = _select_model(results, model_b).groupby(key, dropna=False)["macro_f1"].mean()
+_PAIRED_COLUMNS = ["k", "n", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high", "p_wilcoxon"]
+
+def _paired_stats(a: pd.Series, b: pd.Series, # F1 of A and of B by (speaker, emotion, k, trial[, seed])
+                  n_boot: int, ci: float, seed: int) -> pd.DataFrame:
+    "Per k: pairs, mean of A and B, mean difference A - B, its percentile-bootstrap CI and the Wilcoxon p-value."
     both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner")
     rows = []
     for k, pairs in both.groupby(level="k"):
@@ -339,7 +333,25 @@ def paired_comparison(results: pd.DataFrame, # normalised results (`read_any_res
         lo, hi = np.quantile(boot, [(1 - ci) / 2, (1 + ci) / 2])
         rows.append(dict(k=int(k), n=len(d), mean_a=pairs["a"].mean(), mean_b=pairs["b"].mean(), mean_diff=d.mean(),
                          ci_low=lo, ci_high=hi, p_wilcoxon=_wilcoxon_p(d)))
-    return pd.DataFrame(rows, columns=["k", "n", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high", "p_wilcoxon"])
+    return pd.DataFrame(rows, columns=_PAIRED_COLUMNS)
+
+def _pair_key(results: pd.DataFrame) -> list:
+    "The columns that pair trials across models: (speaker, emotion, k, trial), and seed where the results have one."
+    return ["speaker", "emotion", "k", "trial"] + (["seed"] if "seed" in results.columns else [])
+
+# %% ../nbs/08_analysis.ipynb #d7dbb0f7
+def paired_comparison(results: pd.DataFrame, # normalised results (`read_any_results`)
+                      model_a="full", # corpus set (any spelling), `full`, `base` or a `model` value
+                      model_b="base", # the model A is compared against
+                      n_boot:int=10_000, # bootstrap resamples
+                      ci:float=0.95, # confidence level of the interval
+                      seed:int=0, # bootstrap seed
+                     ) -> pd.DataFrame:
+    "Per k: paired trials, mean F1 of A and B, mean difference A - B, bootstrap CI and Wilcoxon p."
+    key = _pair_key(results)
+    a = _select_model(results, model_a).groupby(key, dropna=False)["macro_f1"].mean()
+    b = _select_model(results, model_b).groupby(key, dropna=False)["macro_f1"].mean()
+    return _paired_stats(a, b, n_boot, ci, seed)
 
 # %% ../nbs/08_analysis.ipynb #37cb8eae
 _CORPUS_SCALE = alt.Scale(domain=[CORPUS_TITLES[c] for c in PREFINETUNE_CORPORA])
@@ -547,6 +559,21 @@ def fig4_methods(results: pd.DataFrame, # normalised results (`read_any_results`
     return _stack(parts, ["method", "language", "emotion", "k", "f1_full", "f1_base", *consts])
 
 
+# %% ../nbs/08_analysis.ipynb #ce4e725d
+def constant_pairs(results: pd.DataFrame, # normalised results (`read_any_results`)
+                   shares: pd.DataFrame | None = None, # `test_shares` (default: 1/5)
+                   n_boot: int = 10_000, ci: float = 0.95, seed: int = 0, # as `paired_comparison`
+                  ) -> pd.DataFrame:
+    "Per model, method and k: its trials against the best constant prediction on the same test splits."
+    parts = []
+    for task, const in (("binary", "const_rest_f1"), ("multiclass", "const_majority_f1")):
+        for method, rows in _by_method(results, task, shares):
+            for model, trials in rows.groupby("model", sort=True):
+                cells = trials.groupby(_pair_key(trials), dropna=False)
+                pc = _paired_stats(cells["macro_f1"].mean(), cells[const].mean(), n_boot, ci, seed)
+                parts.append(pc.assign(model=model, method=method, constant=const.split("_")[1]))
+    return _stack(parts, ["model", "method", "constant", *_PAIRED_COLUMNS])
+
 # %% ../nbs/08_analysis.ipynb #266c8b33
 def _model_methods(results: pd.DataFrame) -> pd.DataFrame:
     "One row per model: `model`, `base` (its name without `@TAG`), `method`, `task`."
@@ -599,6 +626,9 @@ _METHOD_SECTIONS = [  # file name, heading, note ({shares}: where the test compo
      + " (both averaged over the same trials); gain_over_const = mean_f1 - const_rest_f1. {shares}"),
     ("fig4_methods", "Fig. 4 per method, beside constant predictions", "f1_full: the model pre-finetuned on all four "
      "corpora, f1_base: the base model, per method. " + _CONSTANTS + ". {shares}"),
+    ("vs_constant", "Each model and method against constant prediction", "Trials paired with constant "
+     "prediction on the same test split (binary: always 'rest', the better constant; multi-class: always the majority "
+     "emotion): mean difference with a percentile-bootstrap 95% interval and the Wilcoxon p-value. {shares}"),
     ("multiclass", "Multi-class trials (all five emotions at once)", "A task of its own, never averaged with the "
      "binary trials. const_majority_f1: always predicting the most frequent emotion. {shares}"),
     ("paired_methods", "Paired differences between methods", "Every two methods run on the same model and task, "
@@ -663,7 +693,8 @@ def method_tables(every: pd.DataFrame, # normalised results, every method and ta
                   n_boot: int = 10_000, # bootstrap resamples of the paired comparisons
                  ) -> dict:
     "The tables of `_METHOD_SECTIONS` these results have, by name."
-    out = {"fig2_methods": fig2_methods(every, shares), "fig4_methods": fig4_methods(every, shares)}
+    out = {"fig2_methods": fig2_methods(every, shares), "fig4_methods": fig4_methods(every, shares),
+           "vs_constant": constant_pairs(every, shares, n_boot)}
     if (_tasks(every) == "multiclass").any():
         out["multiclass"] = multiclass_table(every, shares)
     if (_methods(every) != "full").any():

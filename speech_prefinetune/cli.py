@@ -248,7 +248,8 @@ def add_report_command(subparsers):
                     "from our results store (a directory) or the paper scripts' scaled_esd_downstream.csv, and "
                     "write table1.csv, fig2.csv, fig3.csv, fig4.csv, paired.csv, the charts and a "
                     "self-contained report.html to DIR. Per method, beside constant predictions: fig2_methods.csv, "
-                    "fig4_methods.csv, multiclass.csv; with several methods: methods.csv, paired_methods.csv.")
+                    "fig4_methods.csv, vs_constant.csv, multiclass.csv; with several methods: methods.csv, "
+                    "paired_methods.csv.")
     p.add_argument("results",
                    help="results store directory or results CSV (ours or the paper's scaled_esd_downstream.csv)")
     p.add_argument("--out", default="report", help="output directory (default: ./report)")

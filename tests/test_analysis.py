@@ -350,6 +350,16 @@ def test_report_compares_methods_beside_constants(tmp_path, capsys):
     assert (compare.model_a.unique().tolist(), compare.model_b.unique().tolist()) == (["base@linear"], ["base@top2"])
     assert compare.mean_diff.tolist() == pytest.approx((-flipped.mean_diff).tolist(), abs=1e-12)
     assert compare.mean_a.tolist() == pytest.approx(flipped.mean_b.tolist(), abs=1e-12)
+    # each model and method against always predicting "rest" (multi-class: the majority), trial by trial
+    vc = pd.read_csv(out / "vs_constant.csv").set_index(["model", "k"])
+    for model in METHODS:
+        for k in (2, 4):
+            mine = [x for x in binary if x["model"] == model and x["k"] == k]
+            rest = [constant_oracle([int(e == x["emotion"]) for e in test_labels[x["speaker"]]], 0) for x in mine]
+            d = np.array([x["macro_f1"] for x in mine]) - np.array(rest)
+            assert vc.loc[(model, k), "mean_diff"] == pytest.approx(d.mean(), abs=1e-9)
+            assert vc.loc[(model, k), "p_wilcoxon"] == pytest.approx(stats.wilcoxon(d).pvalue, rel=1e-9)
+    assert vc.loc[("base@full-mc", 2), "constant"] == "majority"
     page = (out / "report.html").read_text()
     for heading in ("Fig. 2 per method", "Fig. 4 per method", "Multi-class trials", "Paired differences between methods",
                     "Paired comparison of the chosen models", f"read from {esd}"):
@@ -358,7 +368,7 @@ def test_report_compares_methods_beside_constants(tmp_path, capsys):
     full_only = tmp_path / "full.csv"
     pd.read_csv(csv_path).query("model == 'base'").to_csv(full_only, index=False)
     assert spft(["report", str(full_only), "--out", str(out), "--formats", "svg", "--n-boot", "100"]) == 0
-    for name in ("compare", "multiclass", "methods", "paired_methods"):
+    for name in ("compare", "multiclass", "methods", "paired_methods"):   # vs_constant.csv: rewritten
         assert not (out / f"{name}.csv").exists(), name
     assert pd.read_csv(out / "fig2_methods.csv").const_rest_f1.tolist() == pytest.approx([4 / 9] * 2)   # p = 1/5
     assert "assume each emotion is 1/5" in (out / "report.html").read_text()
