@@ -183,7 +183,8 @@ def run(self: ProbeRunner, emotion: str,   # target emotion; "all" for a multicl
         valid_pred = prototype_predict(train, y, self.features[valid], len(trial_head(emotion)))
         test_pred = prototype_predict(train, y, self.features[test], len(trial_head(emotion)))
     truth = trial_targets(self.label, emotion)
-    out = dict(**trial_metrics(truth[test], test_pred, emotion), valid_macro_f1=selection_f1(truth[valid], valid_pred, emotion),
+    out = dict(**trial_metrics(truth[test], test_pred, emotion),
+               valid_macro_f1=selection_f1(truth[valid], valid_pred, emotion),
                best_epoch=0, epochs=0, train_ids=ids, seconds=time.perf_counter() - t0, method=cfg.method)
     if return_predictions:
         out.update(test_ids=[u for u, t in zip(self.ids, test) if t], test_pred=test_pred.tolist())

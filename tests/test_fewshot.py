@@ -60,7 +60,8 @@ def test_sampler_same_draw_in_a_fresh_process(esd, tmp_path):
     f = tmp_path / "t.pkl"; esd.to_pickle(f)
     code = ("import pandas as pd, json, sys; from speech_prefinetune.fewshot import sample_fewshot; "
             f"t = pd.read_pickle({str(f)!r}); "
-            "print(json.dumps([sample_fewshot(t, '0012', 'happy', 16, 2, seed=5), sample_fewshot(t, '0012', 'all', 3, 2, seed=5)]))")
+            "print(json.dumps([sample_fewshot(t, '0012', 'happy', 16, 2, seed=5), "
+            "sample_fewshot(t, '0012', 'all', 3, 2, seed=5)]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "123"})
     binary, multiclass = json.loads(out.stdout.strip().splitlines()[-1])
