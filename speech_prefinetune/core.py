@@ -65,7 +65,7 @@ def canonical_corpus(name: str) -> str:
     return found
 
 def corpus_set_name(corpora) -> str:
-    "Canonical name of a pre-finetuning set: `base` for none, else names joined by `+` (paper order, then registry order)."
+    "Name of a pre-finetuning set: `base` for none, else names joined by `+` (paper order, then registry order)."
     s = sorted({canonical_corpus(c) for c in corpora}, key=_corpus_rank)
     return "+".join(s) if s else BASE_MODEL
 

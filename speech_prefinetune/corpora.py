@@ -12,7 +12,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 from .audio import audio_info
 from .core import (CORPUS_LANGUAGE, LABELS, SPLITS, UserError, corpus_info, derive_seed,
-                                     esd_language)
+                                     esd_language, registered_corpora)
 
 # %% auto #0
 __all__ = ['COLUMNS', 'ESD_EMOTIONS', 'ESD_SPLIT_FOLDERS', 'IEMOCAP_CODES', 'MSP_IMPROV_CODES', 'MSP_PODCAST_CODES',
@@ -24,7 +24,7 @@ __all__ = ['COLUMNS', 'ESD_EMOTIONS', 'ESD_SPLIT_FOLDERS', 'IEMOCAP_CODES', 'MSP
            'read_msp_improv_evaluation', 'msp_improv_rows', 'msp_podcast_label_file', 'podcast_label_records',
            'msp_podcast_rows', 'mandarin_as_rows', 'corpus_reader', 'corpus_options', 'load_corpus', 'lfs_pointer',
            'crema_d_rows', 'ravdess_rows', 'emodb_rows', 'manifest_records', 'manifest_rows', 'emobox_rows',
-           'header_seconds', 'corpus_summary', 'parse_option', 'inspect_command']
+           'corpus_catalog', 'header_seconds', 'corpus_summary', 'parse_option', 'inspect_command']
 
 # %% ../nbs/02_corpora.ipynb #f50e0a27
 COLUMNS = ("corpus", "utt_id", "path", "speaker", "language", "label", "split")
@@ -776,7 +776,8 @@ def _crema_row(f: Path, problems: LoadProblems) -> dict | None:
     "The table row of CREMA-D file `f` (None when it is bad)."
     m = _CREMA_STEM.match(f.stem)
     if not m or m.group(2) not in CREMA_D_SENTENCES or m.group(4) not in CREMA_D_LEVELS:
-        problems("bad file name", f"{f}: expected <actor>_<sentence>_<emotion>_<LO|MD|HI|XX>.wav, e.g. 1001_DFA_ANG_XX.wav")
+        problems("bad file name",
+                 f"{f}: expected <actor>_<sentence>_<emotion>_<LO|MD|HI|XX>.wav, e.g. 1001_DFA_ANG_XX.wav")
         return None
     actor, sentence, code, level = m.groups()
     if not 1001 <= int(actor) <= 1091:
@@ -892,7 +893,8 @@ def _emodb_row(f: Path, problems: LoadProblems) -> dict | None:
     "The table row of EmoDB file `f` (None when it is bad)."
     m = _EMODB_STEM.match(f.stem)
     if not m or m.group(2) not in EMODB_TEXTS:
-        problems("bad file name", f"{f}: expected <speaker><text a01..b10><emotion letter><version>.wav, e.g. 03a01Fa.wav")
+        problems("bad file name",
+                 f"{f}: expected <speaker><text a01..b10><emotion letter><version>.wav, e.g. 03a01Fa.wav")
         return None
     spk, text, letter, version = m.groups()
     if spk not in EMODB_SPEAKERS:
@@ -1089,11 +1091,13 @@ def _emobox_row(where: str, rec: dict, split: str, ctx: dict, problems: LoadProb
         return None
     key, code = rec["key"], rec["emo"]
     if rec.get("type", "raw") != "raw" or rec.get("start_time") or rec.get("end_time"):
-        problems("not whole audio files", f"{where}: {key} is a {rec.get('type')} entry or a segment; only whole raw files are read")
+        problems("not whole audio files",
+                 f"{where}: {key} is a {rec.get('type')} entry or a segment; only whole raw files are read")
         return None
     label_map = ctx["label_map"]
     if label_map is not None and code not in label_map:
-        problems("unknown label code", f"{where}: emo {code!r} of {key} is not in label_map.json ({', '.join(label_map)})")
+        problems("unknown label code",
+                 f"{where}: emo {code!r} of {key} is not in label_map.json ({', '.join(label_map)})")
         return None
     path = Path(os.path.normpath(ctx["audio_root"] / rec["wav"]))
     if not path.is_file():
@@ -1102,9 +1106,10 @@ def _emobox_row(where: str, rec: dict, split: str, ctx: dict, problems: LoadProb
     stm = ctx["stm"].get(key, {})
     lang = stm.get("lang") or ctx["language"]
     if not lang: raise UserError(f"{problems.corpus}: {where}: no language (stm, corpus.cfg); pass language=")
-    return dict(corpus=ctx["corpus"], utt_id=key, path=str(path), speaker=stm.get("spk") or rec.get("speaker") or "unknown",
-                language=lang, label=label_map[code] if label_map is not None else code.lower(), split=split,
-                dataset=rec.get("dataset"), code=code)
+    speaker = stm.get("spk") or rec.get("speaker") or "unknown"
+    label = label_map[code] if label_map is not None else code.lower()
+    return dict(corpus=ctx["corpus"], utt_id=key, path=str(path), speaker=speaker, language=lang, label=label,
+                split=split, dataset=rec.get("dataset"), code=code)
 
 # %% ../nbs/02_corpora.ipynb #783a86d6
 def emobox_rows(root: Path, # an EmoBox dataset folder (data/<dataset>/) or a folder above it
@@ -1133,6 +1138,21 @@ def emobox_rows(root: Path, # an EmoBox dataset folder (data/<dataset>/) or a fo
     if rows and not ctx["stm"] and all(r["speaker"] == "unknown" for r in rows):
         problems.note("no speaker ids (no data.seg.wrd.stm)", f"{base}: every speaker is 'unknown'")
     return rows
+
+# %% ../nbs/02_corpora.ipynb #ffa74f1f
+def corpus_catalog() -> pd.DataFrame:
+    "One row per registered corpus: labels, languages, speakers, split rule, root kind, options, description."
+    rows = []
+    for name in registered_corpora():
+        info = corpus_info(name)
+        try:
+            options = ", ".join(f"{k}={v!r}" for k, v in corpus_options(name).items())
+        except UserError as e:
+            options = f"(loader unavailable: {e})"
+        rows.append(dict(corpus=name, labels=",".join(info.labels) if info.labels else "(from the data)",
+                         languages=",".join(info.languages) or "(from the data)", speakers=info.speakers,
+                         split=info.split, root=info.root, options=options, description=info.description))
+    return pd.DataFrame(rows).set_index("corpus")
 
 # %% ../nbs/02_corpora.ipynb #c45aa77d
 def header_seconds(paths, progress: bool=False) -> list[float]:

@@ -769,13 +769,15 @@ def synth_crema_d(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, progress=No
     rng = np.random.default_rng(derive_seed("crema_d", seed))
     people = ["ActorID,Age,Sex,Race,Ethnicity"]
     for i in range(cfg["actors"]):
-        people.append(f"{1001 + i},{int(rng.integers(20, 75))},{'Female' if i % 2 == 0 else 'Male'},Unknown,Not Hispanic")
+        sex = "Female" if i % 2 == 0 else "Male"
+        people.append(f"{1001 + i},{int(rng.integers(20, 75))},{sex},Unknown,Not Hispanic")
     for actor, sentence, code, level in crema_d_clips(cfg):
         r = np.random.default_rng(derive_seed("crema-text", seed, sentence))     # the same text for every actor
         voice = make_voice(f"crema_d/{actor}", "F" if (int(actor) - 1001) % 2 == 0 else "M", seed)
         name = f"{actor}_{sentence}_{code}_{level}"
         _say(root / "AudioWAV" / f"{name}.wav", "crema_d", voice, CREMA_D_EMOTIONS[code],
-             make_plan(_n_syllables(seconds, r), "en", r), 16000, seed, name, noise_db=-50, scale=_CREMA_LEVEL_SCALE[level])
+             make_plan(_n_syllables(seconds, r), "en", r), 16000, seed, name, noise_db=-50,
+             scale=_CREMA_LEVEL_SCALE[level])
         if progress is not None: progress.update(1)
     (root / "VideoDemographics.csv").write_text("\n".join(people) + "\n")
     return root
@@ -783,8 +785,9 @@ def synth_crema_d(out, cfg: dict, seconds=(0.6, 1.2), seed: int = 0, progress=No
 # %% ../nbs/03_synth.ipynb #fddac8b6
 def ravdess_clips(cfg: dict) -> list[tuple]:
     "The clips `(actor, emotion, intensity, statement, repetition)` a size writes."
+    intensities = lambda e: ("01",) if e == "01" else ("01", "02")     # neutral has no strong intensity
     return [(f"{a:02d}", e, i, s, f"{r:02d}") for a in range(1, cfg["actors"] + 1) for e in RAVDESS_EMOTIONS
-            for i in (("01",) if e == "01" else ("01", "02")) for s in ("01", "02") for r in range(1, cfg["repetitions"] + 1)]
+            for i in intensities(e) for s in ("01", "02") for r in range(1, cfg["repetitions"] + 1)]
 
 def ravdess_count(cfg) -> int:
     "Number of clips `synth_ravdess` writes for the size entry `cfg`."
