@@ -220,7 +220,7 @@ _CELL_KEYS = ["speaker", "emotion", "k"]
 
 def _contains_corpus(results: pd.DataFrame, corpus: str) -> pd.Series:
     "Rows whose corpus set contains `corpus`."
-    return results["corpora"].str.split("+").map(lambda s: corpus in s)
+    return results["corpora"].str.split("+").map(lambda s: corpus in s).astype(bool)   # bool when empty too
 
 # %% ../nbs/08_analysis.ipynb #abd00776
 def fig3_table(results: pd.DataFrame # normalised results (`read_any_results`)

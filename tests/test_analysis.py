@@ -379,3 +379,15 @@ def test_report_compare_names_unknown_models(tmp_path, capsys):
     assert spft(["report", str(csv_path), "--out", str(tmp_path / "rep"), "--compare", "base@lora,base"]) == 2
     err = capsys.readouterr().err
     assert "model 'base@lora' not in the results" in err and "base@linear" in err and "\n" not in err.strip()
+
+def test_report_of_multiclass_trials_only(tmp_path):
+    "A store of multi-class trials alone: the paper's tables are empty (they read binary trials), multiclass.csv is not."
+    csv_path, rows = write_methods_csv(tmp_path / "results.csv")
+    only = tmp_path / "mc.csv"
+    pd.read_csv(csv_path).query("emotion == 'all'").to_csv(only, index=False)
+    rep = write_report(only, tmp_path / "rep", formats=("svg",), n_boot=100)
+    assert len(pd.read_csv(rep.parent / "fig2.csv")) == 0 and len(pd.read_csv(rep.parent / "fig2_methods.csv")) == 0
+    mc = pd.read_csv(rep.parent / "multiclass.csv")
+    assert mc.mean_f1.tolist() == pytest.approx([mean([r["macro_f1"] for r in rows if r["emotion"] == "all" and r["k"] == k])
+                                                 for k in (2, 4)])
+    assert "Multi-class trials" in rep.read_text()
