@@ -14,8 +14,9 @@ import numpy as np
 __all__ = ['PREFINETUNE_CORPORA', 'DOWNSTREAM_CORPUS', 'CORPORA', 'SPLITS', 'LANGUAGES', 'LABELS', 'CORPUS_LANGUAGE',
            'ESD_SPEAKERS', 'PAPER_CORPUS_NAMES', 'BASE_MODEL', 'SPLIT_RULES', 'CORPUS_REGISTRY', 'BUILTIN_CORPORA',
            'ENTRY_POINT_GROUP', 'UserError', 'esd_language', 'canonical_corpus', 'corpus_set_name', 'CorpusInfo',
-           'register_corpus', 'registered_corpora', 'corpus_info', 'derive_seed', 'seed_everything', 'pack_sorted',
-           'read_roots', 'write_roots', 'current_umask', 'apply_umask', 'atomic_write', 'atomic_write_text']
+           'register_corpus', 'registered_corpora', 'corpus_info', 'corpus_rank', 'derive_seed', 'seed_everything',
+           'pack_sorted', 'read_roots', 'write_roots', 'current_umask', 'apply_umask', 'atomic_write',
+           'atomic_write_text']
 
 # %% ../nbs/00_core.ipynb #2f6dd01b
 class UserError(ValueError):
@@ -66,7 +67,7 @@ def canonical_corpus(name: str) -> str:
 
 def corpus_set_name(corpora) -> str:
     "Name of a pre-finetuning set: `base` for none, else names joined by `+` (paper order, then registry order)."
-    s = sorted({canonical_corpus(c) for c in corpora}, key=_corpus_rank)
+    s = sorted({canonical_corpus(c) for c in corpora}, key=corpus_rank)
     return "+".join(s) if s else BASE_MODEL
 
 # %% ../nbs/00_core.ipynb #35a70a77
@@ -187,7 +188,7 @@ def _lookup_corpus(n: str) -> str | None:
     if n in PAPER_CORPUS_NAMES: return PAPER_CORPUS_NAMES[n]
     return next((c for c, info in CORPUS_REGISTRY.items() if n in info.aliases), None)
 
-def _corpus_rank(name: str) -> tuple:
+def corpus_rank(name: str) -> tuple:
     "Sort key of a corpus: the paper's four in its order, then the others in registration order."
     if name in PREFINETUNE_CORPORA: return (0, PREFINETUNE_CORPORA.index(name))
     return (1, list(CORPUS_REGISTRY).index(name) if name in CORPUS_REGISTRY else len(CORPUS_REGISTRY), name)
