@@ -280,10 +280,12 @@ def fig4_table(results: pd.DataFrame # normalised results (`read_any_results`)
 
 # %% ../nbs/08_analysis.ipynb #e87230e9
 def _methods(results: pd.DataFrame) -> pd.Series:
-    "Each row's `method_name`, in a normalised frame or not (`full` where the frame names neither model nor method)."
-    models = results["model"] if "model" in results.columns else pd.Series("", index=results.index)
+    "Each row's `method_name` (vectorised), in a normalised frame or not (`full` where neither model nor method says)."
+    models = (results["model"] if "model" in results.columns else pd.Series("", index=results.index)).astype(str)
     raw = results["method"] if "method" in results.columns else pd.Series(None, index=results.index, dtype=object)
-    return pd.Series([method_name(m, x) for m, x in zip(models, raw)], index=results.index, dtype=object)
+    tags = models.str.rsplit("@", n=1).str[-1].where(models.str.contains("@", regex=False), "")
+    fallback = raw.fillna("full").astype(str).str.replace(":", "", regex=False)
+    return tags.where(tags.str.fullmatch(_TAG.pattern), fallback).astype(object)
 
 def _tasks(results: pd.DataFrame) -> pd.Series:
     "Each row's task: `binary` or `multiclass` (from the emotion where the frame has no `task` column)."
