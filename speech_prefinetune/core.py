@@ -12,11 +12,11 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['PREFINETUNE_CORPORA', 'DOWNSTREAM_CORPUS', 'CORPORA', 'SPLITS', 'LANGUAGES', 'LABELS', 'CORPUS_LANGUAGE',
-           'ESD_SPEAKERS', 'PAPER_CORPUS_NAMES', 'BASE_MODEL', 'SPLIT_RULES', 'CORPUS_REGISTRY', 'BUILTIN_CORPORA',
-           'ENTRY_POINT_GROUP', 'UserError', 'esd_language', 'canonical_corpus', 'corpus_set_name', 'CorpusInfo',
-           'register_corpus', 'registered_corpora', 'corpus_info', 'corpus_rank', 'derive_seed', 'seed_everything',
-           'pack_sorted', 'read_roots', 'write_roots', 'current_umask', 'apply_umask', 'atomic_write',
-           'atomic_write_text']
+           'ESD_SPEAKERS', 'COMMON_LABELS', 'COMMON_OTHER', 'PAPER_CORPUS_NAMES', 'BASE_MODEL', 'SPLIT_RULES',
+           'CORPUS_REGISTRY', 'BUILTIN_CORPORA', 'ENTRY_POINT_GROUP', 'UserError', 'esd_language', 'canonical_corpus',
+           'corpus_set_name', 'CorpusInfo', 'register_corpus', 'registered_corpora', 'corpus_info', 'corpus_rank',
+           'common_label', 'common_map', 'derive_seed', 'seed_everything', 'pack_sorted', 'read_roots', 'write_roots',
+           'current_umask', 'apply_umask', 'atomic_write', 'atomic_write_text']
 
 # %% ../nbs/00_core.ipynb #2f6dd01b
 class UserError(ValueError):
@@ -47,6 +47,17 @@ def esd_language(speaker: str) -> str:
     n = int(speaker)
     if not 1 <= n <= 20: raise ValueError(f"ESD speaker {speaker!r}: expected 0001-0020")
     return "zh" if n <= 10 else "en"
+
+# %% ../nbs/00_core.ipynb #cd75d491
+COMMON_LABELS = ("neutral", "happy", "angry", "sad", "surprise", "fear", "disgust", "other")
+COMMON_OTHER = "other"   # the common label of a label without a common one
+_BUILTIN_COMMON = {   # corpus -> {label: common label} where a label is not its own common label (table above)
+    "iemocap": {"excited": "happy", "frustrated": "other"},
+    "mandarin_as": {"elation": "happy", "panic": "fear"},
+    "msp_podcast": {"contempt": "other"},
+    "ravdess": {"calm": "neutral"},
+    "emodb": {"boredom": "other"},
+}
 
 # %% ../nbs/00_core.ipynb #d4b8d969
 PAPER_CORPUS_NAMES = {"iemocap_emotion": "iemocap", "msp_improv": "msp_improv",
@@ -85,11 +96,22 @@ class CorpusInfo:
     root: str = "folder"         # what its root is: "folder", or "file" (a manifest)
     aliases: tuple = ()          # other spellings `canonical_corpus` accepts
     description: str = ""        # one line for listings
+    common: tuple = ()           # (label, common label) pairs where a label is not its own common label
 
 # %% ../nbs/00_core.ipynb #9829bbb3
 CORPUS_REGISTRY: dict[str, CorpusInfo] = {}   # name -> CorpusInfo, in registration order
 BUILTIN_CORPORA: set[str] = set()             # names registered by this package (replaced only on request)
 _CORPUS_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+def _common_pairs(name: str, labels, common) -> tuple:
+    "`common` as sorted (label, common label) pairs, checked: known labels, values in `COMMON_LABELS`."
+    pairs = tuple(sorted((str(k), str(v)) for k, v in dict(common or {}).items()))
+    for label, to in pairs:
+        if to not in COMMON_LABELS:
+            raise UserError(f"{name}: common={{{label!r}: {to!r}}}: expected one of {', '.join(COMMON_LABELS)}")
+        if labels is not None and label not in labels:
+            raise UserError(f"{name}: common maps {label!r}, which is not one of its labels ({', '.join(labels)})")
+    return pairs
 
 def register_corpus(name: str, # our name: lower-case letters, digits and `_`
                     loader, # `loader(root, problems, **options) -> rows` or `"module:function"`
@@ -100,6 +122,7 @@ def register_corpus(name: str, # our name: lower-case letters, digits and `_`
                     root: str="folder", # "folder" or "file"
                     aliases=(), # other spellings
                     description: str="", # one line for listings
+                    common: dict | None=None, # label -> `COMMON_LABELS` entry where it is not its own (else `other`)
                     replace: bool=False, # allow replacing a corpus this package ships
                    ) -> CorpusInfo:
     "Make corpus `name` known to `load_corpus`, the roots file, `canonical_corpus` and `LABELS`."
@@ -117,7 +140,7 @@ def register_corpus(name: str, # our name: lower-case letters, digits and `_`
         raise UserError(f"corpus {name!r} ships with speech_prefinetune; pass replace=True to replace it")
     languages = (language,) if isinstance(language, str) else tuple(language)
     info = CorpusInfo(name, loader, labels, languages, bool(speakers), split, root,
-                      tuple(a.lower() for a in aliases), description)
+                      tuple(a.lower() for a in aliases), description, _common_pairs(name, labels, common))
     CORPUS_REGISTRY[name] = info
     if labels is not None: LABELS[name] = labels
     if len(languages) == 1: CORPUS_LANGUAGE[name] = languages[0]
@@ -147,7 +170,8 @@ _BUILTIN = (   # name, reader, labels, language(s), speakers, split, root, alias
     ("emobox", "emobox_rows", None, (), True, "folds", "folder", (), "any corpus in EmoBox's metadata format"),
 )
 for _n, _reader, _labels, _lang, _spk, _split, _root, _aliases, _desc in _BUILTIN:
-    register_corpus(_n, f"{_LOADERS}:{_reader}", _labels, _lang, _spk, _split, _root, _aliases, _desc)
+    register_corpus(_n, f"{_LOADERS}:{_reader}", _labels, _lang, _spk, _split, _root, _aliases, _desc,
+                    _BUILTIN_COMMON.get(_n))
     BUILTIN_CORPORA.add(_n)
 
 # %% ../nbs/00_core.ipynb #00b9c488
@@ -170,7 +194,7 @@ def _read_entry_points(group: str=ENTRY_POINT_GROUP):
 def _register_info(i: CorpusInfo) -> CorpusInfo:
     "Register a ready-made `CorpusInfo` (checked like any other registration)."
     return register_corpus(i.name, i.loader, i.labels, i.languages, i.speakers, i.split, i.root, i.aliases,
-                           i.description)
+                           i.description, dict(i.common))
 
 # %% ../nbs/00_core.ipynb #fd63a935
 def registered_corpora() -> tuple[str, ...]:
@@ -192,6 +216,24 @@ def corpus_rank(name: str) -> tuple:
     "Sort key of a corpus: the paper's four in its order, then the others in registration order."
     if name in PREFINETUNE_CORPORA: return (0, PREFINETUNE_CORPORA.index(name))
     return (1, list(CORPUS_REGISTRY).index(name) if name in CORPUS_REGISTRY else len(CORPUS_REGISTRY), name)
+
+# %% ../nbs/00_core.ipynb #dc325148
+def common_label(corpus: str, # any spelling `canonical_corpus` accepts
+                 label: str, # one of the corpus's labels
+                ) -> str:
+    "The `COMMON_LABELS` entry of `label` of `corpus`: its registered map, else itself if common, else `other`."
+    explicit = dict(corpus_info(corpus).common)
+    label = str(label).strip().lower()
+    return explicit.get(label, label if label in COMMON_LABELS else COMMON_OTHER)
+
+def common_map(corpus: str, # any spelling `canonical_corpus` accepts
+               labels=None, # the labels to map (default: the corpus's registered labels)
+              ) -> dict:
+    "`{label: common label}` for the labels of `corpus`, in their order."
+    labels = corpus_info(corpus).labels if labels is None else labels
+    if labels is None:
+        raise UserError(f"{canonical_corpus(corpus)} has no registered labels: pass the labels to map")
+    return {l: common_label(corpus, l) for l in labels}
 
 # %% ../nbs/00_core.ipynb #245de7f6
 def derive_seed(*parts) -> int:
