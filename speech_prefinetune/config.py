@@ -13,11 +13,11 @@ from fastcore.docments import docments
 from .core import UserError, derive_seed
 
 # %% auto #0
-__all__ = ['METHODS', 'PREFINETUNE_METHODS', 'TASK_SAMPLING', 'SELECT_ON', 'DEVICES', 'ERRORS', 'EVAL_BATCH_SECONDS', 'CROPS',
-           'LR_SCHEDULES', 'SMILE_SETS', 'SMILE_HEADS', 'TASKS', 'FROZEN_FIELDS', 'LORA_FIELDS', 'SMILE_FIELDS',
-           'K_VALUES', 'EXECUTORS', 'SYNTH_SIZES', 'QUIRKS', 'parse_method', 'canonical_method', 'check_lora',
-           'lora_targets', 'PrefinetuneConfig', 'TrialConfig', 'flag_kind', 'field_help', 'add_config_arguments',
-           'config_from_args']
+__all__ = ['METHODS', 'PREFINETUNE_METHODS', 'TASK_SAMPLING', 'SELECT_ON', 'DEVICES', 'ERRORS', 'HEADS', 'EVAL_BATCH_SECONDS',
+           'CROPS', 'LR_SCHEDULES', 'SMILE_SETS', 'SMILE_HEADS', 'TASKS', 'FROZEN_FIELDS', 'LORA_FIELDS',
+           'SMILE_FIELDS', 'K_VALUES', 'EXECUTORS', 'SYNTH_SIZES', 'QUIRKS', 'parse_method', 'canonical_method',
+           'check_lora', 'lora_targets', 'PrefinetuneConfig', 'TrialConfig', 'flag_kind', 'field_help',
+           'add_config_arguments', 'config_from_args']
 
 # %% ../nbs/00a_config.ipynb #b1e7c0de
 METHODS = ("full", "top:N", "lora", "linear", "prototype", "opensmile")   # adaptation methods (`TrialConfig.method`)
@@ -60,6 +60,7 @@ TASK_SAMPLING = ("proportional", "uniform")  # how a training step picks its tas
 SELECT_ON = ("scaled_loss", "loss")          # the validation losses early stopping can follow
 DEVICES = ("auto", "cpu", "cuda")            # where pre-finetuning runs ("auto": CUDA when present)
 ERRORS = ("raise", "skip")                   # what the corpus loaders and the audio cache do with a bad entry
+HEADS = ("per_corpus", "shared")             # one head per corpus (the paper), or one over `core.COMMON_LABELS`
 
 @dataclass
 class PrefinetuneConfig:
@@ -84,6 +85,7 @@ class PrefinetuneConfig:
     projector_dim: int | None = None          # `Wav2Vec2ForSequenceClassification`'s projector (paper: 256)
     freeze_feature_encoder: bool = True       # keep the CNN frozen (standard recipe; shares CNN features downstream)
     layer_weights: bool = False               # pool a learned softmax-weighted sum of all hidden states (SUPERB)
+    head: Literal[HEADS] = "per_corpus"       # "per_corpus" (paper) or "shared": one head over the common emotions
     method: str = "full"                      # "full"; "top:N": train the top N layers and heads; "lora": adapters
     lora_rank: int = 8                        # lora: rank of each adapter
     lora_alpha: float = 16.0                  # lora: an adapter's update is scaled by alpha / rank
@@ -107,6 +109,8 @@ def check(self: PrefinetuneConfig) -> PrefinetuneConfig:
         raise UserError(f"select_on={self.select_on!r}: expected 'loss' or 'scaled_loss'")
     if self.task_sampling not in TASK_SAMPLING:
         raise UserError(f"task_sampling={self.task_sampling!r}: expected one of {', '.join(TASK_SAMPLING)}")
+    if self.head not in HEADS:
+        raise UserError(f"head={self.head!r}: expected one of {', '.join(HEADS)}")
     if self.device not in DEVICES:
         raise UserError(f"device={self.device!r}: expected auto, cpu or cuda")
     self.method = canonical_method(self.method, PREFINETUNE_METHODS)

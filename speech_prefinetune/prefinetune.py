@@ -21,9 +21,10 @@ from fastcore.basics import patch
 from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 from transformers import AutoModel, get_linear_schedule_with_warmup
-from .core import (LABELS, PREFINETUNE_CORPORA, UserError, apply_umask, atomic_write,
-                                     atomic_write_text, canonical_corpus, corpus_set_name, derive_seed, pack_sorted,
-                                     read_roots, seed_everything)
+from .core import (COMMON_LABELS, COMMON_OTHER, LABELS, PREFINETUNE_CORPORA, UserError, apply_umask,
+                                     atomic_write, atomic_write_text, canonical_corpus, common_map, corpus_rank,
+                                     corpus_set_name, derive_seed, pack_sorted, read_roots, registered_corpora,
+                                     seed_everything)
 from .config import TASK_SAMPLING, PrefinetuneConfig, lora_targets, parse_method
 from .audio import AudioCache, open_audio_cache
 from .corpora import load_corpus
@@ -32,16 +33,17 @@ from .lora import add_adapters, merge_adapters, resolve_targets, save_adapters
 from .cli import main as spft_main
 
 # %% auto #0
-__all__ = ['MEMORY_MODEL', 'CHECKPOINT', 'RESUMABLE_SETTINGS', 'ADAPTER_DIR', 'CORPORA_ORDER', 'scaled_loss',
-           'task_probabilities', 'bucket_batches', 'epoch_plan', 'ClipBatches', 'task_metrics', 'selection_metric',
-           'estimate_peak_memory', 'batch_stats', 'plan_text', 'training_step', 'make_accelerator', 'make_optimizer',
-           'adapt_model', 'method_parameters', 'rng_states', 'set_rng_states', 'save_checkpoint', 'load_checkpoint',
-           'trained_state', 'frozen_fingerprint', 'load_trained_state', 'label_vocabularies', 'fill_audio_cache',
-           'SplitClips', 'split_clips', 'train_crop', 'crop_lengths', 'task_batches', 'train_batches',
-           'valid_plan_items', 'valid_batches', 'evaluate', 'count_epoch_steps', 'batch_lengths', 'layers_in_backward',
-           'training_plan', 'run_settings', 'checkpoint_to_resume', 'batch_to', 'epoch_summary', 'mark_finished',
-           'method_metadata', 'adapter_base', 'save_best_model', 'prefinetune_tables', 'load_tables', 'prefinetune',
-           'all_subsets', 'prefinetune_all_subsets', 'main']
+__all__ = ['MEMORY_MODEL', 'CHECKPOINT', 'SHARED_HEAD', 'RESUMABLE_SETTINGS', 'ADAPTER_DIR', 'CORPORA_ORDER', 'SUBSET_DESIGNS',
+           'MAX_SETS', 'scaled_loss', 'task_probabilities', 'bucket_batches', 'epoch_plan', 'ClipBatches',
+           'task_metrics', 'selection_metric', 'estimate_peak_memory', 'batch_stats', 'plan_text', 'training_step',
+           'make_accelerator', 'make_optimizer', 'adapt_model', 'method_parameters', 'rng_states', 'set_rng_states',
+           'save_checkpoint', 'load_checkpoint', 'trained_state', 'frozen_fingerprint', 'load_trained_state',
+           'label_vocabularies', 'task_common_map', 'shared_tasks', 'task_heads', 'fill_audio_cache', 'SplitClips',
+           'split_clips', 'train_crop', 'crop_lengths', 'task_batches', 'train_batches', 'valid_plan_items',
+           'valid_batches', 'evaluate', 'count_epoch_steps', 'batch_lengths', 'layers_in_backward', 'training_plan',
+           'run_settings', 'checkpoint_to_resume', 'batch_to', 'epoch_summary', 'mark_finished', 'method_metadata',
+           'adapter_base', 'save_best_model', 'prefinetune_tables', 'load_tables', 'prefinetune', 'all_subsets',
+           'prefinetune_all_subsets', 'subset_design', 'prefinetune_sets', 'design_sets', 'main']
 
 # %% ../nbs/05_prefinetune.ipynb #0d392c76
 def scaled_loss(logits: torch.Tensor, # [B, n_classes]
@@ -224,14 +226,16 @@ def plan_text(stats: dict, # `batch_stats` of one pass over the training clips
 # %% ../nbs/05_prefinetune.ipynb #7a1c50bd
 def training_step(accelerator, model, optimizer, scheduler, micro_batches: list, # dicts from `ClipBatches`
                   n_classes: dict, # task -> number of classes
-                  grad_clip: float | None = 1.0) -> float:
+                  grad_clip: float | None = 1.0,
+                  heads: dict | None = None, # task -> the head it trains (`task_heads`; None: its own)
+                 ) -> float:
     "One optimizer update over one or more task batches; returns the mean scaled loss."
     total = 0.0
     for i, b in enumerate(micro_batches):
         sync = nullcontext() if i == len(micro_batches) - 1 else accelerator.no_sync(model)
         with sync:
             with accelerator.autocast():
-                logits = model(b["input_values"], b["attention_mask"], task=b["task"])
+                logits = model(b["input_values"], b["attention_mask"], task=(heads or {}).get(b["task"], b["task"]))
             loss = scaled_loss(logits, b["labels"], n_classes[b["task"]]) / len(micro_batches)
             accelerator.backward(loss)
         total += loss.item()
@@ -401,6 +405,35 @@ def label_vocabularies(tables: dict, # task name -> utterance table
     "Each task's class labels in index order: the corpus's `LABELS`, else its table's labels sorted."
     return {t: tuple(LABELS.get(t) or sorted(tab["label"].unique())) for t, tab in tables.items()}
 
+# %% ../nbs/05_prefinetune.ipynb #7394f62f
+SHARED_HEAD = "common"   # the one head of a shared-head run
+
+def task_common_map(task: str, # a task: a registered corpus, or any name
+                    labels, # its labels
+                   ) -> dict:
+    "`{label: common label}` of a task: its corpus's map (`core.common_map`), else common labels kept, others `other`."
+    if task in registered_corpora():
+        return common_map(task, labels)
+    return {l: l if l in COMMON_LABELS else COMMON_OTHER for l in labels}
+
+def shared_tasks(tables: dict, # task name -> utterance table
+                 vocabularies: dict, # task -> labels (`label_vocabularies`)
+                ) -> tuple[dict, dict]:
+    "The tables with labels mapped to common labels, and the one common vocabulary (in `COMMON_LABELS` order) per task."
+    maps = {t: task_common_map(t, v) for t, v in vocabularies.items()}
+    used = {c for m in maps.values() for c in m.values()}
+    common = tuple(c for c in COMMON_LABELS if c in used)
+    if len(common) < 2:
+        raise UserError(f"head='shared': the corpora's labels map to {common} only; a head needs two classes")
+    mapped = {t: tab.assign(label=tab["label"].map(lambda l, m=maps[t]: m.get(l, l))) for t, tab in tables.items()}
+    return mapped, {t: common for t in tables}
+
+def task_heads(vocabularies: dict, # task -> labels
+               head: str = "per_corpus", # `PrefinetuneConfig.head`
+              ) -> dict:
+    "Task -> the head it trains: its own (`per_corpus`), or `SHARED_HEAD` for every task (`shared`)."
+    return {t: t if head == "per_corpus" else SHARED_HEAD for t in vocabularies}
+
 # %% ../nbs/05_prefinetune.ipynb #6789cad8
 def _checkpoint_layers(encoder, spec):
     "Gradient (activation) checkpointing of the transformer layers (transformers' `activation_checkpointing_enable`)."
@@ -528,7 +561,9 @@ def valid_batches(clips: SplitClips, # the validation clips
 # %% ../nbs/05_prefinetune.ipynb #a49edcac
 @torch.no_grad()
 def evaluate(accelerator, model, valid: dict, # task -> ClipBatches of that task's validation batches
-             n_classes: dict) -> dict:
+             n_classes: dict,
+             heads: dict | None = None, # task -> the head it trains (`task_heads`; None: its own)
+            ) -> dict:
     "Per-task validation metrics (`task_metrics`), computed over every process's share."
     model.eval()
     out = {}
@@ -538,7 +573,7 @@ def evaluate(accelerator, model, valid: dict, # task -> ClipBatches of that task
             b = batches[i]
             x, mask = b["input_values"].to(accelerator.device), b["attention_mask"].to(accelerator.device)
             with accelerator.autocast():
-                logits = model(x, mask, task=task).float()
+                logits = model(x, mask, task=(heads or {}).get(task, task)).float()
             y = b["labels"].to(accelerator.device)
             losses += F.cross_entropy(logits, y, reduction="none").tolist()
             preds += logits.argmax(-1).tolist()
@@ -744,11 +779,14 @@ def prefinetune_tables(tables: dict, # task name -> utterance table (`load_corpu
     acc = make_accelerator(config)
     main, world, rank = acc.is_main_process, acc.num_processes, acc.process_index
     vocabularies = label_vocabularies(tables)
+    if config.head == "shared":   # one head over the common emotions: labels mapped, one vocabulary for all
+        tables, vocabularies = shared_tasks(tables, vocabularies)
+    heads = task_heads(vocabularies, config.head)
     n_classes = {t: len(v) for t, v in vocabularies.items()}
-    corpora = list(corpora if corpora is not None else [t for t in vocabularies if t in PREFINETUNE_CORPORA])
+    corpora = list(corpora if corpora is not None else [t for t in vocabularies if t in registered_corpora()])
 
     # -- the model first: its feature extractor decides the sampling rate and the normalisation
-    model = MultiTaskClassifier.from_encoder(encoder, vocabularies, seed=config.seed,
+    model = MultiTaskClassifier.from_encoder(encoder, {heads[t]: v for t, v in vocabularies.items()}, seed=config.seed,
                                              projector_dim=config.projector_dim,
                                              freeze_feature_encoder=config.freeze_feature_encoder,
                                              layer_weights=config.layer_weights)
@@ -816,11 +854,11 @@ def prefinetune_tables(tables: dict, # task name -> utterance table (`load_corpu
                 b = next(batches)
                 seconds += b["seconds"] * world
                 micro.append(batch_to(b, acc.device))
-            losses.append(training_step(acc, model, optimizer, scheduler, micro, n_classes, config.grad_clip))
+            losses.append(training_step(acc, model, optimizer, scheduler, micro, n_classes, config.grad_clip, heads))
             speed = seconds / (time.perf_counter() - t0)
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", audio_s_per_s=f"{speed:.0f}")
         train_seconds, train_cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
-        per_task = evaluate(acc, model, valid_data, n_classes)
+        per_task = evaluate(acc, model, valid_data, n_classes, heads)
         metric = selection_metric(per_task, config.select_on)
         improved = metric < state["best"] or state["best_epoch"] == 0   # (the first epoch always saves a model)
         row = dict(epoch=epoch, step=epoch * steps, lr=scheduler.get_last_lr()[0],
@@ -855,29 +893,27 @@ def prefinetune_tables(tables: dict, # task name -> utterance table (`load_corpu
 
 # %% ../nbs/05_prefinetune.ipynb #b2761c9e
 def load_tables(corpora, roots, config: PrefinetuneConfig | None = None) -> dict:
-    "`{corpus: load_corpus(corpus, root)}` for the named pre-finetuning corpora."
+    "`{corpus: load_corpus(corpus, root)}` for the named corpora (any registered ones)."
     config = config or PrefinetuneConfig()
     if isinstance(roots, dict):
         roots = {canonical_corpus(k): Path(v) for k, v in roots.items()}
     else:
         roots = read_roots(roots)
     tables = {}
-    for c in corpora:
-        if c not in PREFINETUNE_CORPORA:
-            raise UserError(f"{c!r} is not a pre-finetuning corpus; expected some of {', '.join(PREFINETUNE_CORPORA)}")
+    for c in map(canonical_corpus, corpora):   # an unknown name: a UserError listing the registered ones
         if c not in roots:
             raise UserError(f"no root for {c} in the roots file (has: {', '.join(roots) or 'nothing'})")
         tables[c] = load_corpus(c, roots[c], errors=config.errors, **config.corpus_options.get(c, {}))
     return tables
 
 # %% ../nbs/05_prefinetune.ipynb #07fc5137
-CORPORA_ORDER = {c: i for i, c in enumerate(PREFINETUNE_CORPORA)}
+CORPORA_ORDER = {c: i for i, c in enumerate(PREFINETUNE_CORPORA)}   # the paper's four (`core.corpus_rank` orders all)
 
 def _corpus_list(corpora) -> list:
-    "Canonical corpus names of `corpora` (a comma-separated string or a list), in paper order."
+    "Canonical corpus names of `corpora` (a comma-separated string or a list), in `core.corpus_rank` order."
     names = corpora.split(",") if isinstance(corpora, str) else list(corpora)
     try:
-        out = sorted({canonical_corpus(c) for c in names if c.strip()}, key=lambda c: (CORPORA_ORDER.get(c, 99), c))
+        out = sorted({canonical_corpus(c) for c in names if c.strip()}, key=corpus_rank)
     except ValueError as e:
         raise UserError(str(e)) from None
     if not out:
@@ -909,13 +945,71 @@ def all_subsets(corpora=PREFINETUNE_CORPORA) -> list[tuple]:
 def prefinetune_all_subsets(roots, encoder, out, config: PrefinetuneConfig | None = None, progress: bool = True,
                             corpora=PREFINETUNE_CORPORA, tqdm_class=None) -> list[Path]:
     "One run per non-empty subset of `corpora` in `out/<corpus_set_name>`; finished runs are skipped."
+    return prefinetune_sets(all_subsets(tuple(corpora)), roots, encoder, out, config, progress, tqdm_class)
+
+# %% ../nbs/05_prefinetune.ipynb #7b52abf3
+SUBSET_DESIGNS = ("singles", "leave-one-out", "all", "all-subsets")
+MAX_SETS = 255   # the most models a design may have unless asked (`all-subsets` of eight corpora)
+
+def _design_sets(kind: str, pool: list) -> list[tuple]:
+    "The sets of a named design over `pool` (corpora in rank order)."
+    if kind == "singles":
+        return [(c,) for c in pool]
+    if kind == "leave-one-out":
+        if len(pool) < 2:
+            raise UserError(f"leave-one-out needs two corpora or more, got {', '.join(pool)}")
+        return [tuple(o for o in pool if o != c) for c in pool]
+    if kind == "all":
+        return [tuple(pool)]
+    if len(pool) > len(PREFINETUNE_CORPORA):
+        warnings.warn(f"all-subsets of {len(pool)} corpora: {2 ** len(pool) - 1} models to pre-finetune "
+                      f"(singles, leave-one-out and all: {2 * len(pool) + 1})", stacklevel=3)
+    return all_subsets(tuple(pool))
+
+# %% ../nbs/05_prefinetune.ipynb #a4f1bfb2
+def subset_design(kind: str, # one of `SUBSET_DESIGNS`, or sets written out: "iemocap+crema_d,ravdess"
+                  corpora=PREFINETUNE_CORPORA, # the pool a named design draws from (a list or comma-separated)
+                  max_sets: int = MAX_SETS, # refuse a design of more models than this
+                 ) -> list[tuple]:
+    "The pre-finetuning sets of a design: tuples of registered corpora in `core.corpus_rank` order, no duplicates."
+    kind = str(kind).strip()
+    if kind.lower() in SUBSET_DESIGNS:
+        pool = _corpus_list(corpora)
+        if kind.lower() == "all-subsets" and 2 ** len(pool) - 1 > max_sets:
+            raise UserError(f"all-subsets of {len(pool)} corpora is {2 ** len(pool) - 1} models, over max_sets="
+                            f"{max_sets}; choose singles, leave-one-out, all or explicit sets")
+        sets = _design_sets(kind.lower(), pool)
+    else:
+        sets = [tuple(_corpus_list(item.split("+"))) for item in kind.split(",") if item.strip()]
+    sets = list(dict.fromkeys(sets))
+    if not sets:
+        raise UserError(f"subset design {kind!r}: no sets (expected {', '.join(SUBSET_DESIGNS)} or sets like a+b,c)")
+    if len(sets) > max_sets:
+        raise UserError(f"subset design {kind!r}: {len(sets)} models, over max_sets={max_sets}")
+    return sets
+
+# %% ../nbs/05_prefinetune.ipynb #b53f83f8
+def prefinetune_sets(sets, # pre-finetuning sets (`subset_design`)
+                     roots, encoder, out, # as `prefinetune`; `out` is the parent of one folder per set
+                     config: PrefinetuneConfig | None = None, progress: bool = True, tqdm_class=None,
+                    ) -> list[Path]:
+    "One run per set in `out/<corpus_set_name>`; finished runs are skipped."
     runs = []
-    for subset in all_subsets(tuple(corpora)):
+    for subset in sets:
         run = Path(out) / corpus_set_name(subset)
         if progress and not _finished(run):
             (tqdm_class or tqdm).write(f"pre-finetuning {run.name} -> {run}")
         runs.append(prefinetune(subset, roots, encoder, run, config, progress, tqdm_class))
     return runs
+
+def design_sets(spec: str, # `--corpora`: "iemocap,crema_d" (one run), "all-subsets", "singles:a,b,c", "a+b,c"
+               ) -> list[tuple] | None:
+    "The sets `--corpora` asks for, or None for one run on the listed corpora."
+    spec = str(spec).strip()
+    kind, _, pool = spec.partition(":")
+    if kind.strip().lower() in SUBSET_DESIGNS:
+        return subset_design(kind, pool if pool.strip() else PREFINETUNE_CORPORA)
+    return subset_design(spec) if "+" in spec else None
 
 # %% ../nbs/05_prefinetune.ipynb #44280799
 def main(argv=None) -> int:

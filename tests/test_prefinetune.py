@@ -219,12 +219,50 @@ def test_cli_all_subsets_then_skips_finished(synth, tmp_path):
 def test_cli_user_errors_name_the_culprit(synth, tmp_path):
     with pytest.raises(UserError, match="nowhere.toml"): spft("--corpora", "iemocap", "--roots", tmp_path / "nowhere.toml", "--out", tmp_path / "x", *FAST)
     with pytest.raises(UserError, match="timit"): spft("--corpora", "iemocap,timit", "--roots", synth, "--out", tmp_path / "x", *FAST)
-    with pytest.raises(UserError, match="esd"): spft("--corpora", "esd", "--roots", synth, "--out", tmp_path / "x", *FAST)
+    with pytest.raises(UserError, match="no root for esd"): spft("--corpora", "esd", "--roots", synth, "--out", tmp_path / "x", *FAST)
     roots = tmp_path / "only.toml"; roots.write_text(f'iemocap = "{synth.parent / "IEMOCAP_full_release"}"\n')
     with pytest.raises(UserError, match="no root for mandarin_as"):
         spft("--corpora", "iemocap,mandarin_as", "--roots", roots, "--out", tmp_path / "x", *FAST)
     with pytest.raises(UserError, match="no-such-encoder"):
         spft("--corpora", "iemocap", "--roots", synth, "--out", tmp_path / "y", "--encoder", "/no-such-encoder", "--device", "cpu", "--quiet")
+
+
+def test_designs_over_any_registered_corpora(tmp_path):
+    "A subset design over corpora beyond the paper's four: one run per set, tasks named after the corpora, rank order."
+    from speech_prefinetune.synth import synth_corpora
+    from speech_prefinetune.prefinetune import design_sets, prefinetune_sets
+    synth_corpora(tmp_path / "c", size="tiny", corpora=("iemocap", "crema_d", "ravdess"))
+    cfg = PrefinetuneConfig(max_epochs=1, max_steps_per_epoch=1, batch_size=8, lr=1e-3, device="cpu")
+    sets = design_sets("leave-one-out:ravdess,crema_d,iemocap")
+    assert sets == [("crema_d", "ravdess"), ("iemocap", "ravdess"), ("iemocap", "crema_d")]
+    runs = prefinetune_sets(sets[:2], tmp_path / "c" / "corpora.toml", "tiny-wav2vec2", tmp_path / "runs", cfg, progress=False)
+    assert [r.name for r in runs] == ["crema_d+ravdess", "iemocap+ravdess"]
+    m = MultiTaskClassifier.from_pretrained(runs[0])
+    assert m.tasks == {"crema_d": LABELS["crema_d"], "ravdess": LABELS["ravdess"]}
+    assert m.metadata["corpora"] == ["crema_d", "ravdess"] and m.metadata["corpus_set"] == "crema_d+ravdess"
+
+
+def test_shared_head_trains_one_head_over_the_common_labels(tables, tmp_path):
+    "head='shared': one head `common` over the common emotions of all tasks; per-task metrics and sampling stay."
+    from speech_prefinetune.core import COMMON_LABELS, common_map
+    cfg = PrefinetuneConfig(max_epochs=2, patience=100, lr=1e-3, batch_size=4, max_seconds=0.5, device="cpu",
+                            cache_dir=str(tmp_path / "cache"), head="shared")
+    run = prefinetune_tables(tables, "tiny-wav2vec2", tmp_path / "shared", cfg, progress=False)
+    m = MultiTaskClassifier.from_pretrained(run)
+    used = {c for t in tables for c in common_map(t).values()}
+    assert m.tasks == {"common": tuple(c for c in COMMON_LABELS if c in used)}
+    assert set(load_file(run / "heads.safetensors")) == {"heads.common.weight", "heads.common.bias"}
+    hist = pd.read_csv(run / "metrics.csv")
+    assert {f"{t}/scaled_loss" for t in tables} <= set(hist.columns) and m.metadata["settings"]["head"] == "shared"
+    assert m.metadata["corpora"] == ["iemocap", "msp_improv", "mandarin_as"]
+    per_corpus = prefinetune_tables(tables, "tiny-wav2vec2", tmp_path / "own", replace(cfg, head="per_corpus"),
+                                    progress=False)
+    assert set(MultiTaskClassifier.from_pretrained(per_corpus).tasks) == set(tables)
+    with pytest.raises(UserError, match="other settings"):   # a checkpoint of one head mode does not resume the other
+        cfg_keep = replace(cfg, keep_checkpoint=True, max_epochs=1)
+        prefinetune_tables(tables, "tiny-wav2vec2", tmp_path / "k", cfg_keep, progress=False)
+        (tmp_path / "k" / "spft_model.json").unlink()
+        prefinetune_tables(tables, "tiny-wav2vec2", tmp_path / "k", replace(cfg_keep, head="per_corpus"), progress=False)
 
 
 # ---- safe resume: a planted pickle is refused, never run ----
