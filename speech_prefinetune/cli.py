@@ -6,6 +6,7 @@
 from __future__ import annotations
 import argparse, json, os, sys, time
 from dataclasses import fields
+from functools import partial
 from itertools import combinations
 from pathlib import Path
 from . import __version__
@@ -19,7 +20,8 @@ __all__ = ['PREFINETUNE_ALIASES', 'TINY_ENCODER_NAMES', 'PREFINETUNE_OUT', 'TRIA
            'add_prefinetune_arguments', 'add_prefinetune_command', 'prefinetune_main', 'add_grid_arguments',
            'add_executor_arguments', 'slurm_options', 'add_fewshot_command', 'fewshot_main', 'add_report_command',
            'report_main', 'add_reproduce_command', 'add_dry_run_arguments', 'reproduce_main', 'demo_subsets',
-           'run_demo', 'demo_summary', 'add_demo_command', 'demo_main', 'build_parser', 'main']
+           'run_demo', 'demo_summary', 'demo_methods', 'demo_constant', 'add_demo_command', 'demo_main', 'build_parser',
+           'main']
 
 # %% ../nbs/10_cli.ipynb #e2597e5b
 class HelpParser(argparse.ArgumentParser):
@@ -332,6 +334,7 @@ DEMO = dict(
     # few-shot grid: the four synthetic ESD speakers (two Mandarin, two English), all five emotions, one trial per cell
     speakers=("0001", "0002", "0011", "0012"), k=(2, 8, 32), trials=1,
     trial=dict(lr=3e-3, max_epochs=30, patience=8),   # `TrialConfig` fields (paper: lr 3e-5, 200 epochs, patience 30)
+    methods=("top:1", "linear"),   # other adaptation methods, on base and the four-corpus model (`TrialConfig.method`)
 )
 
 def demo_subsets(full: bool = False) -> list[tuple[str, ...]]:
@@ -352,7 +355,8 @@ def run_demo(out="spft_demo", full: bool = False, seed: int = 0, workers: int = 
     from speech_prefinetune.synth import synth_corpora   # the heavy modules, only when the demo runs
     from speech_prefinetune.prefinetune import prefinetune
     from speech_prefinetune.grid import run_grid, load_results
-    from speech_prefinetune.analysis import write_report
+    from speech_prefinetune.analysis import by_method, write_report
+    from speech_prefinetune.corpora import load_corpus
     cfg = {**DEMO, **overrides}
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -369,17 +373,24 @@ def run_demo(out="spft_demo", full: bool = False, seed: int = 0, workers: int = 
         say(f"pre-finetuning on {corpus_set_name(subset)}")
         prefinetune(list(subset), roots, cfg["encoder"], run, config=pcfg, progress=progress)
         models.append(str(run))
+    results = out / "results"
+    grid = partial(run_grid, esd_root=roots["esd"], results=results, speakers=list(cfg["speakers"]), k=cfg["k"],
+                   trials=cfg["trials"], seed=seed, workers=workers, threads=1 if workers > 1 else None,
+                   cache_dir=cache, progress=progress)
     say(f"few-shot grid: {len(models)} models, speakers {', '.join(cfg['speakers'])}, k in {list(cfg['k'])}, "
         f"{cfg['trials']} trial(s) per cell")
-    results = out / "results"
-    run_grid(models, roots["esd"], results, speakers=list(cfg["speakers"]), k=cfg["k"], trials=cfg["trials"],
-             config=TrialConfig(**cfg["trial"]), seed=seed, workers=workers, threads=1 if workers > 1 else None,
-             cache_dir=cache, progress=progress)
+    grid(models, config=TrialConfig(**cfg["trial"]))
+    for method in cfg["methods"]:
+        say(f"few-shot grid, method {method}: base and {corpus_set_name(demo_subsets(full)[-1])}")
+        grid([models[0], models[-1]], config=TrialConfig(**cfg["trial"], method=method))
     report = out / "report"
     write_report(results, report)
     say(f"report written to {report} (CPU time {_cpu_seconds() - c0:.0f} s, workers included)")
+    rows = by_method(load_results(results))
     print("mean test macro-F1 (rows: pre-finetuning set, columns: k)")
-    print(demo_summary(load_results(results)).to_string())
+    print(demo_summary(rows["full"]).to_string())
+    print("\nmean test macro-F1 by adaptation method (rows: pre-finetuning set, method; columns: k)")
+    print(demo_methods(rows, demo_constant(load_corpus("esd", roots["esd"]), cfg["speakers"])).to_string())
     return report
 
 # %% ../nbs/10_cli.ipynb #1d97c4dc
@@ -396,15 +407,41 @@ def demo_summary(results, # the results table (`grid.load_results`)
             t.loc["gain over base"] = t.loc["pre-finetuned (mean)"] - t.loc["base"]
     return t.round(3)
 
+# %% ../nbs/10_cli.ipynb #de30a002
+def demo_methods(methods: dict, # method name -> its results (`analysis.by_method`)
+                 constant: float | None = None, # macro-F1 of the constant predictor (`demo_constant`)
+                ) -> pd.DataFrame:
+    "Mean test macro-F1 per (pre-finetuning set, method) and k, on the sets every method ran on; the constant last."
+    import pandas as pd   # only when the demo runs: `spft --help` imports nothing heavy
+    common = set.intersection(*(set(r["corpora"]) for r in methods.values()))
+    rows = pd.concat([r[r["corpora"].isin(common)].assign(method=m) for m, r in methods.items()])
+    t = rows.pivot_table(index=["corpora", "method"], columns="k", values="macro_f1", aggfunc="mean")
+    rank = {m: i for i, m in enumerate(methods)}
+    t = t.loc[sorted(t.index, key=lambda i: (i[0] != "base", i[0].count("+"), i[0], rank[i[1]]))]
+    if constant is not None:
+        t.loc[("constant", "always rest"), :] = constant
+    return t.round(3)
+
+def demo_constant(esd: pd.DataFrame, # the ESD table (`corpora.load_corpus("esd", root)`)
+                  speakers, # the speakers of the grid
+                 ) -> float:
+    "Mean macro-F1 of always predicting 'not the emotion' over the (speaker, emotion) test splits of `speakers`."
+    from speech_prefinetune.analysis import constant_f1   # analysis imports altair: only when the demo runs
+    test = esd[(esd["split"] == "test") & esd["speaker"].astype(str).isin(list(speakers))]
+    shares = test.groupby("speaker")["label"].value_counts(normalize=True)
+    return float(constant_f1(shares.to_numpy()).mean())
+
 # %% ../nbs/10_cli.ipynb #9e2589f8
 def add_demo_command(subparsers):
     "Register `spft demo`."
     p = subparsers.add_parser(
         "demo", help="run the whole method end to end on synthetic corpora "
-                    "(about 5 min on 2 CPU cores)",
+                    "(about 6 min on 2 CPU cores)",
         description="Synthesize the five corpora, pre-finetune a tiny encoder on each single "
                     "corpus and on all four, run a reduced few-shot grid on two Mandarin and two English "
-                    "speakers (k = 2, 8, 32), write the report and print mean test macro-F1 per model and k.")
+                    "speakers (k = 2, 8, 32), run it again with two other adaptation methods (top:1, linear) "
+                    "on base and the four-corpus model, write the report and print mean test macro-F1 per model, "
+                    "method and k.")
     p.add_argument("--out", default="spft_demo", help="output folder (default: %(default)s)")
     p.add_argument("--full", action="store_true",
                    help="pre-finetune on all 15 subsets instead of the 4 singles and the full set")
