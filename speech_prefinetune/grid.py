@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_grid.ipynb #bc4f90e1
 from __future__ import annotations
-import json, math, os, re, time, warnings
+import hashlib, json, math, os, re, time, warnings
 try:
     import fcntl
 except ImportError:
@@ -13,35 +13,93 @@ import multiprocessing as mp
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
-from .core import BASE_MODEL, UserError, esd_language
+from .core import (BASE_MODEL, DOWNSTREAM_CORPUS, SPLITS, UserError, canonical_corpus, corpus_info,
+                                     derive_seed, esd_language)
 from .config import EXECUTORS, K_VALUES
 from .audio import cache_root
-from .corpora import load_corpus
+from .corpora import GENERIC_LOADERS, LoadProblems, load_corpus, manifest_records
 from .fewshot import (ALL_EMOTIONS, ESD_EMOTIONS, FeatureCache, TrialConfig, TrialRunner,
-                                        check_emotion, check_k, is_model_dir, model_corpora, sample_fewshot)
+                                        check_emotion, check_k, is_model_dir, model_corpora, sample_fewshot,
+                                        table_emotions)
 from .stacked import run_cells
 from .methods import make_runner
 
 # %% auto #0
-__all__ = ['TRIAL_KEY', 'RESULT_COLUMNS', 'grid_emotions', 'plan_grid', 'ModelRef', 'read_model_metadata', 'model_ref', 'slug',
-           'method_ref', 'shard_file', 'read_records', 'open_shard', 'append_record', 'load_results', 'ShardJob',
-           'done_cells', 'shard_features', 'run_shard', 'grid_models', 'run_grid']
+__all__ = ['VALID_PER_LABEL', 'TEST_PER_LABEL', 'TRIAL_KEY', 'RESULT_COLUMNS', 'grid_emotions', 'plan_grid', 'per_speaker_split',
+           'has_speaker_split', 'downstream_table', 'ModelRef', 'read_model_metadata', 'model_ref', 'slug',
+           'method_ref', 'leaked_corpora', 'check_leakage', 'shard_file', 'split_id', 'read_records', 'open_shard',
+           'append_record', 'load_results', 'ShardJob', 'done_cells', 'shard_features', 'run_shard', 'grid_models',
+           'run_grid']
 
 # %% ../nbs/07_grid.ipynb #8b6ccf7d
-def grid_emotions(task: str = "binary") -> list[str]:
-    "The cells' emotions by default: the five ESD emotions (binary), or 'all' (multiclass: one cell for all five)."
-    return [ALL_EMOTIONS] if task == "multiclass" else list(ESD_EMOTIONS)
+def grid_emotions(task: str = "binary",
+                  labels: tuple = ESD_EMOTIONS, # the downstream corpus's emotions (`fewshot.table_emotions`)
+                 ) -> list[str]:
+    "The cells' emotions by default: every emotion of `labels` (binary), or 'all' (multiclass: one cell for all)."
+    return [ALL_EMOTIONS] if task == "multiclass" else list(labels)
 
 def plan_grid(models, speakers, emotions=None, k=K_VALUES, trials: int = 3,
-              task: str = "binary", # `TrialConfig.task`: "multiclass" cells are (all, k, trial)
+              task: str = "binary",         # `TrialConfig.task`: "multiclass" cells are (all, k, trial)
+              labels: tuple = ESD_EMOTIONS, # the downstream corpus's emotions (`fewshot.table_emotions`)
              ) -> pd.DataFrame:
     "One row per trial of the grid: model, speaker, emotion, k, trial (shard-major order)."
-    emotions = [check_emotion(e, task) for e in (emotions or grid_emotions(task))]
+    emotions = [check_emotion(e, task, labels) for e in (emotions or grid_emotions(task, labels))]
     return pd.DataFrame([dict(model=m, speaker=s, emotion=e, k=kk, trial=t) for s in speakers for m in models
                          for e in emotions for kk in k for t in range(trials)])
+
+# %% ../nbs/07_grid.ipynb #a12e0702
+VALID_PER_LABEL = 1   # validation clips per (speaker, emotion) of a per-speaker split
+TEST_PER_LABEL = 2    # test clips per (speaker, emotion) of a per-speaker split
+
+def per_speaker_split(table: pd.DataFrame,                 # utterance table: utt_id, speaker, label
+                  valid_per_label: int = VALID_PER_LABEL, # validation clips per (speaker, emotion)
+                  test_per_label: int = TEST_PER_LABEL,   # test clips per (speaker, emotion)
+                  seed: int = 0,                          # salt of the hash order (0: the documented split)
+                 ) -> pd.DataFrame:
+    "`table` with a per-speaker `split`: per (speaker, emotion), by a seeded hash order, test clips, valid, then train."
+    for name, n in dict(valid_per_label=valid_per_label, test_per_label=test_per_label).items():
+        if isinstance(n, bool) or int(n) != n or n < 1:
+            raise UserError(f"{name}={n!r}: expected an integer >= 1 (a trial needs validation and test clips)")
+    ids = table["utt_id"].astype(str)
+    hashes = ids.map(lambda u: derive_seed("speaker-split", seed, u))
+    ranked = table.loc[pd.DataFrame({"h": hashes, "u": ids}).sort_values(["h", "u"]).index]
+    rank = ranked.groupby([ranked["speaker"].astype(str), ranked["label"]]).cumcount().reindex(table.index)
+    split = np.where(rank < test_per_label, "test", np.where(rank < test_per_label + valid_per_label, "valid", "train"))
+    return table.assign(split=split)
+
+# %% ../nbs/07_grid.ipynb #a12e0707
+def has_speaker_split(name: str, # a registered corpus (any spelling `core.canonical_corpus` accepts)
+                      root,      # its root (for a manifest: the file)
+                     ) -> bool:
+    "Whether the corpus's own split is kept for few-shot trials: an official one (ESD), or one a manifest names."
+    info = corpus_info(name)
+    if info.split == "official":
+        return True
+    return info.root == "file" and any(rec.get("split") for _, rec in
+                                       manifest_records(Path(root), LoadProblems(info.name, "skip")))
+
+# %% ../nbs/07_grid.ipynb #a12e0708
+def downstream_table(name: str = DOWNSTREAM_CORPUS,  # the downstream corpus: a registered corpus with speakers
+                     root=None,                       # its root folder (a manifest: the file)
+                     valid_per_label: int = VALID_PER_LABEL, # per-speaker split: validation clips per emotion
+                     test_per_label: int = TEST_PER_LABEL,   # per-speaker split: test clips per emotion
+                     speaker_split: bool | None = None,     # None: where the corpus has no per-speaker split
+                     seed: int = 0,                   # salt of the per-speaker split's hash order
+                     **options,                       # corpus options (`corpora.load_corpus`)
+                    ) -> pd.DataFrame:
+    "The few-shot target's utterance table: corpus `name` at `root`, split per speaker where it has no such split."
+    info = corpus_info(name)
+    if not info.speakers:
+        raise UserError(f"{info.name}: its rows name no real speakers; it cannot be a per-speaker few-shot target")
+    if root is None:
+        raise UserError(f"{info.name}: give the root of the downstream corpus (root=, --root)")
+    table = load_corpus(info.name, root, **options)
+    resplit = not has_speaker_split(info.name, root) if speaker_split is None else speaker_split
+    return per_speaker_split(table, valid_per_label, test_per_label, seed) if resplit else table
 
 # %% ../nbs/07_grid.ipynb #91b506a2
 @dataclass(frozen=True)
@@ -85,15 +143,48 @@ def method_ref(ref: ModelRef, config: TrialConfig) -> ModelRef:
     tag = config.method_tag()
     return replace(ref, name=f"{ref.name}@{tag}") if tag else ref
 
+# %% ../nbs/07_grid.ipynb #a12e0721
+def _known_name(name: str) -> str:
+    "Our name of corpus `name` if it is registered (or an alias), else `name` itself."
+    try:
+        return canonical_corpus(str(name))
+    except UserError:
+        return str(name)
+
+def leaked_corpora(ref: ModelRef,   # a model of the grid
+                   downstream,      # names of the downstream corpus (registered name, its table's `corpus`)
+                  ) -> list[str]:
+    "The downstream's corpora that are in the model's pre-finetuning set (none for a plain encoder)."
+    used = {_known_name(c) for c in str(ref.corpora).split("+")} - {BASE_MODEL}
+    return sorted(({_known_name(d) for d in downstream} & used) - set(GENERIC_LOADERS))
+
+def check_leakage(refs, downstream, allow: bool = False):
+    "A `UserError` (a warning if `allow`) for each model pre-finetuned on the downstream corpus."
+    for ref in refs:
+        if leak := leaked_corpora(ref, downstream):
+            msg = (f"model {ref.name} was pre-finetuned on {', '.join(leak)}, the downstream corpus: its speakers and "
+                   "clips are in the model's training data, which inflates every number")
+            if not allow:
+                raise UserError(f"{msg}; use another model or downstream corpus, or allow_leakage=True "
+                                "(--allow-leakage)")
+            warnings.warn(f"{msg} (allowed)")
+
 # %% ../nbs/07_grid.ipynb #8b780f49
-TRIAL_KEY = ("model", "speaker", "emotion", "k", "trial", "seed")
+TRIAL_KEY = ("model", "speaker", "emotion", "k", "trial", "seed", "downstream")
 RESULT_COLUMNS = ("model", "corpora", "speaker", "language", "emotion", "k", "trial", "seed", "macro_f1", "f1_pos",
                   "accuracy", "balanced_accuracy", "weighted_f1", "valid_macro_f1", "best_epoch", "epochs",
-                  "max_epochs", "patience", "train_ids", "seconds", "config_id", "device")
+                  "max_epochs", "patience", "train_ids", "seconds", "config_id", "device", "downstream")
 
-def shard_file(results, model: str, speaker: str) -> Path:
-    "The file holding the trials of `model` on `speaker`."
-    return Path(results) / slug(model) / f"{speaker}.jsonl"
+def shard_file(results, model: str, speaker: str, downstream: str = DOWNSTREAM_CORPUS) -> Path:
+    "The file holding the trials of `model` on `speaker` (of `downstream`: ESD, or `<downstream>-<speaker>`)."
+    name = speaker if downstream == DOWNSTREAM_CORPUS else f"{slug(downstream)}-{slug(speaker)}"
+    return Path(results) / slug(model) / f"{name}.jsonl"
+
+def split_id(table: pd.DataFrame, # one speaker's rows of the downstream table
+            ) -> str:
+    "A hash of the clips and their splits: a shard's trials are only comparable on one split."
+    pairs = sorted(zip(table["utt_id"].astype(str), table["split"].astype(str)))
+    return hashlib.sha256("\n".join(f"{u}\t{s}" for u, s in pairs).encode()).hexdigest()[:12]
 
 def read_records(path) -> list[dict]:
     "The finished trials of one shard file; a torn (unterminated) last line is ignored."
@@ -154,6 +245,7 @@ def load_results(path) -> pd.DataFrame:
         if c not in df:
             df[c] = None
     df["speaker"] = df["speaker"].astype(str)
+    df["downstream"] = df["downstream"].fillna(DOWNSTREAM_CORPUS)   # records from before other corpora: ESD
     df["f1_pos"] = pd.to_numeric(df["f1_pos"])   # null (multi-class rows) -> NaN
     df = df.drop_duplicates(subset=list(TRIAL_KEY), keep="first").reset_index(drop=True)
     return df[list(RESULT_COLUMNS) + [c for c in df.columns if c not in RESULT_COLUMNS]]
@@ -165,28 +257,34 @@ class ShardJob:
     model: ModelRef
     speaker: str
     cells: list                       # (emotion, k, trial) triples
-    table: pd.DataFrame               # this speaker's rows of the ESD table
+    table: pd.DataFrame               # this speaker's rows of the downstream table
     results: str                      # results store folder
     seed: int = 0
     config: TrialConfig = field(default_factory=TrialConfig)
     cache_dir: str | None = None      # cache root (`audio.cache_root`) for features and audio; None: the shared one
     device: str | None = None
     threads: int | None = None        # torch CPU threads in this worker
+    downstream: str = DOWNSTREAM_CORPUS  # the downstream corpus (the table's `corpus`)
 
     @property
     def path(self) -> Path:
-        return shard_file(self.results, self.model.name, self.speaker)
+        return shard_file(self.results, self.model.name, self.speaker, self.downstream)
 
 # %% ../nbs/07_grid.ipynb #fae35e2c
 def done_cells(job: ShardJob) -> set:
-    "(emotion, k, trial) of `job` already in its shard file (with this seed); checks the settings match."
-    cid, out = job.config.config_id(), set()
+    "(emotion, k, trial) of `job` already in its shard file (with this seed); checks the settings and split match."
+    cid, sid, out = job.config.config_id(), split_id(job.table), set()
     for r in read_records(job.path):
         if r.get("seed") != job.seed:
             continue
         if r.get("config_id") != cid:
             raise UserError(f"{job.path}: holds trials run with other trial settings (config {r.get('config_id')}, "
                             f"now {cid}); use another --results folder or the same settings")
+        if r.get("split_id", sid) != sid or r.get("downstream", DOWNSTREAM_CORPUS) != job.downstream:
+            raise UserError(f"{job.path}: holds trials on another split of speaker {job.speaker} "
+                            f"({r.get('downstream', DOWNSTREAM_CORPUS)} split {r.get('split_id')}, now "
+                            f"{job.downstream} split {sid}); use another --results folder or the same corpus and "
+                            "split options")
         out.add((r["emotion"], int(r["k"]), int(r["trial"])))
     return out
 
@@ -212,11 +310,13 @@ def run_shard(job: ShardJob, features: FeatureCache | None = None, on_trial=None
             lang = job.table["language"].iloc[0]
         else:
             lang = esd_language(job.speaker)
+        split = split_id(job.table)
         for (emotion, k, trial), r in run_cells(runner, job.cells, job.config.stack, job.seed, done):
             max_epochs, patience = job.config.limits(k)
             rec = dict(model=job.model.name, corpora=runner.corpora, speaker=job.speaker, language=lang,
                        emotion=emotion, k=int(k), trial=int(trial), seed=job.seed, **r, max_epochs=max_epochs,
-                       patience=patience, config_id=job.config.config_id(), device=str(runner.device))
+                       patience=patience, config_id=job.config.config_id(), device=str(runner.device),
+                       downstream=job.downstream, split_id=split)
             append_record(fd, rec)
             if on_trial:
                 on_trial(rec)
@@ -341,12 +441,43 @@ def _raise_failures(errors, jobs):
     raise RuntimeError(f"{len(errors)} of {len(jobs)} shards failed; rerun to retry them. First: "
                        f"{j.model.name}/{j.speaker}: {e!r}")
 
+# %% ../nbs/07_grid.ipynb #a12e0731
+def _one_corpus(table: pd.DataFrame) -> str:
+    "The one `corpus` of a downstream table; a `UserError` if it holds several."
+    names = sorted(set(table["corpus"].astype(str)))
+    if len(names) != 1:
+        raise UserError(f"the downstream table holds {len(names)} corpora ({', '.join(names)}); expected one")
+    return names[0]
+
+def _grid_table(table, downstream, root, valid_per_label, test_per_label) -> tuple[pd.DataFrame, str, str]:
+    "The grid's downstream table, its corpus (the table's `corpus`), and a hint for draws too small for a k."
+    hint = ""
+    if table is None:
+        if root is None:
+            raise UserError(f"run_grid: give the root of the downstream corpus {downstream} (root=, or esd_root= for "
+                            "ESD) or an utterance table")
+        table = downstream_table(downstream, root, valid_per_label, test_per_label)
+        if not has_speaker_split(downstream, root):
+            hint = (f" (the per-speaker split keeps {valid_per_label} validation and {test_per_label} test clips of "
+                    "each emotion of each speaker out of train: lower k, or valid_per_label/test_per_label)")
+    return table, _one_corpus(table) if "corpus" in table else corpus_info(downstream).name, hint
+
+def _check_draws(table, speakers, emotions, ks, seed, name, hint):
+    "Draw the first trial of every cell: a `UserError` naming the speaker and emotion that are too small for a k."
+    for s in speakers:
+        for e in emotions:
+            for kk in ks:
+                try:
+                    sample_fewshot(table, s, e, kk, 0, seed)
+                except UserError as err:
+                    raise UserError(f"{err}{hint}" if name == DOWNSTREAM_CORPUS else f"{name}: {err}{hint}") from None
+
 # %% ../nbs/07_grid.ipynb #01efd917
 def run_grid(models,                       # model folders / encoder specs (list or comma-separated), NAME=SPEC allowed
-             esd_root=None,                # ESD root folder (or give `table`)
+             esd_root=None,                # ESD root folder (or give `table`); the downstream's root if `root` is None
              results="results",            # results store folder
-             speakers=None,                # ESD speakers (default: all in the table)
-             emotions=None,                # emotions (default: all five; multiclass: "all")
+             speakers=None,                # speakers of the downstream corpus (default: all in the table)
+             emotions=None,                # emotions (default: all of the table's; multiclass: "all")
              k=K_VALUES,                   # few-shot sizes (multiclass: clips per emotion)
              trials: int = 3,              # trials per (model, speaker, emotion, k)
              seed: int = 0,                # grid seed (sampling, head init, data order)
@@ -359,27 +490,32 @@ def run_grid(models,                       # model folders / encoder specs (list
              cache_dir=None,               # cache root: CNN features, decoded audio (default: `audio.cache_root()`)
              device=None,                  # torch device (default: CUDA if available)
              slurm: dict | None = None,    # partition, time (minutes), gpus, mem (GB), cpus, array_parallelism
-             table: pd.DataFrame | None = None, # the ESD utterance table (default: `load_corpus("esd", esd_root)`)
+             table: pd.DataFrame | None = None, # the downstream table, used as given (default: `downstream_table`)
              progress: bool = True,
+             downstream: str = DOWNSTREAM_CORPUS, # the few-shot target: a registered corpus with speakers
+             root=None,                    # its root (default: `esd_root`)
+             valid_per_label: int = VALID_PER_LABEL, # per-speaker split (`downstream_table`): valid clips per emotion
+             test_per_label: int = TEST_PER_LABEL,   # per-speaker split: test clips per emotion
+             allow_leakage: bool = False,  # run models pre-finetuned on the downstream corpus anyway (`check_leakage`)
             ) -> pd.DataFrame:
     "Run every missing trial of the grid into the results store; returns the grid's rows of `load_results`."
     if executor not in EXECUTORS:
         raise UserError(f"executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
     if int(workers) < 1:
         raise UserError(f"workers={workers}: expected >= 1")
-    if table is None:
-        if esd_root is None:
-            raise UserError("run_grid: give the ESD root (esd_root) or an utterance table")
-        table = load_corpus("esd", esd_root)
+    root = esd_root if root is None else root
+    table, name, hint = _grid_table(table, downstream, root, valid_per_label, test_per_label)
     refs = grid_models(models)
-    names = [r.name for r in refs]
+    check_leakage(refs, {corpus_info(downstream).name, name}, allow_leakage)
     have = sorted(table["speaker"].astype(str).unique())
     speakers = _as_list(speakers) or have
     if bad := [s for s in speakers if s not in have]:
-        raise UserError(f"speakers {', '.join(bad)} not in the ESD table (it has {', '.join(have)})")
+        raise UserError(f"speakers {', '.join(bad)} not in the {name} table (it has {', '.join(have)})")
     overrides = {n: v for n, v in dict(max_epochs=max_epochs, patience=patience).items() if v is not None}
     config = replace(config or TrialConfig(), **overrides)
-    emotions = [check_emotion(e, config.task) for e in (_as_list(emotions) or grid_emotions(config.task))]
+    labels = table_emotions(table)
+    emotions = _as_list(emotions) or grid_emotions(config.task, labels)
+    emotions = [check_emotion(e, config.task, labels) for e in emotions]
     ks = [check_k(v, config.task) for v in _as_list(k, int)]
     if int(trials) < 1:
         raise UserError(f"trials={trials}: expected >= 1")
@@ -389,10 +525,7 @@ def run_grid(models,                       # model folders / encoder specs (list
         raise UserError(f"stack={config.stack}: expected >= 1 trials per stack")
     if int(config.stack) > 1 and config.task == "multiclass":
         raise UserError(f"stack={config.stack} with task='multiclass': stacked trials are binary; expected stack=1")
-    for s in speakers:                      # fail fast: every cell can be drawn
-        for e in emotions:
-            for kk in ks:
-                sample_fewshot(table, s, e, kk, 0, seed)
+    _check_draws(table, speakers, emotions, ks, seed, name, hint)   # fail fast: every cell can be drawn
     cells = [(e, kk, t) for e in emotions for kk in ks for t in range(int(trials))]
     results = Path(results).resolve()
     if results.exists() and not results.is_dir():
@@ -400,7 +533,7 @@ def run_grid(models,                       # model folders / encoder specs (list
     results.mkdir(parents=True, exist_ok=True)
     root = str(cache_root(cache_dir))      # resolved here, so that every worker (SLURM nodes too) uses this one
     jobs = [ShardJob(ref, s, cells, table[table["speaker"].astype(str) == s].reset_index(drop=True), str(results),
-                     seed, config, root, None if device is None else str(device), threads)
+                     seed, config, root, None if device is None else str(device), threads, name)
             for s in speakers for ref in refs]
     done = sum(len(done_cells(j) & set(cells)) for j in jobs)   # also checks the settings match
     prog = _Progress(jobs, len(jobs) * len(cells), done, progress)
@@ -412,5 +545,5 @@ def run_grid(models,                       # model folders / encoder specs (list
         _raise_failures(errors, jobs)
     df = load_results(results)
     keep = (df["model"].isin(names) & df["speaker"].isin(speakers) & df["emotion"].isin(emotions) & df["k"].isin(ks)
-            & (df["trial"] < int(trials)) & (df["seed"] == seed))
+            & (df["trial"] < int(trials)) & (df["seed"] == seed) & (df["downstream"] == name))
     return df[keep].reset_index(drop=True)

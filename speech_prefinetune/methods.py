@@ -16,7 +16,8 @@ from .core import UserError
 from .config import TrialConfig, parse_method
 from .model import hash_weights
 from .fewshot import (FeatureCache, TrialRunner, check_emotion, check_k, default_device,
-                                        load_trial_model, model_corpora, sample_fewshot, selection_f1, trial_head,
+                                        load_trial_model, model_corpora, sample_fewshot, selection_f1, table_emotions,
+                                        trial_head,
                                         trial_metrics, trial_targets)
 
 # %% auto #0
@@ -119,8 +120,8 @@ def linear_predict(train: np.ndarray, # `[k, H]` training features
 class ProbeRunner:
     "Runs the `linear` / `prototype` trials of one (model, speaker) shard on pooled features of the frozen encoder."
     def __init__(self, model,                     # model folder, encoder spec, or a loaded `MultiTaskClassifier`
-                 table: pd.DataFrame,              # ESD utterance table (at least this speaker's rows)
-                 speaker: str,                     # ESD speaker
+                 table: pd.DataFrame,              # downstream utterance table (at least this speaker's rows)
+                 speaker: str,                     # a speaker of it
                  config: TrialConfig | None = None, # `method` is "linear" or "prototype"
                  device=None,                      # default: CUDA if available
                  pooled: PooledCache | None = None, # the pooled-feature store (default: a fresh in-memory one)
@@ -132,6 +133,7 @@ class ProbeRunner:
         self.model = load_trial_model(model).to(self.device)
         self.corpora = model_corpora(getattr(self.model, "metadata", None))
         self.table = table[table["speaker"].astype(str) == self.speaker].sort_values("utt_id", kind="stable")
+        self.emotions = table_emotions(self.table)   # the trial's emotions: the classes of "all"
         self.pooled = pooled or PooledCache()
         feats = self.pooled.features(self.model, self.table, group=self.speaker, progress=progress,
                                      max_seconds=self.config.max_seconds, crop=self.config.crop)
@@ -170,21 +172,22 @@ def run(self: ProbeRunner, emotion: str,   # target emotion; "all" for a multicl
        ) -> dict:
     "Fit the method on the trial's k clips' pooled features; score valid and test; returns the metrics."
     t0, cfg = time.perf_counter(), self.config
-    emotion, k = check_emotion(emotion, cfg.task), check_k(k, cfg.task)
+    emotion, k = check_emotion(emotion, cfg.task, self.emotions), check_k(k, cfg.task)
     if train_ids is None:
         train_ids = sample_fewshot(self.table, self.speaker, emotion, k, trial, seed)
     ids = list(map(str, train_ids))
     train = self.features[[self.row[u] for u in ids]]
-    y = trial_targets(self.label[[self.row[u] for u in ids]], emotion)
+    y = trial_targets(self.label[[self.row[u] for u in ids]], emotion, self.emotions)
     valid, test = (self.split == "valid"), (self.split == "test")
     if cfg.method == "linear":
         valid_pred, test_pred = linear_predict(train, y, [self.features[valid], self.features[test]], cfg.linear_c)
     else:
-        valid_pred = prototype_predict(train, y, self.features[valid], len(trial_head(emotion)))
-        test_pred = prototype_predict(train, y, self.features[test], len(trial_head(emotion)))
-    truth = trial_targets(self.label, emotion)
-    out = dict(**trial_metrics(truth[test], test_pred, emotion),
-               valid_macro_f1=selection_f1(truth[valid], valid_pred, emotion),
+        n_classes = len(trial_head(emotion, self.emotions))
+        valid_pred = prototype_predict(train, y, self.features[valid], n_classes)
+        test_pred = prototype_predict(train, y, self.features[test], n_classes)
+    truth = trial_targets(self.label, emotion, self.emotions)
+    out = dict(**trial_metrics(truth[test], test_pred, emotion, self.emotions),
+               valid_macro_f1=selection_f1(truth[valid], valid_pred, emotion, self.emotions),
                best_epoch=0, epochs=0, train_ids=ids, seconds=time.perf_counter() - t0, method=cfg.method)
     if return_predictions:
         out.update(test_ids=[u for u, t in zip(self.ids, test) if t], test_pred=test_pred.tolist())

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from .core import UserError, derive_seed
 from .config import SMILE_SETS, TrialConfig
 from .fewshot import (FeatureCache, check_emotion, check_k, crop_wave, cut_samples,
-    sample_fewshot, selection_f1, trial_metrics, trial_targets)
+    sample_fewshot, selection_f1, table_emotions, trial_metrics, trial_targets)
 from .methods import linear_predict, standardizer
 
 # %% auto #0
@@ -111,8 +111,8 @@ def mlp_predict(train: np.ndarray,  # `[k, D]` training features
 class SmileRunner:
     "Runs the `opensmile` trials of one (model, speaker) shard on openSMILE functionals of the speaker's clips."
     def __init__(self, model,                     # unused: openSMILE features depend on no encoder
-                 table: pd.DataFrame,              # ESD utterance table (at least this speaker's rows)
-                 speaker: str,                     # ESD speaker
+                 table: pd.DataFrame,              # downstream utterance table (at least this speaker's rows)
+                 speaker: str,                     # a speaker of it
                  config: TrialConfig | None = None, # `method` is "opensmile"; `task` binary or multiclass
                  device=None,                      # unused: openSMILE and the heads run on the CPU
                  features: FeatureCache | None = None, # the shard's CNN-feature cache, or a `SmileCache`
@@ -122,6 +122,7 @@ class SmileRunner:
             raise UserError(f"SmileRunner: method={self.config.method!r}; expected opensmile")
         self.model, self.device, self.corpora = model, torch.device("cpu"), "base"
         self.table = table[table["speaker"].astype(str) == self.speaker].sort_values("utt_id", kind="stable")
+        self.emotions = table_emotions(self.table)   # the trial's emotions: the classes of "all"
         self.smile = SmileSet(self.config.smile_set)
         self.store = features if isinstance(features, SmileCache) else SmileCache.beside(features or FeatureCache())
         feats = self.store.features(self.smile, self.table, group=self.speaker, progress=progress,
@@ -165,20 +166,20 @@ def run(self: SmileRunner, emotion: str,   # target emotion; "all" for a multicl
        ) -> dict:
     "Fit the head on the trial's clips' functionals; score valid and test; returns the metrics."
     t0, task = time.perf_counter(), self.config.task
-    emotion, k = check_emotion(emotion, task), check_k(k, task)
+    emotion, k = check_emotion(emotion, task, self.emotions), check_k(k, task)
     if train_ids is None:
         train_ids = sample_fewshot(self.table, self.speaker, emotion, k, trial, seed)
     ids = list(map(str, train_ids))
     rows = [self.row[u] for u in ids]
-    y = trial_targets(self.label[rows], emotion)
+    y = trial_targets(self.label[rows], emotion, self.emotions)
     valid, test = (self.split == "valid"), (self.split == "test")
     trial_seed = derive_seed("trial", self.speaker, emotion, k, trial, seed)
     valid_pred, test_pred = self._predict(self.features[rows], y, [self.features[valid], self.features[test]],
                                           trial_seed)
-    truth = trial_targets(self.label, emotion)
-    valid_f1 = selection_f1(truth[valid], valid_pred, emotion)
-    out = dict(**trial_metrics(truth[test], test_pred, emotion), valid_macro_f1=valid_f1, best_epoch=0, epochs=0,
-               train_ids=ids, seconds=time.perf_counter() - t0, method="opensmile")
+    truth = trial_targets(self.label, emotion, self.emotions)
+    valid_f1 = selection_f1(truth[valid], valid_pred, emotion, self.emotions)
+    out = dict(**trial_metrics(truth[test], test_pred, emotion, self.emotions), valid_macro_f1=valid_f1, best_epoch=0,
+               epochs=0, train_ids=ids, seconds=time.perf_counter() - t0, method="opensmile")
     if return_predictions:
         out.update(test_ids=[u for u, t in zip(self.ids, test) if t], test_pred=test_pred.tolist())
     return out
