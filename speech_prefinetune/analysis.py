@@ -11,32 +11,44 @@ import pandas as pd
 import altair as alt
 import vl_convert as vlc
 from scipy import stats
-from .core import (BASE_MODEL, DOWNSTREAM_CORPUS, LABELS, PREFINETUNE_CORPORA, UserError,
-                                     canonical_corpus, corpus_set_name)
+from .core import (BASE_MODEL, COMMON_LABELS, DOWNSTREAM_CORPUS, LABELS, PREFINETUNE_CORPORA,
+                                     UserError, canonical_corpus, common_label, corpus_rank, corpus_set_name)
 from .corpora import load_corpus
 
 # %% auto #0
-__all__ = ['FRAME_COLUMNS', 'PAPER_COLUMNS', 'FULL_MODEL', 'CORPUS_TITLES', 'MULTICLASS', 'ESD_TEST_SHARE', 'TABLE_FILES',
-           'parse_corpus_set', 'method_name', 'normalise_results', 'read_any_results', 'fig2_table', 'fig3_table',
-           'table1', 'fig4_table', 'paired_comparison', 'fig2_chart', 'fig3_chart', 'fig4_chart', 'charts',
-           'save_chart', 'method_order', 'by_method', 'paper_rows', 'methods_table', 'constant_f1', 'majority_f1',
-           'test_shares', 'constant_baselines', 'fig2_methods', 'multiclass_table', 'fig4_methods', 'constant_pairs',
-           'method_pairs', 'report_html', 'method_tables', 'write_report']
+__all__ = ['FRAME_COLUMNS', 'PAPER_COLUMNS', 'FULL_MODEL', 'CORPUS_TITLES', 'LANGUAGE_NAMES', 'MULTICLASS', 'DOWNSTREAM_COLUMN',
+           'ESD_TEST_SHARE', 'TABLE_FILES', 'parse_corpus_set', 'method_name', 'normalise_results', 'read_any_results',
+           'corpus_pool', 'full_model', 'fig2_table', 'fig3_table', 'table1', 'fig4_table', 'paired_comparison',
+           'corpus_title', 'fig2_chart', 'fig3_chart', 'fig4_chart', 'charts', 'save_chart', 'method_order',
+           'by_method', 'paper_rows', 'methods_table', 'constant_f1', 'majority_f1', 'test_shares',
+           'downstream_emotions', 'default_shares', 'constant_baselines', 'fig2_methods', 'multiclass_table',
+           'fig4_methods', 'constant_pairs', 'method_pairs', 'common_table', 'report_html', 'method_tables',
+           'write_report']
 
 # %% ../nbs/08_analysis.ipynb #e7ae9fbd
 FRAME_COLUMNS = ("model", "corpora", "n_corpora", "speaker", "language", "emotion", "k", "trial", "macro_f1",
                  "accuracy")
 PAPER_COLUMNS = ("corpora", "speaker", "language", "emotion", "k", "trial", "test_accuracy", "test_macro_f1",
                  "test_weighted_f1")
-FULL_MODEL = corpus_set_name(PREFINETUNE_CORPORA)  # all four corpora
+FULL_MODEL = corpus_set_name(PREFINETUNE_CORPORA)  # all four corpora (`full_model`: all corpora of any results)
 CORPUS_TITLES = {"iemocap": "IEMOCAP", "msp_improv": "MSP-IMPROV", "msp_podcast": "MSP-PODCAST",
-                 "mandarin_as": "Mandarin AS"}
-_LANGUAGES = {"en": "en", "english": "en", "zh": "zh", "mandarin": "zh", "chinese": "zh"}
-MULTICLASS = "all"   # the emotion of a multi-class trial's row: all five emotions at once
-_EMOTIONS = {**{e: e for e in LABELS["esd"]}, MULTICLASS: MULTICLASS,
-             "surprised": "surprise", "anger": "angry", "happiness": "happy", "sadness": "sad"}
+                 "mandarin_as": "Mandarin AS", "esd": "ESD", "crema_d": "CREMA-D", "ravdess": "RAVDESS",
+                 "emodb": "EmoDB"}
+LANGUAGE_NAMES = {"en": "English", "zh": "Mandarin", "de": "German"}   # chart titles (other codes as they are)
+_LANGUAGES = {"en": "en", "english": "en", "zh": "zh", "mandarin": "zh", "chinese": "zh", "german": "de"}
+MULTICLASS = "all"   # the emotion of a multi-class trial's row: all of its corpus's emotions at once
+DOWNSTREAM_COLUMN = "downstream"   # the rows' few-shot target corpus (a frame without the column: ESD, the paper's)
+_SYNONYMS = {"surprised": "surprise", "anger": "angry", "happiness": "happy", "sadness": "sad"}
 
 # %% ../nbs/08_analysis.ipynb #c30258fb
+def _is_corpus(name: str) -> bool:
+    "Whether `name` is one registered corpus (in any spelling `canonical_corpus` accepts)."
+    try:
+        canonical_corpus(name)
+    except ValueError:
+        return False
+    return True
+
 def parse_corpus_set(value) -> str:
     "Canonical corpus-set name (`core.corpus_set_name`) from ours (`+`-joined) or the paper scripts' (`-`-joined)."
     s = str(value).strip()
@@ -44,34 +56,43 @@ def parse_corpus_set(value) -> str:
         if s:
             return BASE_MODEL
         raise ValueError("empty corpus set")
-    parts = [p.strip() for p in re.split(r"[+\-]", s)]
+    if "+" in s or _is_corpus(s):   # ours, or one corpus whose alias has a hyphen (crema-d)
+        parts = s.split("+")
+    else:
+        parts = s.split("-")
+    parts = [p.strip() for p in parts]
     if not all(parts):
         raise ValueError(f"corpus set {s!r} has an empty name")
-    names = [canonical_corpus(p) for p in parts]
-    if any(n not in PREFINETUNE_CORPORA for n in names):
-        raise ValueError(f"{s!r} is not a set of pre-finetuning corpora")
-    return corpus_set_name(names)
+    return corpus_set_name([canonical_corpus(p) for p in parts])
 
 # %% ../nbs/08_analysis.ipynb #1dccf428
 def _parse_language(v) -> str:
-    "`en` or `zh` from a code or a language name (`Mandarin`)."
-    try:
-        return _LANGUAGES[str(v).strip().lower()]
-    except KeyError:
-        raise ValueError(f"unknown language {v!r}; expected en/zh or English/Mandarin") from None
+    "A language code from a code (`en`, `de`) or a language name (`Mandarin`)."
+    s = str(v).strip().lower()
+    if s in _LANGUAGES:
+        return _LANGUAGES[s]
+    if re.fullmatch(r"[a-z]{2,3}", s):
+        return s
+    raise ValueError(f"unknown language {v!r}; expected a code (en, zh, de, ...) or English/Mandarin")
 
 # %% ../nbs/08_analysis.ipynb #13d660fd
-def _parse_emotion(v) -> str:
-    "The canonical ESD label of an emotion, in any case (`Angry`) or as a noun (`anger`); `all` (multi-class)."
-    try:
-        return _EMOTIONS[str(v).strip().lower()]
-    except KeyError:
-        raise ValueError(f"unknown emotion {v!r}; expected one of {', '.join(LABELS['esd'])} or all") from None
+def _parse_emotion(v, downstream: str = DOWNSTREAM_CORPUS) -> str:
+    "A label of `downstream` in any case (`Angry`) or as a noun (`anger`); `all` (multi-class)."
+    e = str(v).strip().lower()
+    e = _SYNONYMS.get(e, e)
+    known = LABELS.get(downstream)
+    if e == MULTICLASS or (e and (known is None or e in known)):
+        return e
+    raise ValueError(f"unknown emotion {v!r}; expected one of {', '.join(known or ())} or all")
 
 # %% ../nbs/08_analysis.ipynb #9509d846
-def _parse_speaker(v) -> str:
-    "An ESD speaker number as 4 digits (`11` -> `0011`)."
+def _parse_speaker(v, downstream: str = DOWNSTREAM_CORPUS) -> str:
+    "An ESD speaker number as 4 digits (`11` -> `0011`); another corpus's speaker id as written."
     s = str(v).strip()
+    if downstream != DOWNSTREAM_CORPUS:
+        if not s:
+            raise ValueError("empty speaker")
+        return s
     if not s.isdigit() or not 1 <= int(s) <= 9999:
         raise ValueError(f"speaker {v!r} is not an ESD speaker number")
     return f"{int(s):04d}"
@@ -99,6 +120,20 @@ def _map_column(col: pd.Series, parse, where, what) -> pd.Series:
         except (ValueError, TypeError) as e:
             raise UserError(f"{where(_first_row(col, v))}: bad {what} {_show(v)}: {e}") from None
     return col.map(parsed)
+
+# %% ../nbs/08_analysis.ipynb #13c432a8
+def _downstream(df: pd.DataFrame, where) -> pd.Series:
+    "Each row's downstream corpus: its `downstream` value (canonical; empty: ESD), or ESD for a frame without one."
+    if DOWNSTREAM_COLUMN not in df.columns:
+        return pd.Series(DOWNSTREAM_CORPUS, index=df.index, dtype=object)
+    col = df[DOWNSTREAM_COLUMN]
+    col = col.where(col.notna() & (col.astype(str).str.strip() != ""), DOWNSTREAM_CORPUS)
+    return _map_column(col, canonical_corpus, where, "downstream")
+
+def _by_downstream(col: pd.Series, downstream: pd.Series, parse, where, what) -> pd.Series:
+    "`_map_column` of `col` with `parse(value, corpus)`, one downstream corpus at a time."
+    parts = [_map_column(col[downstream == d], lambda v, d=d: parse(v, d), where, what) for d in downstream.unique()]
+    return pd.concat(parts).reindex(col.index)
 
 # %% ../nbs/08_analysis.ipynb #b20a2257
 def _numbers(col: pd.Series, where, what, integer=False, lo=None, hi=None) -> pd.Series:
@@ -143,9 +178,10 @@ def normalise_results(df: pd.DataFrame, # one row per trial, our column names (`
     if "model" not in df.columns:
         out["model"] = out["corpora"]
     out["model"] = out["model"].astype(str)
-    out["speaker"] = _map_column(df["speaker"], _parse_speaker, where, "speaker")
+    out[DOWNSTREAM_COLUMN] = _downstream(df, where)
+    out["speaker"] = _by_downstream(df["speaker"], out[DOWNSTREAM_COLUMN], _parse_speaker, where, "speaker")
     out["language"] = _map_column(df["language"], _parse_language, where, "language")
-    out["emotion"] = _map_column(df["emotion"], _parse_emotion, where, "emotion")
+    out["emotion"] = _by_downstream(df["emotion"], out[DOWNSTREAM_COLUMN], _parse_emotion, where, "emotion")
     out["k"] = _numbers(df["k"], where, "k", integer=True, lo=1)
     out["trial"] = _numbers(df["trial"], where, "trial", integer=True, lo=0)
     out["macro_f1"] = _numbers(df["macro_f1"], where, "macro_f1", lo=0, hi=1)
@@ -206,6 +242,24 @@ def read_any_results(path # our results store (a directory) or a CSV (ours or th
     return normalise_results(_read_results_csv(path),
                              where=lambda i: f"{path}" + ("" if i is None else f": line {i + 2}"))
 
+# %% ../nbs/08_analysis.ipynb #e00f989d
+def corpus_pool(corpus_sets, # `corpora` values (canonical set names)
+               ) -> tuple:
+    "The corpora compared: the paper's four if the sets name only those, else every named corpus in rank order."
+    named = {c for s in set(corpus_sets) if s != BASE_MODEL for c in str(s).split("+")}
+    if named <= set(PREFINETUNE_CORPORA):
+        return PREFINETUNE_CORPORA
+    return tuple(sorted(named, key=corpus_rank))
+
+def full_model(results: pd.DataFrame) -> str:
+    "The set of every corpus of the results' pool (`FULL_MODEL` for the paper's four)."
+    return corpus_set_name(corpus_pool(results["corpora"]))
+
+def _count_word(n: int) -> str:
+    "`4` -> `four` (the report's notes read like the paper's), other numbers as digits."
+    words = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+    return words[n] if 0 <= n < len(words) else str(n)
+
 # %% ../nbs/08_analysis.ipynb #78626bab
 def fig2_table(results: pd.DataFrame # normalised results (`read_any_results`)
               ) -> pd.DataFrame:
@@ -218,6 +272,11 @@ def fig2_table(results: pd.DataFrame # normalised results (`read_any_results`)
 # %% ../nbs/08_analysis.ipynb #8ef8dc2e
 _CELL_KEYS = ["speaker", "emotion", "k"]
 
+def _cell_keys(results: pd.DataFrame) -> list:
+    "The keys of a few-shot cell: (speaker, emotion, k), and the downstream corpus when the results hold several."
+    several = DOWNSTREAM_COLUMN in results.columns and results[DOWNSTREAM_COLUMN].nunique() > 1
+    return _CELL_KEYS + ([DOWNSTREAM_COLUMN] if several else [])
+
 def _contains_corpus(results: pd.DataFrame, corpus: str) -> pd.Series:
     "Rows whose corpus set contains `corpus`."
     return results["corpora"].str.split("+").map(lambda s: corpus in s).astype(bool)   # bool when empty too
@@ -226,10 +285,11 @@ def _contains_corpus(results: pd.DataFrame, corpus: str) -> pd.Series:
 def fig3_table(results: pd.DataFrame # normalised results (`read_any_results`)
               ) -> pd.DataFrame:
     "Fig. 3: per k and corpus, mean over (speaker, emotion) cells of F1(models containing c) - F1(base)."
-    base = results[results["corpora"] == BASE_MODEL].groupby(_CELL_KEYS)["macro_f1"].mean()
+    keys, pool = _cell_keys(results), corpus_pool(results["corpora"])
+    base = results[results["corpora"] == BASE_MODEL].groupby(keys)["macro_f1"].mean()
     parts = []
-    for c in PREFINETUNE_CORPORA:
-        with_c = results[_contains_corpus(results, c)].groupby(_CELL_KEYS)["macro_f1"].mean()
+    for c in pool:
+        with_c = results[_contains_corpus(results, c)].groupby(keys)["macro_f1"].mean()
         delta = (with_c - base).dropna()
         if len(delta):
             parts.append(delta.groupby("k").mean().rename("delta_f1").reset_index().assign(corpus=c))
@@ -237,21 +297,23 @@ def fig3_table(results: pd.DataFrame # normalised results (`read_any_results`)
         return pd.DataFrame({"k": pd.Series(dtype=int), "corpus": pd.Series(dtype=str),
                              "delta_f1": pd.Series(dtype=float)})
     t = pd.concat(parts)[["k", "corpus", "delta_f1"]]
-    t["_order"] = t["corpus"].map(PREFINETUNE_CORPORA.index)
+    t["_order"] = t["corpus"].map(pool.index)
     return t.sort_values(["k", "_order"]).drop(columns="_order").reset_index(drop=True)
 
 # %% ../nbs/08_analysis.ipynb #315c1fc7
 def table1(results: pd.DataFrame # normalised results (`read_any_results`)
           ) -> pd.DataFrame:
     "Table 1: per k and corpus c, F1 of {c} alone (`f1_in`), of C minus c (`f1_ex`) and their difference."
-    cells = results.groupby(["k", "corpora", "speaker", "emotion"])["macro_f1"].mean()
+    pool = corpus_pool(results["corpora"])
+    cell = [key for key in _cell_keys(results) if key != "k"]   # (speaker, emotion[, downstream])
+    cells = results.groupby(["k", "corpora", *cell])["macro_f1"].mean()
     rows = []
     for k in sorted(results["k"].unique()):
         at_k = cells.loc[k]
         have = set(at_k.index.get_level_values("corpora"))
-        for c in PREFINETUNE_CORPORA:
+        for c in pool:
             alone_name = corpus_set_name([c])
-            others_name = corpus_set_name([o for o in PREFINETUNE_CORPORA if o != c])
+            others_name = corpus_set_name([o for o in pool if o != c])
             alone = at_k.loc[alone_name] if alone_name in have else pd.Series(dtype=float)
             others = at_k.loc[others_name] if others_name in have else pd.Series(dtype=float)
             if len(alone) and len(others):
@@ -264,18 +326,27 @@ def table1(results: pd.DataFrame # normalised results (`read_any_results`)
             rows.append(dict(k=int(k), corpus=c, f1_in=f1_in, f1_ex=f1_ex, delta=f1_in - f1_ex))
     return pd.DataFrame(rows, columns=["k", "corpus", "f1_in", "f1_ex", "delta"])
 
+# %% ../nbs/08_analysis.ipynb #e7121946
+def _emotion_order(emotions) -> list:
+    "ESD's five in its order when `emotions` are among them; else ESD's, then `COMMON_LABELS`' order, then by name."
+    esd = list(LABELS[DOWNSTREAM_CORPUS])
+    if set(emotions) <= set(esd):
+        return esd
+    rank = {e: i for i, e in enumerate(dict.fromkeys(esd + list(COMMON_LABELS)))}
+    return sorted(set(emotions), key=lambda e: (rank.get(e, len(rank)), e))
+
 # %% ../nbs/08_analysis.ipynb #4efafabb
 def fig4_table(results: pd.DataFrame # normalised results (`read_any_results`)
               ) -> pd.DataFrame:
     "Fig. 4: mean F1 of the all-corpora model (`f1_full`) and the base model (`f1_base`) per language, emotion, k."
     keys = ["language", "emotion", "k"]
     columns = ["language", "emotion", "k", "f1_full", "f1_base"]
-    full = results[results["corpora"] == FULL_MODEL].groupby(keys)["macro_f1"].mean().rename("f1_full")
+    full = results[results["corpora"] == full_model(results)].groupby(keys)["macro_f1"].mean().rename("f1_full")
     base = results[results["corpora"] == BASE_MODEL].groupby(keys)["macro_f1"].mean().rename("f1_base")
     t = pd.concat([full, base], axis=1).reset_index()
     if t.empty:
         return pd.DataFrame(columns=columns)
-    t["_order"] = t["emotion"].map(LABELS["esd"].index)
+    t["_order"] = t["emotion"].map({e: i for i, e in enumerate(_emotion_order(t["emotion"]))})
     return t.sort_values(["language", "_order", "k"])[columns].reset_index(drop=True)
 
 # %% ../nbs/08_analysis.ipynb #e87230e9
@@ -296,7 +367,7 @@ def _tasks(results: pd.DataFrame) -> pd.Series:
 def _select_model(results: pd.DataFrame, name) -> pd.DataFrame:
     "The rows of the model `name`: a `model` value, a corpus set (any spelling, or a list), `full` or `base`."
     if name == "full":
-        name = FULL_MODEL
+        name = full_model(results)
     if not isinstance(name, str):
         name = corpus_set_name(name)
     if (results["model"] == name).any() and not (results["corpora"] == name).any():
@@ -338,8 +409,10 @@ def _paired_stats(a: pd.Series, b: pd.Series, # F1 of A and of B by (speaker, em
     return pd.DataFrame(rows, columns=_PAIRED_COLUMNS)
 
 def _pair_key(results: pd.DataFrame) -> list:
-    "The columns that pair trials across models: (speaker, emotion, k, trial), and seed where the results have one."
-    return ["speaker", "emotion", "k", "trial"] + (["seed"] if "seed" in results.columns else [])
+    "The columns that pair trials: (speaker, emotion, k, trial), and seed and the downstream corpus where they vary."
+    several = DOWNSTREAM_COLUMN in results.columns and results[DOWNSTREAM_COLUMN].nunique() > 1
+    return (["speaker", "emotion", "k", "trial"] + (["seed"] if "seed" in results.columns else [])
+            + ([DOWNSTREAM_COLUMN] if several else []))
 
 # %% ../nbs/08_analysis.ipynb #d7dbb0f7
 def paired_comparison(results: pd.DataFrame, # normalised results (`read_any_results`)
@@ -356,15 +429,19 @@ def paired_comparison(results: pd.DataFrame, # normalised results (`read_any_res
     return _paired_stats(a, b, n_boot, ci, seed)
 
 # %% ../nbs/08_analysis.ipynb #37cb8eae
-_CORPUS_SCALE = alt.Scale(domain=[CORPUS_TITLES[c] for c in PREFINETUNE_CORPORA])
+def corpus_title(corpus: str) -> str:
+    "A corpus's name in charts (`CORPUS_TITLES`, else its name)."
+    return CORPUS_TITLES.get(corpus, corpus)
 
-def fig2_chart(t: pd.DataFrame # `fig2_table` output
+def fig2_chart(t: pd.DataFrame, # `fig2_table` output
+               n_corpora: int | None = None, # the pool's size (x ticks 0..N; default: 4 or the largest set)
               ) -> alt.Chart:
     "Fig. 2 as an Altair chart: mean F1 against |S|, one line per k, standard error shaded."
+    top = n_corpora if n_corpora is not None else max(len(PREFINETUNE_CORPORA), int(t["n_corpora"].max()))
     d = t.assign(lo=t["mean_f1"] - t["se"].fillna(0), hi=t["mean_f1"] + t["se"].fillna(0))
     base = alt.Chart(d).encode(
         x=alt.X("n_corpora:Q", title="number of pre-finetuning corpora |S|",
-                axis=alt.Axis(tickMinStep=1, values=[0, 1, 2, 3, 4])),
+                axis=alt.Axis(tickMinStep=1, values=list(range(top + 1)))),
         color=alt.Color("k:O", title="k", scale=alt.Scale(scheme="viridis")))
     band = base.mark_area(opacity=0.2).encode(y="lo:Q", y2="hi:Q")
     line = base.mark_line(point=True).encode(
@@ -376,32 +453,34 @@ def fig2_chart(t: pd.DataFrame # `fig2_table` output
 def fig3_chart(t: pd.DataFrame # `fig3_table` output
               ) -> alt.Chart:
     "Fig. 3 as an Altair chart: F1 difference to the base model per corpus, grouped by k."
-    d = t.assign(corpus_title=t["corpus"].map(CORPUS_TITLES))
+    d = t.assign(corpus_title=t["corpus"].map(corpus_title))
+    scale = alt.Scale(domain=[corpus_title(c) for c in corpus_pool(t["corpus"])])
     bars = alt.Chart(d).mark_bar().encode(
         x=alt.X("k:O", title="k", axis=alt.Axis(labelAngle=0)),
-        xOffset=alt.XOffset("corpus_title:N", scale=_CORPUS_SCALE),
+        xOffset=alt.XOffset("corpus_title:N", scale=scale),
         y=alt.Y("delta_f1:Q", title="F1 difference to base"),
-        color=alt.Color("corpus_title:N", title="corpus", scale=_CORPUS_SCALE),
+        color=alt.Color("corpus_title:N", title="corpus", scale=scale),
         tooltip=["k", "corpus_title", alt.Tooltip("delta_f1", format=".4f")])
     zero = alt.Chart(pd.DataFrame({"y": [0]})).mark_rule(color="black").encode(y="y:Q")
     return (bars + zero).properties(width=420, height=300,
                                     title="Fig. 3: contribution of each corpus over the base model")
 
 # %% ../nbs/08_analysis.ipynb #c6c6cf2f
-def fig4_chart(t: pd.DataFrame # `fig4_table` output
+def fig4_chart(t: pd.DataFrame, # `fig4_table` output
+               full: str = "all four corpora", # what the full model is called in the legend
               ) -> alt.Chart:
     "Fig. 4 as an Altair chart: full pre-finetuning vs. base across k, one panel per emotion and language."
     d = t.melt(id_vars=["language", "emotion", "k"], value_vars=["f1_full", "f1_base"], var_name="model",
                value_name="f1")
-    d["model"] = d["model"].map({"f1_full": "all four corpora", "f1_base": "base (no pre-finetuning)"})
-    d["language"] = d["language"].map({"en": "English", "zh": "Mandarin"})
+    d["model"] = d["model"].map({"f1_full": full, "f1_base": "base (no pre-finetuning)"})
+    d["language"] = d["language"].map(lambda code: LANGUAGE_NAMES.get(code, code))
     lines = alt.Chart(d.dropna(subset=["f1"])).mark_line(point=True).encode(
         x=alt.X("k:O", title="k", axis=alt.Axis(labelAngle=0)),
         y=alt.Y("f1:Q", title="mean test macro-F1", scale=alt.Scale(zero=False)),
         color=alt.Color("model:N", title=None),
         tooltip=["language", "emotion", "k", "model", alt.Tooltip("f1", format=".4f")])
     panels = dict(row=alt.Row("language:N", title=None),
-                  column=alt.Column("emotion:N", title=None, sort=list(LABELS["esd"])))
+                  column=alt.Column("emotion:N", title=None, sort=_emotion_order(t["emotion"])))
     return (lines.properties(width=130, height=120).facet(**panels)
             .properties(title="Fig. 4: full pre-finetuning vs. base, per emotion and language"))
 
@@ -409,7 +488,9 @@ def fig4_chart(t: pd.DataFrame # `fig4_table` output
 def charts(results: pd.DataFrame # normalised results (`read_any_results`)
           ) -> dict[str, alt.Chart]:
     "The paper's figures as Altair charts: `{'fig2': ..., 'fig3': ..., 'fig4': ...}` (empty tables are skipped)."
-    builders = {"fig2": (fig2_table, fig2_chart), "fig3": (fig3_table, fig3_chart), "fig4": (fig4_table, fig4_chart)}
+    pool = corpus_pool(results["corpora"])
+    builders = {"fig2": (fig2_table, lambda t: fig2_chart(t, len(pool))), "fig3": (fig3_table, fig3_chart),
+                "fig4": (fig4_table, lambda t: fig4_chart(t, f"all {_count_word(len(pool))} corpora"))}
     out = {}
     for name, (make_table, make_chart) in builders.items():
         t = make_table(results)
@@ -489,33 +570,74 @@ def majority_f1(shares, # each class's share of the test split
 
 
 # %% ../nbs/08_analysis.ipynb #e1766815
-def test_shares(esd: pd.DataFrame, # an ESD utterance table (`corpora.load_corpus("esd", root)`)
+def test_shares(table: pd.DataFrame, # an utterance table (`corpora.load_corpus("esd", root)`)
                ) -> pd.DataFrame:
-    "Each emotion's share of each speaker's test split: columns `speaker`, `emotion`, `share`."
-    n = esd[esd["split"] == "test"].groupby([esd["speaker"].astype(str), "label"]).size()
+    "Each emotion's share of each speaker's test split: columns `speaker`, `emotion`, `share`, `downstream`."
+    n = table[table["split"] == "test"].groupby([table["speaker"].astype(str), "label"]).size()
     shares = (n / n.groupby(level=0).transform("sum")).rename("share").reset_index()
-    return shares.rename(columns={"label": "emotion"})
+    corpus = str(table["corpus"].iloc[0]) if "corpus" in table.columns and len(table) else DOWNSTREAM_CORPUS
+    return shares.rename(columns={"label": "emotion"}).assign(**{DOWNSTREAM_COLUMN: corpus})
 
+def _downstreams(results: pd.DataFrame) -> pd.Series:
+    "Each row's downstream corpus (ESD where the frame has no `downstream` column)."
+    if DOWNSTREAM_COLUMN in results.columns:
+        return results[DOWNSTREAM_COLUMN]
+    return pd.Series(DOWNSTREAM_CORPUS, index=results.index, dtype=object)
+
+def downstream_emotions(results: pd.DataFrame) -> dict:
+    "Downstream corpus -> its emotions: its registered labels, else the emotions of its rows (sorted)."
+    down = _downstreams(results)
+    return {d: tuple(LABELS.get(d) or sorted(set(results["emotion"][down == d]) - {MULTICLASS})) for d in down.unique()}
+
+# %% ../nbs/08_analysis.ipynb #66ad1488
+def default_shares(results: pd.DataFrame, # normalised results
+                  ) -> pd.DataFrame:
+    "Test shares without a table: each emotion of a speaker's corpus equal (ESD: 1/5), or its rows' `test_share`."
+    down, emotions = _downstreams(results), downstream_emotions(results)
+    rows = [(d, s, e, 1 / len(emotions[d])) for d in down.unique() for s in results["speaker"][down == d].unique()
+            for e in emotions[d]]
+    shares = pd.DataFrame(rows, columns=[DOWNSTREAM_COLUMN, "speaker", "emotion", "share"])
+    if "test_share" not in results.columns or results["test_share"].isna().all():
+        return shares
+    keys = [DOWNSTREAM_COLUMN, "speaker", "emotion"]
+    told = results.assign(**{DOWNSTREAM_COLUMN: down}).dropna(subset=["test_share"]).groupby(keys)["test_share"].mean()
+    told = told[told.index.get_level_values("emotion") != MULTICLASS]
+    both = shares.set_index(keys)["share"]
+    return told.rename("share").combine_first(both).reset_index()
 
 # %% ../nbs/08_analysis.ipynb #b8459bff
+def _with_defaults(shares: pd.DataFrame | None, results: pd.DataFrame) -> pd.DataFrame:
+    "`shares` (with a downstream column), completed by `default_shares` for the downstream corpora it lacks."
+    default = default_shares(results)
+    if shares is None:
+        return default
+    if DOWNSTREAM_COLUMN not in shares.columns:
+        shares = shares.assign(**{DOWNSTREAM_COLUMN: DOWNSTREAM_CORPUS})
+    return pd.concat([shares, default[~default[DOWNSTREAM_COLUMN].isin(shares[DOWNSTREAM_COLUMN])]], ignore_index=True)
+
 def constant_baselines(results: pd.DataFrame, # normalised results (`read_any_results`)
-                       shares: pd.DataFrame | None = None, # `test_shares` (default: 1/5 for every emotion)
+                       shares: pd.DataFrame | None = None, # `test_shares` (default: `default_shares`, ESD 1/5)
                       ) -> pd.DataFrame:
     "Per row: macro-F1 of always `rest`, always the emotion (binary rows), always the majority (multi-class rows)."
-    if shares is None:
-        shares = pd.DataFrame([(s, e, ESD_TEST_SHARE) for s in results["speaker"].unique() for e in LABELS["esd"]],
-                              columns=["speaker", "emotion", "share"])
-    if missing := sorted(set(results["speaker"]) - set(shares["speaker"])):
-        raise UserError(f"speaker(s) {', '.join(missing)} of the results have no test clips in the ESD table")
-    p = results[["speaker", "emotion"]].merge(shares, how="left", on=["speaker", "emotion"])["share"].fillna(0)
-    n_classes = len(LABELS[DOWNSTREAM_CORPUS])   # a multi-class trial's macro-F1 averages over all five emotions
-    majority = shares.groupby("speaker")["share"].agg(majority_f1, n_classes=n_classes)
-    majority = results["speaker"].map(majority).to_numpy()
+    down, shares = _downstreams(results), _with_defaults(shares, results)
+    keys = [DOWNSTREAM_COLUMN, "speaker"]
+    have = set(zip(shares[DOWNSTREAM_COLUMN], shares["speaker"].astype(str)))
+    if missing := sorted(set(zip(down, results["speaker"])) - have):
+        raise UserError(f"speaker(s) {', '.join(s for _, s in missing)} of the results have no test clips in the "
+                        f"{corpus_title(missing[0][0])} table")
+    cells = pd.DataFrame({DOWNSTREAM_COLUMN: down.to_numpy(), "speaker": results["speaker"].to_numpy(),
+                          "emotion": results["emotion"].to_numpy()})
+    p = cells.merge(shares, how="left", on=[*keys, "emotion"])["share"].fillna(0).to_numpy()
+    if "test_share" in results.columns:   # the row's own test composition
+        p = np.where(results["test_share"].notna(), results["test_share"], p)
+    n_classes = {d: len(e) for d, e in downstream_emotions(results).items()}   # a multi-class macro-F1's divisor
+    majority = {key: majority_f1(q, n_classes[key[0]])
+                for key, q in shares.groupby(keys)["share"] if key[0] in n_classes}
+    majority = np.array([majority.get(key, np.nan) for key in zip(down, results["speaker"])])
     multiclass = (_tasks(results) == "multiclass").to_numpy()
     return pd.DataFrame({"const_rest_f1": np.where(multiclass, np.nan, constant_f1(p, "rest")),
                          "const_emotion_f1": np.where(multiclass, np.nan, constant_f1(p, "emotion")),
                          "const_majority_f1": np.where(multiclass, majority, np.nan)}, index=results.index)
-
 
 # %% ../nbs/08_analysis.ipynb #8fe81a98
 def _by_method(results: pd.DataFrame, task: str, shares=None):
@@ -600,6 +722,23 @@ def method_pairs(results: pd.DataFrame, # normalised results (`read_any_results`
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["model_a", "model_b"])
 
 
+# %% ../nbs/08_analysis.ipynb #23ef794a
+def common_table(results: pd.DataFrame, # normalised results (`read_any_results`)
+                ) -> pd.DataFrame:
+    "Mean F1 per common emotion (`core.COMMON_LABELS`), downstream corpus and k, over the binary rows."
+    rows = results[(_tasks(results) == "binary").to_numpy()]
+    down = _downstreams(rows).to_numpy()
+    common = {(d, e): common_label(d, e) for d, e in set(zip(down, rows["emotion"]))}
+    rows = rows.assign(**{DOWNSTREAM_COLUMN: down}, common=[common[p] for p in zip(down, rows["emotion"])])
+    t = rows.groupby(["common", DOWNSTREAM_COLUMN, "k"]).agg(
+        emotions=("emotion", lambda s: "+".join(sorted(set(s)))), mean_f1=("macro_f1", "mean"),
+        sd=("macro_f1", "std"), n=("macro_f1", "size")).reset_index()
+    t["se"] = t["sd"] / np.sqrt(t["n"])
+    corpus_order = {d: i for i, d in enumerate(sorted(set(down), key=corpus_rank))}
+    t["_order"] = [(COMMON_LABELS.index(c), corpus_order[d]) for c, d in zip(t["common"], t[DOWNSTREAM_COLUMN])]
+    t = t.sort_values(["_order", "k"], ignore_index=True)
+    return t[["common", DOWNSTREAM_COLUMN, "emotions", "k", "mean_f1", "se", "n"]]
+
 # %% ../nbs/08_analysis.ipynb #85f1a331
 TABLE_FILES = {"table1": table1, "fig2": fig2_table, "fig3": fig3_table, "fig4": fig4_table}
 
@@ -615,9 +754,9 @@ _REPORT_SECTIONS = [  # table name, heading, note
      "Per (speaker, emotion, k): mean F1 of models whose set contains the corpus minus the base model's, "
      "averaged over cells."),
     ("table1", "Table 1: one corpus alone vs. all the others",
-     "f1_in: pre-finetuned on the corpus alone; f1_ex: on the other three; delta = f1_in - f1_ex."),
+     "f1_in: pre-finetuned on the corpus alone; f1_ex: on the {others}; delta = f1_in - f1_ex."),
     ("fig4", "Fig. 4: full pre-finetuning vs. base",
-     "Mean F1 of the model pre-finetuned on all four corpora and of the base model."),
+     "Mean F1 of the model pre-finetuned on {all} and of the base model."),
 ]
 
 _CONSTANTS = "const_rest_f1: always predicting 'not the emotion'; const_emotion_f1: always predicting the emotion"
@@ -626,19 +765,27 @@ _METHOD_SECTIONS = [  # file name, heading, note ({shares}: where the test compo
      "full fine-tuning trials only. Methods are paired on the same training clips."),
     ("fig2_methods", "Fig. 2 per method, beside constant predictions", "Binary trials of each method. " + _CONSTANTS
      + " (both averaged over the same trials); gain_over_const = mean_f1 - const_rest_f1. {shares}"),
-    ("fig4_methods", "Fig. 4 per method, beside constant predictions", "f1_full: the model pre-finetuned on all four "
-     "corpora, f1_base: the base model, per method. " + _CONSTANTS + ". {shares}"),
+    ("fig4_methods", "Fig. 4 per method, beside constant predictions", "f1_full: the model pre-finetuned on {all}, "
+     "f1_base: the base model, per method. " + _CONSTANTS + ". {shares}"),
     ("vs_constant", "Each model and method against constant prediction", "Trials paired with constant "
      "prediction on the same test split (binary: always 'rest', the better constant; multi-class: always the majority "
      "emotion): mean difference with a percentile-bootstrap 95% interval and the Wilcoxon p-value. {shares}"),
-    ("multiclass", "Multi-class trials (all five emotions at once)", "A task of its own, never averaged with the "
+    ("multiclass", "Multi-class trials ({emotions} at once)", "A task of its own, never averaged with the "
      "binary trials. const_majority_f1: always predicting the most frequent emotion. {shares}"),
     ("paired_methods", "Paired differences between methods", "Every two methods run on the same model and task, "
      "paired on (speaker, emotion, k, trial): mean difference A - B with a percentile-bootstrap 95% interval and the "
      "Wilcoxon signed-rank p-value."),
     ("compare", "Paired comparison of the chosen models", "spft report --compare A,B: trials paired on (speaker, "
      "emotion, k, trial); mean difference A - B, bootstrap 95% interval, Wilcoxon p-value."),
+    ("common", "Per common emotion, across downstream corpora", "Mean F1 of the binary trials per common emotion "
+     "(core.COMMON_LABELS), downstream corpus and k; emotions: the corpus's own emotions in the row."),
 ]
+
+def _report_words(results: pd.DataFrame) -> dict:
+    "The words the report's headings and notes fill in: the pool's size, the downstream corpus's emotions."
+    n, emotions = len(corpus_pool(results["corpora"])), downstream_emotions(results)
+    some = f"all {_count_word(len(next(iter(emotions.values()))))} emotions" if len(emotions) == 1 else "all emotions"
+    return dict(others=f"other {_count_word(n - 1)}", all=f"all {_count_word(n)} corpora", emotions=some)
 
 # %% ../nbs/08_analysis.ipynb #316ec6f9
 def _html_table(t: pd.DataFrame) -> str:
@@ -657,7 +804,7 @@ def report_html(results: pd.DataFrame, # normalised results
                 shares_note: str = "", # where the constant predictions' test composition came from
                ) -> str:
     "One self-contained HTML page with the tables, inline SVG charts and the paired comparison."
-    e = html.escape
+    e, words = html.escape, _report_words(results)
     models = ", ".join(sorted(results["corpora"].unique(), key=lambda s: (s.count("+"), s)))
     ks = ", ".join(map(str, sorted(results["k"].unique())))
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>speech_prefinetune report</title>"
@@ -666,9 +813,13 @@ def report_html(results: pd.DataFrame, # normalised results
              f"<p>Source: <code>{e(str(source))}</code>. {len(results)} trials; {results['corpora'].nunique()} models; "
              f"{results['speaker'].nunique()} speakers; k = {ks}. "
              f"F1 is test macro-F1.</p><p class='note'>Models: {e(models)}</p>"]
+    downstream = sorted(set(_downstreams(results)), key=corpus_rank)
+    if downstream != [DOWNSTREAM_CORPUS]:
+        parts.append(f"<p class='note'>Downstream: {e(', '.join(map(corpus_title, downstream)))}</p>")
     for name, title, note in _REPORT_SECTIONS:
+        title, note = title.format(**words), note.format(**words)
         parts += [f"<h2>{e(title)}</h2><p class='note'>{e(note)}</p>", svgs.get(name, ""), _html_table(tables[name])]
-    parts.append("<h2>Paired comparison: all four corpora vs. base</h2><p class='note'>Trials paired on "
+    parts.append(f"<h2>Paired comparison: {words['all']} vs. base</h2><p class='note'>Trials paired on "
                  "(speaker, emotion, k, trial); mean difference with a percentile-bootstrap 95% interval and the "
                  "Wilcoxon signed-rank p-value.</p>")
     if paired is not None:
@@ -677,17 +828,32 @@ def report_html(results: pd.DataFrame, # normalised results
         parts.append("<p class='note'>Needs both the full and the base model.</p>")
     for name, title, note in _METHOD_SECTIONS:
         if name in (methods or {}):
-            note = note.format(shares=shares_note)
+            title, note = title.format(**words), note.format(shares=shares_note, **words)
             parts += [f"<h2>{e(title)}</h2><p class='note'>{e(note)}</p>", _html_table(methods[name])]
     return "\n".join(parts + ["</body></html>"])
 
 # %% ../nbs/08_analysis.ipynb #f59d4373
-def _shares(esd) -> tuple[pd.DataFrame | None, str]:
+def _other_shares_note(results: pd.DataFrame) -> str:
+    "What the constant predictions of the non-ESD downstream corpora assume (empty when there are none)."
+    down, notes = _downstreams(results), []
+    for d, emotions in downstream_emotions(results).items():
+        if d == DOWNSTREAM_CORPUS:
+            continue
+        told = "test_share" in results.columns and results["test_share"][down == d].notna().any()
+        notes.append(f"{corpus_title(d)}: " + ("each trial's test composition from its rows (test_share)" if told else
+                     f"each of its {len(emotions)} emotions assumed 1/{len(emotions)} of a speaker's test split"))
+    return "; ".join(notes) + "." if notes else ""
+
+def _shares(esd, results: pd.DataFrame | None = None) -> tuple[pd.DataFrame | None, str]:
     "(`test_shares` of the ESD root `esd`, or None; the sentence the report's notes say about it)."
-    if esd is None:
-        return None, ("Constant predictions assume each emotion is 1/5 of a speaker's test split, as in ESD "
-                      "(spft report --esd ROOT reads it).")
-    return test_shares(load_corpus(DOWNSTREAM_CORPUS, esd)), f"Test composition per speaker read from {esd}."
+    others = "" if results is None else _other_shares_note(results)
+    if esd is not None:
+        shares = test_shares(load_corpus(DOWNSTREAM_CORPUS, esd))
+        return shares, f"Test composition per speaker read from {esd}. {others}".strip()
+    if others and DOWNSTREAM_CORPUS not in set(_downstreams(results)):
+        return None, f"Constant predictions: {others}"
+    return None, (f"Constant predictions assume each emotion is 1/5 of a speaker's test split, as in ESD "
+                  f"(spft report --esd ROOT reads it). {others}".strip())
 
 def method_tables(every: pd.DataFrame, # normalised results, every method and task
                   shares: pd.DataFrame | None = None, # `test_shares` (default: 1/5)
@@ -702,6 +868,8 @@ def method_tables(every: pd.DataFrame, # normalised results, every method and ta
     if (_methods(every) != "full").any():
         out["methods"] = methods_table(every)
         out["paired_methods"] = method_pairs(every, n_boot=n_boot)
+    if set(_downstreams(every)) != {DOWNSTREAM_CORPUS}:
+        out["common"] = common_table(paper_rows(every))
     if compare is not None:
         a, b = compare
         out["compare"] = paired_comparison(every, a, b, n_boot=n_boot).assign(model_a=a, model_b=b)
@@ -724,7 +892,7 @@ def write_report(results_path, # our results store (directory) or a results CSV 
     every = read_any_results(results_path)
     for name in compare or ():
         _select_model(every, name)   # an unknown name fails before anything is written
-    shares, shares_note = _shares(esd)
+    shares, shares_note = _shares(esd, every)
     results = paper_rows(every)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -740,7 +908,7 @@ def write_report(results_path, # our results store (directory) or a results CSV 
     for stale in _METHOD_FILES:   # a rerun into `out` must not keep old ones
         (out / stale).unlink(missing_ok=True)
     paired = None
-    if {FULL_MODEL, BASE_MODEL} <= set(results["corpora"]):
+    if {full_model(results), BASE_MODEL} <= set(results["corpora"]):
         paired = paired_comparison(results, "full", "base", n_boot=n_boot)
         paired.to_csv(out / "paired.csv", index=False)
     methods = method_tables(every, shares, compare, n_boot)

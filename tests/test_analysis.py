@@ -229,7 +229,7 @@ def _lines(path): return Path(path).read_text().splitlines()
     (lambda ls: [ls[0].replace("test_accuracy", "acc")] + ls[1:], "missing column(s) test_accuracy"),
     (lambda ls: [ls[0].replace(",test_macro_f1", ",f1")] + ls[1:], "not a results file"),
     (lambda ls: ls[:5] + [ls[5].replace("Angry", "Bored").replace("Neutral", "Bored")] + ls[6:], "line 6: bad emotion 'Bored'"),
-    (lambda ls: ls[:3] + ["ravdess" + ls[3][4:]] + ls[4:], "line 4: bad corpora 'ravdess'"),
+    (lambda ls: ls[:3] + ["timit" + ls[3][4:]] + ls[4:], "line 4: bad corpora 'timit'"),   # ravdess is registered
     (lambda ls: ls[:2] + [ls[2].replace("Mandarin", "Klingon")] + ls[3:], "line 3: bad language 'Klingon'"),
     (lambda ls: ls + ["base,1,Mandarin,Angry,2,0,0.5,1.7,0.5"], "bad test_macro_f1"),
     (lambda ls: ls + ["base,1,Mandarin,Angry,two,0,0.5,0.5,0.5"], "bad k 'two'"),
@@ -391,3 +391,68 @@ def test_report_of_multiclass_trials_only(tmp_path):
     assert mc.mean_f1.tolist() == pytest.approx([mean([r["macro_f1"] for r in rows if r["emotion"] == "all" and r["k"] == k])
                                                  for k in (2, 4)])
     assert "Multi-class trials" in rep.read_text()
+
+
+# ---------------------------------------------------------------- any pool of corpora, any downstream corpus
+RAV_EMOTIONS = ["neutral", "calm", "happy", "sad", "angry", "fear", "disgust", "surprise"]
+POOL = ["crema_d", "ravdess", "emodb"]   # three pre-finetuning corpora beyond the paper's (rank order)
+
+def write_pool_csv(path, seed=1):
+    "RAVDESS downstream results of the 2N + 1 design (singles, leave-one-out, all) and base, beside a few ESD rows."
+    rng, rows = random.Random(seed), []
+    sets = [()] + [(c,) for c in POOL] + [tuple(o for o in POOL if o != c) for c in POOL] + [tuple(POOL)]
+    for s in sets:
+        for spk in ("01", "02"):
+            for emo in RAV_EMOTIONS:
+                for k in (2, 8):
+                    for t in range(2):
+                        rows.append(dict(corpora="+".join(s) or "base", downstream="ravdess", speaker=spk, language="en",
+                                         emotion=emo, k=k, trial=t, macro_f1=round(rng.uniform(0.3, 0.9), 6)))
+    for emo in ("neutral", "happy", "sad"):   # ESD rows of the base model: they meet RAVDESS's on common emotions
+        rows.append(dict(corpora="base", downstream="", speaker="11", language="English", emotion=emo.capitalize(), k=2,
+                         trial=0, macro_f1=0.5))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
+    return path, rows
+
+def test_report_of_any_pool_and_downstream_corpus(tmp_path, capsys):
+    "Fig. 2/3, Table 1, Fig. 4 over a pool of three non-paper corpora on RAVDESS, constants 1/8, the common table."
+    from speech_prefinetune.cli import main as spft
+    path, rows = write_pool_csv(tmp_path / "pool.csv")
+    rav = [r for r in rows if r["downstream"] == "ravdess"]
+    out = tmp_path / "rep"
+    assert spft(["report", str(path), "--out", str(out), "--formats", "svg", "--n-boot", "100"]) == 0
+    f2 = pd.read_csv(out / "fig2.csv")
+    assert sorted(set(f2.n_corpora)) == [0, 1, 2, 3]
+    key = lambda r: frozenset(r["corpora"].split("+")) if r["corpora"] != "base" else frozenset()
+    t1 = pd.read_csv(out / "table1.csv")
+    assert t1.corpus.tolist() == POOL * 2   # per k, in rank order (registration order beyond the paper's four)
+    for r in t1.itertuples():
+        alone = mean([x["macro_f1"] for x in rav if key(x) == {r.corpus} and x["k"] == r.k])
+        others = mean([x["macro_f1"] for x in rav if key(x) == set(POOL) - {r.corpus} and x["k"] == r.k])
+        assert (r.f1_in, r.f1_ex) == pytest.approx((alone, others), abs=1e-9)
+    f3 = pd.read_csv(out / "fig3.csv")
+    assert f3.corpus.tolist() == POOL * 2
+    for r in f3.itertuples():   # cells (speaker, emotion, k) of RAVDESS, ESD's own cells kept apart
+        cells = {(x["speaker"], x["emotion"]) for x in rav if x["k"] == r.k}
+        d = [mean([x["macro_f1"] for x in rav if (x["speaker"], x["emotion"]) == c and x["k"] == r.k and r.corpus in key(x)])
+             - mean([x["macro_f1"] for x in rav if (x["speaker"], x["emotion"]) == c and x["k"] == r.k and not key(x)])
+             for c in cells]
+        assert r.delta_f1 == pytest.approx(mean(d), abs=1e-9)
+    f4 = pd.read_csv(out / "fig4.csv")   # the full model is the whole pool; emotions in ESD's, then common order
+    assert f4.query("k == 8").emotion.tolist() == ["neutral", "angry", "happy", "sad", "surprise", "fear", "disgust", "calm"]
+    full = [x["macro_f1"] for x in rav if key(x) == set(POOL) and x["k"] == 8 and x["emotion"] == "calm"]
+    assert f4.query("k == 8 and emotion == 'calm'").f1_full.item() == pytest.approx(mean(full))
+    f2m = pd.read_csv(out / "fig2_methods.csv")   # ESD rows 1/5, RAVDESS rows 1/8, averaged over the same rows
+    at = f2m.query("k == 8")
+    assert at.const_rest_f1.tolist() == pytest.approx([(1 - 1 / 8) / (2 - 1 / 8)] * len(at))
+    common = pd.read_csv(out / "common.csv").query("k == 2")
+    neutral = common.query("common == 'neutral'")
+    assert neutral.downstream.tolist() == ["esd", "ravdess"] and neutral.emotions.tolist() == ["neutral", "calm+neutral"]
+    both = [x["macro_f1"] for x in rav if x["k"] == 2 and x["emotion"] in ("neutral", "calm")]
+    assert neutral.mean_f1.tolist() == pytest.approx([0.5, mean(both)])
+    page = (out / "report.html").read_text()
+    for text in ("Downstream: ESD, RAVDESS", "on the other two", "all three corpora vs. base", "Per common emotion",
+                 "RAVDESS: each of its 8 emotions assumed 1/8"):
+        assert text in page, text
+    assert "CREMA-D" in (out / "fig3.svg").read_text()
