@@ -336,18 +336,22 @@ def _emotion_order(emotions) -> list:
     return sorted(set(emotions), key=lambda e: (rank.get(e, len(rank)), e))
 
 # %% ../nbs/08_analysis.ipynb #4efafabb
+def _fig4_keys(results: pd.DataFrame) -> list:
+    "Fig. 4's keys: (language, emotion, k), and the downstream corpus when the results hold several."
+    return ["language", "emotion", "k"] + [key for key in _cell_keys(results) if key == DOWNSTREAM_COLUMN]
+
 def fig4_table(results: pd.DataFrame # normalised results (`read_any_results`)
               ) -> pd.DataFrame:
     "Fig. 4: mean F1 of the all-corpora model (`f1_full`) and the base model (`f1_base`) per language, emotion, k."
-    keys = ["language", "emotion", "k"]
-    columns = ["language", "emotion", "k", "f1_full", "f1_base"]
+    keys = _fig4_keys(results)
+    columns = ["language", "emotion", "k", "f1_full", "f1_base", *keys[3:]]
     full = results[results["corpora"] == full_model(results)].groupby(keys)["macro_f1"].mean().rename("f1_full")
     base = results[results["corpora"] == BASE_MODEL].groupby(keys)["macro_f1"].mean().rename("f1_base")
     t = pd.concat([full, base], axis=1).reset_index()
     if t.empty:
         return pd.DataFrame(columns=columns)
     t["_order"] = t["emotion"].map({e: i for i, e in enumerate(_emotion_order(t["emotion"]))})
-    return t.sort_values(["language", "_order", "k"])[columns].reset_index(drop=True)
+    return t.sort_values(["language", "_order", "k", *keys[3:]])[columns].reset_index(drop=True)
 
 # %% ../nbs/08_analysis.ipynb #e87230e9
 def _methods(results: pd.DataFrame) -> pd.Series:
@@ -470,10 +474,12 @@ def fig4_chart(t: pd.DataFrame, # `fig4_table` output
                full: str = "all four corpora", # what the full model is called in the legend
               ) -> alt.Chart:
     "Fig. 4 as an Altair chart: full pre-finetuning vs. base across k, one panel per emotion and language."
-    d = t.melt(id_vars=["language", "emotion", "k"], value_vars=["f1_full", "f1_base"], var_name="model",
-               value_name="f1")
+    d = t.melt(id_vars=[c for c in t.columns if not c.startswith("f1_")], value_vars=["f1_full", "f1_base"],
+               var_name="model", value_name="f1")
     d["model"] = d["model"].map({"f1_full": full, "f1_base": "base (no pre-finetuning)"})
     d["language"] = d["language"].map(lambda code: LANGUAGE_NAMES.get(code, code))
+    if DOWNSTREAM_COLUMN in d.columns:   # several downstream corpora: one row of panels per language and corpus
+        d["language"] = d["language"] + " (" + d[DOWNSTREAM_COLUMN].map(corpus_title) + ")"
     lines = alt.Chart(d.dropna(subset=["f1"])).mark_line(point=True).encode(
         x=alt.X("k:O", title="k", axis=alt.Axis(labelAngle=0)),
         y=alt.Y("f1:Q", title="mean test macro-F1", scale=alt.Scale(zero=False)),
@@ -676,11 +682,11 @@ def fig4_methods(results: pd.DataFrame, # normalised results (`read_any_results`
                  shares: pd.DataFrame | None = None, # `test_shares` (default: 1/5)
                 ) -> pd.DataFrame:
     "Fig. 4 (all four corpora vs. base per language, emotion, k) of each method, beside constant predictions."
-    keys, consts, parts = ["language", "emotion", "k"], ["const_rest_f1", "const_emotion_f1"], []
+    keys, consts, parts = _fig4_keys(results), ["const_rest_f1", "const_emotion_f1"], []
     for method, rows in _by_method(results, "binary", shares):
         const = rows.groupby(keys)[consts].mean().reset_index()
         parts.append(fig4_table(rows).merge(const, on=keys, how="left").assign(method=method))
-    return _stack(parts, ["method", "language", "emotion", "k", "f1_full", "f1_base", *consts])
+    return _stack(parts, ["method", "language", "emotion", "k", "f1_full", "f1_base", *consts, *keys[3:]])
 
 
 # %% ../nbs/08_analysis.ipynb #ce4e725d
