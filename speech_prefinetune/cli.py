@@ -10,7 +10,8 @@ from functools import partial
 from itertools import combinations
 from pathlib import Path
 from . import __version__
-from .core import CORPORA, LABELS, PREFINETUNE_CORPORA, UserError, canonical_corpus, corpus_set_name
+from .core import (CORPORA, DOWNSTREAM_CORPUS, LABELS, PREFINETUNE_CORPORA, UserError, canonical_corpus,
+                                     corpus_set_name)
 from .config import (ERRORS, EXECUTORS, K_VALUES, QUIRKS, SYNTH_SIZES, PrefinetuneConfig, TrialConfig,
                                        add_config_arguments, config_from_args)
 
@@ -180,8 +181,9 @@ def prefinetune_main(args) -> int:
 # %% ../nbs/10_cli.ipynb #7a15a906
 def add_grid_arguments(p: argparse.ArgumentParser):
     "The few-shot grid's cells: speakers, emotions, k and trials per cell."
-    p.add_argument("--speakers", help="comma-separated ESD speakers (default: all)")
-    p.add_argument("--emotions", help=f"comma-separated emotions (default: {','.join(LABELS['esd'])})")
+    p.add_argument("--speakers", help="comma-separated speakers of the downstream corpus (default: all)")
+    p.add_argument("--emotions", help="comma-separated emotions (default: all of the downstream corpus's; ESD: "
+                   f"{','.join(LABELS['esd'])})")
     p.add_argument("--k", default=",".join(map(str, K_VALUES)),
                    help="comma-separated few-shot sizes (default: %(default)s)")
     p.add_argument("--trials", type=int, default=3, help="trials per cell (default: %(default)s)")
@@ -206,15 +208,25 @@ def add_fewshot_command(subparsers):
     "Register `spft fewshot`."
     p = subparsers.add_parser(
         "fewshot", help="run (or complete) the few-shot trial grid into a results store",
-        description="Adapt every model on every (ESD speaker, emotion, k, trial) and append the test metrics to a "
-                    "results store (one file per model and speaker). --method: full (fine-tune, the default), top:N "
+        description="Adapt every model on every (speaker, emotion, k, trial) of the downstream corpus (ESD, or "
+                    "--downstream NAME --root PATH) and append the test metrics to a results store (one file per "
+                    "model and speaker). --method: full (fine-tune, the default), top:N "
                     "(fine-tune the top N layers and the head), lora (LoRA adapters), linear (a logistic head on "
                     "frozen pooled features), prototype (nearest class mean), opensmile (openSMILE functionals "
                     "and a small classifier); a method other than full is stored as MODEL@TAG. Rerunning the same "
                     "command runs only what is missing.")
     p.add_argument("--models", required=True, help="comma-separated pre-finetuned model folders and/or encoder specs "
                    "(tiny-wav2vec2, a hub id, a Hugging Face folder = no pre-finetuning); NAME=SPEC names one")
-    p.add_argument("--esd", required=True, help="ESD root folder")
+    p.add_argument("--esd", help="ESD root folder (the default downstream corpus: --downstream esd --root ROOT)")
+    p.add_argument("--downstream", default=DOWNSTREAM_CORPUS, help="the few-shot target: a registered corpus with "
+                   "speakers (spft inspect --list); default: %(default)s")
+    p.add_argument("--root", help="the downstream corpus's root folder (a manifest: the file)")
+    p.add_argument("--valid-per-label", type=int, help="per-speaker split of a corpus without one: validation clips "
+                   "per (speaker, emotion) (default: 1)")
+    p.add_argument("--test-per-label", type=int, help="per-speaker split: test clips per (speaker, emotion) "
+                   "(default: 2)")
+    p.add_argument("--allow-leakage", action="store_true", help="run models pre-finetuned on the downstream corpus "
+                   "anyway (a warning: their numbers are inflated)")
     p.add_argument("--results", required=True, help="results store folder (created if missing)")
     add_grid_arguments(p)
     add_config_arguments(p, TrialConfig)
@@ -228,13 +240,23 @@ def add_fewshot_command(subparsers):
     return p
 
 # %% ../nbs/10_cli.ipynb #e1b4b567
+def _downstream_args(args) -> dict:
+    "`run_grid`'s downstream arguments from `spft fewshot`'s: `--esd ROOT`, or `--downstream NAME --root PATH`."
+    if args.esd is None and args.root is None:
+        raise UserError("spft fewshot: give the downstream corpus's root: --root PATH (or --esd ROOT for ESD)")
+    if args.esd is not None and (args.root is not None or canonical_corpus(args.downstream) != DOWNSTREAM_CORPUS):
+        raise UserError("--esd ROOT is ESD's root; with --downstream NAME give --root PATH instead (not both)")
+    split = dict(valid_per_label=args.valid_per_label, test_per_label=args.test_per_label)
+    return dict(downstream=args.downstream, root=args.root, allow_leakage=args.allow_leakage,
+                **{n: v for n, v in split.items() if v is not None})   # unset: `run_grid`'s defaults
+
 def fewshot_main(args) -> int:
     "Run `spft fewshot` (imports `grid`: torch, transformers); prints the trials and their mean test macro-F1."
     from speech_prefinetune.grid import run_grid
     df = run_grid(args.models, args.esd, args.results, speakers=args.speakers, emotions=args.emotions, k=args.k,
                   trials=args.trials, seed=args.seed, config=config_from_args(TrialConfig, args),
                   executor=args.executor, workers=args.workers, threads=args.threads, cache_dir=args.cache_dir,
-                  device=args.device, progress=not args.quiet, slurm=slurm_options(args))
+                  device=args.device, progress=not args.quiet, slurm=slurm_options(args), **_downstream_args(args))
     if len(df):
         print(f"{len(df)} trials in {args.results} (mean test macro-F1 {df.macro_f1.mean():.3f})")
     else:

@@ -459,7 +459,8 @@ def _grid_table(table, downstream, root, valid_per_label, test_per_label) -> tup
         table = downstream_table(downstream, root, valid_per_label, test_per_label)
         if not has_speaker_split(downstream, root):
             hint = (f" (the per-speaker split keeps {valid_per_label} validation and {test_per_label} test clips of "
-                    "each emotion of each speaker out of train: lower k, or valid_per_label/test_per_label)")
+                    "each emotion of each speaker out of train: lower k, or valid_per_label/test_per_label, "
+                    "--valid-per-label/--test-per-label)")
     return table, _one_corpus(table) if "corpus" in table else corpus_info(downstream).name, hint
 
 def _check_draws(table, speakers, emotions, ks, seed, name, hint):
