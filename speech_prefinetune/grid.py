@@ -504,10 +504,10 @@ def run_grid(models,                       # model folders / encoder specs (list
         raise UserError(f"executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
     if int(workers) < 1:
         raise UserError(f"workers={workers}: expected >= 1")
-    root = esd_root if root is None else root
+    root, targets = (esd_root if root is None else root), set() if table is not None else {corpus_info(downstream).name}
     table, name, hint = _grid_table(table, downstream, root, valid_per_label, test_per_label)
     refs = grid_models(models)
-    check_leakage(refs, {corpus_info(downstream).name, name}, allow_leakage)
+    check_leakage(refs, targets | {name}, allow_leakage)   # a given table is its `corpus`
     have = sorted(table["speaker"].astype(str).unique())
     speakers = _as_list(speakers) or have
     if bad := [s for s in speakers if s not in have]:
