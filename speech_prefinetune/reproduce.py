@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import torch
 from .core import (BASE_MODEL, DOWNSTREAM_CORPUS, LABELS, PREFINETUNE_CORPORA, UserError,
-                                     canonical_corpus, corpus_set_name, read_roots)
+                                     canonical_corpus, corpus_rank, corpus_set_name, read_roots)
 from .config import K_VALUES, PrefinetuneConfig, TrialConfig, config_from_args
 from .audio import load_audio
 from .corpora import header_seconds, load_corpus
 from .model import META_FILE, MultiTaskClassifier
-from .prefinetune import (CHECKPOINT, _checkpoint_layers, all_subsets, estimate_peak_memory,
-                                            load_tables, make_accelerator, make_optimizer, prefinetune_tables,
-                                            training_step)
+from .prefinetune import (CHECKPOINT, SUBSET_DESIGNS, _checkpoint_layers, estimate_peak_memory,
+                                            label_vocabularies, load_tables, make_accelerator, make_optimizer,
+                                            prefinetune_tables, subset_design, training_step)
 from .fewshot import ESD_EMOTIONS, TrialRunner, check_emotion, check_k, sample_fewshot
 from .grid import ModelRef, method_ref, ShardJob, done_cells, load_results, run_grid
 from .analysis import write_report
@@ -45,24 +45,34 @@ def _set_names(subsets, corpora) -> list[str]:
         if not corpora:
             return []
         everything = parse_subsets(["+".join(_items(corpora))])[0]
-        return [corpus_set_name(s) for s in all_subsets(tuple(everything))]
+        return [corpus_set_name(s) for s in subset_design("all-subsets", everything)]
     if isinstance(subsets, str):
         return subsets.replace(",", " ").split()
     return ["+".join(s) if isinstance(s, (tuple, list)) else str(s) for s in subsets]   # its own output too
 
-def parse_subsets(subsets=None, # sets like "iemocap+mandarin_as" (a list, or one string split on commas/spaces)
-                  corpora=PREFINETUNE_CORPORA, # without `subsets`: every non-empty subset of these (a list or a string)
+def _design(subsets) -> str | None:
+    "The design `subsets` names (a string or a one-item list of `prefinetune.SUBSET_DESIGNS`), or None."
+    items = [subsets] if isinstance(subsets, str) else list(subsets or [])
+    if len(items) == 1 and isinstance(items[0], str) and items[0].strip().lower() in SUBSET_DESIGNS:
+        return items[0].strip().lower()
+    return None
+
+def parse_subsets(subsets=None, # sets like "iemocap+mandarin_as" (a list, or a string split on commas/spaces), a design
+                  corpora=PREFINETUNE_CORPORA, # without `subsets`: every non-empty subset of these; a design's pool
+                  downstream: str = DOWNSTREAM_CORPUS, # the few-shot target corpus: no set may contain it
                  ) -> list[tuple[str, ...]]:
-    "The pre-finetuning sets to train, each a tuple of corpora in paper order, without duplicates."
+    "The pre-finetuning sets to train, each a tuple of registered corpora in `core.corpus_rank` order, no duplicates."
+    if kind := _design(subsets):
+        subsets = subset_design(kind, _items(corpora))
     out = []
     for item in _set_names(subsets, corpora):
         try:
             names = {canonical_corpus(c) for c in item.split("+") if c.strip()}
         except ValueError as e:
             raise UserError(f"subset {item!r}: {e}") from None
-        if bad := sorted(names - set(PREFINETUNE_CORPORA)):
-            raise UserError(f"subset {item!r}: {', '.join(bad)} is not a pre-finetuning corpus "
-                            f"({', '.join(PREFINETUNE_CORPORA)})")
+        if downstream in names:
+            raise UserError(f"subset {item!r}: {downstream} is the downstream corpus; pre-finetuning on it would put "
+                            f"the test speakers in the training data")
         if not names:
             raise UserError(f"subset {item!r}: empty (the base encoder is always in the grid)")
         s = tuple(corpus_set_name(names).split("+"))
@@ -151,13 +161,15 @@ def plan_trials(models, # `ModelRef`s (`grid_models`)
                 trials: int = 3, # trials per cell
                 seed: int = 0, # grid seed
                 config: TrialConfig | None = None, # trial settings (their `config_id` must match the store's)
+                table: pd.DataFrame | None = None, # the downstream table: each shard's split is checked against it
                ) -> pd.DataFrame:
     "One row per (model, speaker, k): trials of the grid done and to do in the results store."
     cells = {(e, int(kk), t) for e in emotions for kk in k for t in range(int(trials))}
     config, rows = config or TrialConfig(), []
     for m in (method_ref(ref, config) for ref in models):   # a method's trials live under NAME@TAG
         for s in speakers:
-            done = done_cells(ShardJob(model=m, speaker=str(s), cells=sorted(cells), table=None, results=str(results),
+            rows_s = None if table is None else table[table["speaker"].astype(str) == str(s)]
+            done = done_cells(ShardJob(model=m, speaker=str(s), cells=sorted(cells), table=rows_s, results=str(results),
                                         seed=seed, config=config)) & cells
             for kk in k:
                 n = sum(1 for c in done if c[1] == int(kk))
@@ -440,7 +452,7 @@ def reproduce_plan(roots, # corpora.toml (or dict corpus -> root)
     "What `reproduce` would do, what it would need, and how long it would take here; trains and writes nothing."
     pcfg, tcfg = (prefinetune_config or PrefinetuneConfig()).check(), trial_config or TrialConfig()
     subsets, out = parse_subsets(subsets), Path(out).resolve()
-    corpora = [c for c in PREFINETUNE_CORPORA if any(c in s for s in subsets)]
+    corpora = sorted({c for s in subsets for c in s}, key=corpus_rank)
     roots = check_roots(roots, corpora + [DOWNSTREAM_CORPUS])
     tables, esd = load_tables(corpora, roots, pcfg), load_corpus(DOWNSTREAM_CORPUS, roots[DOWNSTREAM_CORPUS])
     speakers, emotions, ks = check_grid(esd, speakers, emotions, k, seed)
@@ -450,8 +462,8 @@ def reproduce_plan(roots, # corpora.toml (or dict corpus -> root)
     models["train_seconds"] = [sum(secs[c]["train"] for c in s) for s in subsets]
     models["valid_seconds"] = [sum(secs[c]["valid"] for c in s) for s in subsets]
     refs = grid_models(encoder, out, subsets)
-    trials_t = plan_trials(refs, out / "results", speakers, emotions, ks, trials, seed, tcfg)
-    facts = encoder_facts(encoder, {c: LABELS[c] for c in corpora}, pcfg)
+    trials_t = plan_trials(refs, out / "results", speakers, emotions, ks, trials, seed, tcfg, esd)
+    facts = encoder_facts(encoder, label_vocabularies(tables), pcfg)
     used = esd[esd["speaker"].astype(str).isin(speakers)]   # at most: validation, test and every training clip
     feat_secs = secs[DOWNSTREAM_CORPUS]["total"] * len(used) / max(1, len(esd))
     disk = disk_plan({c: v["total"] for c, v in secs.items()}, facts["rate"], facts["n_params"], facts["n_trained"],
@@ -597,7 +609,7 @@ def reproduce(roots, # corpora.toml (or dict corpus -> root): the four corpora o
         raise UserError(f"stop_after={stop_after!r}: expected prefinetune or grid")
     pcfg, tcfg = (prefinetune_config or PrefinetuneConfig()).check(), trial_config or TrialConfig()
     subsets, out, encoder = parse_subsets(subsets), Path(out).resolve(), encoder_spec(encoder)
-    corpora = [c for c in PREFINETUNE_CORPORA if any(c in s for s in subsets)]
+    corpora = sorted({c for s in subsets for c in s}, key=corpus_rank)
     roots = check_roots(roots, corpora + [DOWNSTREAM_CORPUS])
     tables = load_tables(corpora, roots, pcfg)   # every corpus loads (layout, labels) before days of pre-finetuning
     esd = load_corpus(DOWNSTREAM_CORPUS, roots[DOWNSTREAM_CORPUS])
@@ -628,7 +640,7 @@ def reproduce_command(args, # parsed `spft reproduce` arguments (`cli.add_reprod
     "Run `spft reproduce` (or print its plan with `--dry-run`)."
     pcfg = config_from_args(PrefinetuneConfig, args).check()
     tcfg = config_from_args(TrialConfig, args, trial_names)
-    grid = dict(subsets=args.subsets or parse_subsets(corpora=args.corpora), speakers=args.speakers,
+    grid = dict(subsets=parse_subsets(args.subsets, args.corpora), speakers=args.speakers,   # a design: over --corpora
                 emotions=args.emotions, k=args.k, trials=args.trials, seed=args.seed, prefinetune_config=pcfg,
                 trial_config=tcfg, device=None if args.device == "auto" else args.device)
     if args.dry_run:

@@ -169,3 +169,18 @@ def test_corpora_without_subsets_trains_every_subset_of_them(roots, tmp_path):
                "--calibration-steps", "0", cache=tmp_path / "cache")
     assert dry.returncode == 0, dry.stderr
     assert counts(dry.stdout) == ((0, 0, 3), (4 * 5, 0, 4 * 5))   # base + 3 sets, 5 emotions each
+
+
+def test_a_design_over_corpora_beyond_the_paper(tmp_path):
+    "`--subsets leave-one-out --corpora A,B,C` plans the N sets of N - 1 corpora, any registered ones; ESD in a set: exit 2."
+    synth_corpora(tmp_path / "c", size="tiny", corpora=("iemocap", "crema_d", "ravdess", "esd"))
+    grid = [a for a in GRID if a not in ("--subsets", *SETS)]
+    dry = spft("--roots", tmp_path / "c" / "corpora.toml", "--out", tmp_path / "out", *grid, "--subsets", "leave-one-out",
+               "--corpora", "ravdess,crema_d,iemocap", "--dry-run", "--calibration-steps", "0", cache=tmp_path / "cache")
+    assert dry.returncode == 0, dry.stderr
+    assert counts(dry.stdout) == ((0, 0, 3), (4 * 5, 0, 4 * 5))   # base + 3 sets, 5 emotions each
+    for name in ("crema_d+ravdess", "iemocap+ravdess", "iemocap+crema_d"):
+        assert name in dry.stdout, dry.stdout
+    bad = spft("--roots", tmp_path / "c" / "corpora.toml", "--out", tmp_path / "out", *grid, "--subsets", "iemocap+esd",
+               "--dry-run", "--calibration-steps", "0", cache=tmp_path / "cache")
+    assert bad.returncode == 2 and "esd is the downstream corpus" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
