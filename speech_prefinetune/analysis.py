@@ -245,11 +245,9 @@ def read_any_results(path # our results store (a directory) or a CSV (ours or th
 # %% ../nbs/08_analysis.ipynb #e00f989d
 def corpus_pool(corpus_sets, # `corpora` values (canonical set names)
                ) -> tuple:
-    "The corpora compared: the paper's four if the sets name only those, else every named corpus in rank order."
+    "The corpora compared: every corpus the sets name, in `core.corpus_rank` order (none: the paper's four)."
     named = {c for s in set(corpus_sets) if s != BASE_MODEL for c in str(s).split("+")}
-    if named <= set(PREFINETUNE_CORPORA):
-        return PREFINETUNE_CORPORA
-    return tuple(sorted(named, key=corpus_rank))
+    return tuple(sorted(named, key=corpus_rank)) if named else PREFINETUNE_CORPORA
 
 def full_model(results: pd.DataFrame) -> str:
     "The set of every corpus of the results' pool (`FULL_MODEL` for the paper's four)."
