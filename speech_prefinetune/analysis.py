@@ -338,10 +338,11 @@ def _fig4_keys(results: pd.DataFrame) -> list:
     "Fig. 4's keys: (language, emotion, k), and the downstream corpus when the results hold several."
     return ["language", "emotion", "k"] + [key for key in _cell_keys(results) if key == DOWNSTREAM_COLUMN]
 
-def fig4_table(results: pd.DataFrame # normalised results (`read_any_results`)
+def fig4_table(results: pd.DataFrame, # normalised results (`read_any_results`)
+               keys: list | None = None, # the table's keys (default `_fig4_keys(results)`)
               ) -> pd.DataFrame:
     "Fig. 4: mean F1 of the all-corpora model (`f1_full`) and the base model (`f1_base`) per language, emotion, k."
-    keys = _fig4_keys(results)
+    keys = keys or _fig4_keys(results)
     columns = ["language", "emotion", "k", "f1_full", "f1_base", *keys[3:]]
     full = results[results["corpora"] == full_model(results)].groupby(keys)["macro_f1"].mean().rename("f1_full")
     base = results[results["corpora"] == BASE_MODEL].groupby(keys)["macro_f1"].mean().rename("f1_base")
@@ -679,11 +680,11 @@ def multiclass_table(results: pd.DataFrame, # normalised results
 def fig4_methods(results: pd.DataFrame, # normalised results (`read_any_results`)
                  shares: pd.DataFrame | None = None, # `test_shares` (default: 1/5)
                 ) -> pd.DataFrame:
-    "Fig. 4 (all four corpora vs. base per language, emotion, k) of each method, beside constant predictions."
+    "Fig. 4 (all corpora vs. base per language, emotion, k) of each method, beside constant predictions."
     keys, consts, parts = _fig4_keys(results), ["const_rest_f1", "const_emotion_f1"], []
     for method, rows in _by_method(results, "binary", shares):
         const = rows.groupby(keys)[consts].mean().reset_index()
-        parts.append(fig4_table(rows).merge(const, on=keys, how="left").assign(method=method))
+        parts.append(fig4_table(rows, keys).merge(const, on=keys, how="left").assign(method=method))
     return _stack(parts, ["method", "language", "emotion", "k", "f1_full", "f1_base", *consts, *keys[3:]])
 
 
