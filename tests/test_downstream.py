@@ -2,6 +2,7 @@
 per-speaker split, the leakage guard, then `spft report` on the results."""
 import json
 from pathlib import Path
+import pandas as pd
 import pytest
 import torch
 from sklearn.metrics import f1_score
@@ -124,14 +125,14 @@ def test_leakage_guard(roots, tmp_path, capsys):
                  "--trials", "1", "--max-epochs", "1", "--quiet"]) == 0
 
 
-@pytest.mark.xfail(reason="spft report on a store with ESD and RAVDESS rows: KeyError: 'downstream' in "
-                          "analysis.fig4_methods (fig4_table's frame lacks the downstream key); 08_analysis is "
-                          "another helper's, in progress", raises=KeyError, strict=False)
 def test_report_on_a_ravdess_store(store, tmp_path):
     results, _ = store
     out = tmp_path / "report"
     assert spft(["report", str(results), "--out", str(out), "--formats", "html", "--n-boot", "50"]) == 0
     assert (out / "report.html").is_file() and "ravdess" in (out / "report.html").read_text()
+    fig4 = pd.read_csv(out / "fig4.csv")
+    assert {"calm", "angry"} <= set(fig4.emotion)     # RAVDESS's calm beside ESD's angry: emotions from the data
+    assert set(pd.read_csv(out / "vs_constant.csv").model) == {"tiny-wav2vec2", "tiny-wav2vec2@linear"}
 
 
 def test_a_store_from_before_other_corpora_reads_as_esd_and_resumes_unchanged(roots, tmp_path):
