@@ -132,14 +132,17 @@ def test_multiclass_beside_binary(esd_root, tmp_path, capsys):
 
 
 def test_bench_methods_quick():
-    "bench/methods.py --quick runs and its numbers agree with each other (never how fast anything ran)."
+    "bench/methods.py --quick runs every method and its numbers agree with each other (never how fast anything ran)."
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "methods.py"), "--quick", "--threads", "1"], cwd=ROOT,
-                         env=env, capture_output=True, text=True, timeout=600, check=True).stdout
-    rows = {line[:20].strip(): line.split() for line in out.splitlines() if "trials/hour" in line}
-    assert sorted(rows) == ["full", "linear (cold)", "linear (warm)", "linear+std (warm)", "prototype (cold)",
-                            "prototype (warm)", "prototype+std (warm)"]
-    assert {r[r.index("trials") + 1] for r in rows.values()} == {"2"}
+                         env=env, capture_output=True, text=True, timeout=900, check=True).stdout
+    rows = {line.split("  trials")[0].strip(): line.split() for line in out.splitlines() if "trials/hour" in line}
+    warm = ("top:1", "top:2", "linear", "linear+std", "prototype", "opensmile", "opensmile-egemaps")
+    assert sorted(rows) == sorted(["paper protocol (Trainer)", "full", "lora",
+                                   *(f"{m} ({when})" for m in warm for when in ("cold", "warm"))])
+    assert {r[r.index("trials") + 1] for name, r in rows.items() if name != "paper protocol (Trainer)"} == {"2"}
     f1 = {name: r[r.index("mean_macro_f1") + 1] for name, r in rows.items()}
-    assert f1["linear (cold)"] == f1["linear (warm)"] and f1["prototype (cold)"] == f1["prototype (warm)"]
-    assert "linear_features_computed: 280" in out   # one speaker's 5 x (34 + 10 + 12) clips, each once
+    assert all(f1[f"{m} (cold)"] == f1[f"{m} (warm)"] for m in warm)   # a warm store gives the same trials
+    assert all("paper" in r for name, r in rows.items() if name != "paper protocol (Trainer)")   # every ratio to it
+    assert "trainable" in " ".join(rows["lora"]) and "trainable" not in " ".join(rows["linear (warm)"])
+    assert "constant_rest_macro_f1: 0.4444" in out   # 1 of 5 emotions in each test split: (1 - 1/5) / (2 - 1/5)
