@@ -11,18 +11,18 @@ from itertools import combinations
 from pathlib import Path
 from . import __version__
 from .core import (CORPORA, DOWNSTREAM_CORPUS, LABELS, PREFINETUNE_CORPORA, UserError, canonical_corpus,
-                                     corpus_set_name)
+                                     corpus_set_name, registered_corpora)
 from .config import (ERRORS, EXECUTORS, K_VALUES, QUIRKS, SYNTH_SIZES, PrefinetuneConfig, TrialConfig,
                                        add_config_arguments, config_from_args)
 
 # %% auto #0
-__all__ = ['PREFINETUNE_ALIASES', 'TINY_ENCODER_NAMES', 'PREFINETUNE_OUT', 'TRIAL_NAMES', 'DEMO', 'SUBCOMMANDS', 'HelpParser',
-           'add_synth_command', 'synth_main', 'add_inspect_command', 'inspect_main', 'corpus_option', 'CorpusOption',
-           'add_prefinetune_arguments', 'add_prefinetune_command', 'prefinetune_main', 'add_grid_arguments',
-           'add_executor_arguments', 'slurm_options', 'add_fewshot_command', 'fewshot_main', 'add_report_command',
-           'report_main', 'add_reproduce_command', 'add_dry_run_arguments', 'reproduce_main', 'demo_subsets',
-           'run_demo', 'demo_summary', 'demo_methods', 'demo_constant', 'add_demo_command', 'demo_main', 'build_parser',
-           'main']
+__all__ = ['SYNTH_ON_REQUEST', 'PREFINETUNE_ALIASES', 'TINY_ENCODER_NAMES', 'PREFINETUNE_OUT', 'TRIAL_NAMES', 'DEMO',
+           'SUBCOMMANDS', 'HelpParser', 'add_synth_command', 'synth_main', 'add_inspect_command', 'inspect_main',
+           'add_corpora_command', 'corpora_main', 'corpus_option', 'CorpusOption', 'add_prefinetune_arguments',
+           'add_prefinetune_command', 'prefinetune_main', 'add_grid_arguments', 'add_executor_arguments',
+           'slurm_options', 'add_fewshot_command', 'fewshot_main', 'add_report_command', 'report_main',
+           'add_reproduce_command', 'add_dry_run_arguments', 'reproduce_main', 'demo_subsets', 'run_demo',
+           'demo_summary', 'demo_methods', 'demo_constant', 'add_demo_command', 'demo_main', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #e2597e5b
 class HelpParser(argparse.ArgumentParser):
@@ -33,6 +33,8 @@ class HelpParser(argparse.ArgumentParser):
         return super().format_help()
 
 # %% ../nbs/10_cli.ipynb #2471e117
+SYNTH_ON_REQUEST = ("crema_d", "ravdess", "emodb")   # `synth.SYNTH_CORPORA` beyond `CORPORA`, named here: no scipy import
+
 def add_synth_command(subparsers):
     "Register `spft synth OUT [--size tiny|demo] [--seed N] [--quirk NAME ...]`."
     p = subparsers.add_parser(
@@ -49,7 +51,8 @@ def add_synth_command(subparsers):
                    help="tiny: ~800 clips of 0.6-1.2 s, seconds to write (tests); demo: ~2,100 clips of 1-2 s "
                         "(spft demo). Default: %(default)s")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.add_argument("--corpora", default="", help=f"comma-separated subset of {','.join(CORPORA)} (default: all)")
+    p.add_argument("--corpora", default="", help=f"comma-separated subset of {','.join(CORPORA)} (default: all "
+                   f"five), or of the twins written on request: {','.join(SYNTH_ON_REQUEST)}")
     p.add_argument("--esd-layout", default="official", choices=("official", "flat"),
                    help="ESD with train/evaluation/test folders (official) or without (flat). Default: %(default)s")
     p.add_argument("--podcast-audio-dir", default="Audios", choices=("Audios", "Audio"),
@@ -70,7 +73,8 @@ def synth_main(args) -> int:
 def _corpus_options_epilog() -> str:
     "The `--option`s of every corpus, for `spft inspect --help` (read from the loaders: imports `corpora`)."
     from speech_prefinetune.corpora import corpus_options
-    lines = [f"  {c}: " + (", ".join(f"{k}={v}" for k, v in corpus_options(c).items()) or "none") for c in CORPORA]
+    lines = [f"  {c}: " + (", ".join(f"{k}={v}" for k, v in corpus_options(c).items()) or "none")
+             for c in registered_corpora()]
     return ("corpus options (--option KEY=VALUE):\n" + "\n".join(lines) +
             "\n\nexample: spft inspect iemocap /data/IEMOCAP_full_release --option keep_codes=neu,hap,exc,ang,sad")
 
@@ -83,7 +87,8 @@ def add_inspect_command(subparsers):
                     "the number of speakers and the languages (and, with --durations, total hours read from "
                     "file headers).",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_corpus_options_epilog)
-    p.add_argument("name", metavar="NAME", help=f"corpus: {', '.join(CORPORA)}")
+    p.add_argument("name", metavar="NAME", help="a registered corpus (`spft corpora` lists them), e.g. "
+                   f"{', '.join(CORPORA)}")
     p.add_argument("root", metavar="ROOT", help="corpus folder (or a folder above it)")
     p.add_argument("--durations", action="store_true", help="add total hours per label (reads every file header)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="corpus option, repeatable")
@@ -97,6 +102,21 @@ def inspect_main(args) -> int:
     "Run `spft inspect` (imports `corpora`: pandas)."
     from speech_prefinetune.corpora import inspect_command
     return inspect_command(args)
+
+def add_corpora_command(subparsers):
+    "Register `spft corpora`."
+    p = subparsers.add_parser(
+        "corpora", help="list the registered corpora: labels, languages, speakers, split rule, options",
+        description="List every corpus `load_corpus` reads: the built-in ones, and those added with "
+                    "`core.register_corpus` or through the `speech_prefinetune.corpora` entry-point group.")
+    p.set_defaults(func=corpora_main)
+    return p
+
+def corpora_main(args) -> int:
+    "Run `spft corpora` (imports `corpora`: pandas)."
+    from speech_prefinetune.corpora import corpus_catalog
+    print(corpus_catalog().to_string())
+    return 0
 
 # %% ../nbs/10_cli.ipynb #a124f90a
 def corpus_option(text: str) -> tuple[str, str, object]:
@@ -134,15 +154,17 @@ PREFINETUNE_ALIASES = {   # the flags `spft prefinetune` had before its flags we
 # %% ../nbs/10_cli.ipynb #de280abb
 TINY_ENCODER_NAMES = ("tiny-wav2vec2", "tiny-hubert", "tiny-wavlm", "tiny-wav2vec2-conformer",   # `model.TINY_ENCODERS`,
                       "tiny-data2vec-audio", "tiny-unispeech-sat", "tiny-whisper")  # named here: --help imports no torch
-PREFINETUNE_OUT = "run folder (= model folder); with all-subsets, the parent of one folder per subset"
+PREFINETUNE_OUT = "run folder (= model folder); with a subset design, the parent of one folder per set"
 
 def add_prefinetune_arguments(p: argparse.ArgumentParser, # the parser to add to
                               corpora: dict | None = None, # `add_argument` keywords of --corpora (default: required)
                               out_help: str = PREFINETUNE_OUT, # help of --out
                              ) -> argparse.ArgumentParser:
     "--corpora, --roots, --encoder, --out, one flag per `PrefinetuneConfig` field (and the aliases), --quiet."
-    corpora = corpora or dict(required=True, help="comma-separated corpora (iemocap, msp_improv, msp_podcast, "
-                              "mandarin_as) or 'all-subsets' for one run per non-empty subset of the four")
+    corpora = corpora or dict(required=True, help="comma-separated registered corpora (one run), or a subset "
+                              "design, one run per set in OUT/<set>: all-subsets (the paper's four), DESIGN:CORPORA "
+                              "with DESIGN one of singles, leave-one-out, all, all-subsets (e.g. "
+                              "singles:crema_d,ravdess,emodb), or sets joined by + (iemocap+crema_d,ravdess)")
     p.add_argument("--corpora", **corpora)
     p.add_argument("--roots", required=True,
                    help="corpora.toml: corpus = \"root folder\" lines (what `spft synth` writes)")
@@ -168,12 +190,13 @@ def add_prefinetune_command(subparsers):
 # %% ../nbs/10_cli.ipynb #6f2082eb
 def prefinetune_main(args) -> int:
     "Run `spft prefinetune` (imports `prefinetune`: torch, transformers); prints the run folders."
-    from speech_prefinetune.prefinetune import prefinetune, prefinetune_all_subsets
+    from speech_prefinetune.prefinetune import design_sets, prefinetune, prefinetune_sets
     config = config_from_args(PrefinetuneConfig, args).check()
-    if args.corpora.strip() == "all-subsets":
-        runs = prefinetune_all_subsets(args.roots, args.encoder, args.out, config, progress=not args.quiet)
-    else:
+    sets = design_sets(args.corpora)   # None: one run on the listed corpora
+    if sets is None:
         runs = [prefinetune(args.corpora, args.roots, args.encoder, args.out, config, progress=not args.quiet)]
+    else:
+        runs = prefinetune_sets(sets, args.roots, args.encoder, args.out, config, progress=not args.quiet)
     for run in runs:
         print(run)
     return 0
@@ -482,7 +505,7 @@ def demo_main(args) -> int:
     return 0
 
 # %% ../nbs/10_cli.ipynb #eb0ed977
-SUBCOMMANDS = (add_synth_command, add_inspect_command, add_prefinetune_command, add_fewshot_command,
+SUBCOMMANDS = (add_synth_command, add_inspect_command, add_corpora_command, add_prefinetune_command, add_fewshot_command,
                add_report_command, add_reproduce_command, add_demo_command)   # in the order `spft --help` lists them
 
 def build_parser() -> argparse.ArgumentParser:

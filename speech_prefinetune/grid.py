@@ -273,14 +273,16 @@ class ShardJob:
 # %% ../nbs/07_grid.ipynb #fae35e2c
 def done_cells(job: ShardJob) -> set:
     "(emotion, k, trial) of `job` already in its shard file (with this seed); checks the settings and split match."
-    cid, sid, out = job.config.config_id(), split_id(job.table), set()
+    cid, out = job.config.config_id(), set()
+    sid = None if job.table is None else split_id(job.table)   # no table (a planner counting trials): not checked
     for r in read_records(job.path):
         if r.get("seed") != job.seed:
             continue
         if r.get("config_id") != cid:
             raise UserError(f"{job.path}: holds trials run with other trial settings (config {r.get('config_id')}, "
                             f"now {cid}); use another --results folder or the same settings")
-        if r.get("split_id", sid) != sid or r.get("downstream", DOWNSTREAM_CORPUS) != job.downstream:
+        moved = sid is not None and r.get("split_id", sid) != sid
+        if moved or r.get("downstream", DOWNSTREAM_CORPUS) != job.downstream:
             raise UserError(f"{job.path}: holds trials on another split of speaker {job.speaker} "
                             f"({r.get('downstream', DOWNSTREAM_CORPUS)} split {r.get('split_id')}, now "
                             f"{job.downstream} split {sid}); use another --results folder or the same corpus and "

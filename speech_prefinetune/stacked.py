@@ -379,7 +379,7 @@ def run_stack(runner: TrialRunner,  # the shard's runner: model, speaker, featur
              ) -> list[dict]:
     "Run the trials `cells` at once (each as `TrialRunner.run` would); their results, in order."
     t0, cfg, dev = time.perf_counter(), runner.config, runner.device
-    cells = [(check_emotion(e), check_k(k), int(t)) for e, k, t in cells]
+    cells = [(check_emotion(e, emotions=runner.emotions), check_k(k), int(t)) for e, k, t in cells]
     if len({k for _, k, _ in cells}) != 1:
         raise UserError(f"run_stack: trials of one k per stack, got {sorted({c[1] for c in cells})}")
     fwd, k, n = StackedForward(runner.model), cells[0][1], len(cells)

@@ -7,6 +7,7 @@ import subprocess, sys
 import pytest
 
 from speech_prefinetune.cli import build_parser
+from speech_prefinetune.core import registered_corpora
 
 HEAVY = ("torch", "transformers", "altair", "pandas")
 PROBE = f"""import sys
@@ -28,7 +29,8 @@ def spft(*args):
 
 
 @pytest.mark.parametrize("args", [("--help",), ("synth", "--help"), ("prefinetune", "--help"), ("fewshot", "--help"),
-                                  ("report", "--help"), ("reproduce", "--help"), ("demo", "--help")])
+                                  ("report", "--help"), ("reproduce", "--help"), ("demo", "--help"),
+                                  ("corpora", "--help")])
 def test_help_imports_nothing_heavy(args):
     status, out, err, heavy = spft(*args)
     assert status == 0 and out.startswith("usage: spft"), err
@@ -43,7 +45,7 @@ def test_inspect_help_lists_corpus_options_without_torch():
 
 
 @pytest.mark.parametrize("args, says", [
-    (("fewshot", "--bogus"), "the following arguments are required: --models, --esd, --results"),
+    (("fewshot", "--bogus"), "the following arguments are required: --models, --results"),
     (("fewshot", "--models", "m", "--esd", "e", "--results", "r", "--bogus"), "unrecognized arguments: --bogus"),
     (("prefinetune",), "the following arguments are required: --corpora, --roots, --out"),
     (("synth", "out", "--size", "huge"), "argument --size: invalid choice: 'huge'"),
@@ -103,4 +105,14 @@ def test_the_clis_choices_are_the_modules():
     assert set(config.SYNTH_SIZES) == set(synth.SIZES)
     from speech_prefinetune import cli, model
     assert cli.TINY_ENCODER_NAMES == model.TINY_ENCODERS   # what `--encoder`'s help lists
+    assert set(cli.CORPORA) | set(cli.SYNTH_ON_REQUEST) == set(synth.SYNTH_CORPORA)   # what `spft synth --corpora` lists
     assert core.LABELS["esd"] == tuple(fewshot.ESD_EMOTIONS)
+
+
+def test_corpora_lists_every_registered_corpus():
+    "`spft corpora` prints one row per registered corpus, with its labels."
+    status, out, err, _ = spft("corpora")
+    assert status == 0, err
+    names = [line.split()[0] for line in out.splitlines()[2:]]
+    assert names == list(registered_corpora())
+    assert "neutral,calm,happy,sad,angry,fear,disgust,surprise" in out   # RAVDESS's labels
