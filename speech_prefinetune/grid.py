@@ -248,7 +248,8 @@ def load_results(path) -> pd.DataFrame:
     df["downstream"] = df["downstream"].fillna(DOWNSTREAM_CORPUS)   # records from before other corpora: ESD
     df["f1_pos"] = pd.to_numeric(df["f1_pos"])   # null (multi-class rows) -> NaN
     df = df.drop_duplicates(subset=list(TRIAL_KEY), keep="first").reset_index(drop=True)
-    return df[list(RESULT_COLUMNS) + [c for c in df.columns if c not in RESULT_COLUMNS]]
+    extra = sorted(c for c in df.columns if c not in RESULT_COLUMNS)   # one column order, whichever records came first
+    return df[list(RESULT_COLUMNS) + extra]
 
 # %% ../nbs/07_grid.ipynb #a0b9625c
 @dataclass

@@ -1,29 +1,18 @@
 "`spft fewshot --method lora` end to end: one store with `full`, paired draws, reproducible in another process."
 import os, subprocess, sys
-from pathlib import Path
 import pandas as pd
-import pytest
-import torch
 
 from speech_prefinetune.cli import main as spft
 from speech_prefinetune.grid import load_results
-from speech_prefinetune.synth import synth_corpora
 
-ROOT = Path(__file__).resolve().parents[1]
-CLI = "import sys; from speech_prefinetune.cli import main; sys.exit(main(sys.argv[1:]))"   # `spft`
+from functools import partial
+from method_fixtures import CLI, ROOT, esd_root, fewshot_args   # noqa: F401 (esd_root: a fixture)
+
+fewshot_args = partial(fewshot_args, emotions="angry", settings=("--max-epochs", "2"))
+
 CELLS = ["emotion", "k", "trial"]
 
 
-@pytest.fixture(scope="module")
-def esd_root(tmp_path_factory):
-    torch.set_num_threads(1)
-    return synth_corpora(tmp_path_factory.mktemp("corpora"), size="tiny", corpora=("esd",))["esd"]
-
-
-def fewshot_args(esd_root, results, cache, *extra, model="tiny-wav2vec2"):
-    return ["fewshot", "--models", model, "--esd", str(esd_root), "--results", str(results), "--cache-dir", str(cache),
-            "--speakers", "0011", "--emotions", "angry", "--k", "2,4", "--trials", "2", "--max-epochs", "2",
-            "--quiet", *map(str, extra)]
 
 
 def records(results, model):

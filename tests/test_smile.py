@@ -2,29 +2,16 @@
 import os, subprocess, sys
 from pathlib import Path
 import opensmile
-import pytest
-import torch
 
 from speech_prefinetune.cli import main as spft
 from speech_prefinetune.corpora import load_corpus
 from speech_prefinetune.fewshot import sample_fewshot_multiclass
 from speech_prefinetune.grid import load_results
-from speech_prefinetune.synth import synth_corpora
 
-ROOT = Path(__file__).resolve().parents[1]
-CLI = "import sys; from speech_prefinetune.cli import main; sys.exit(main(sys.argv[1:]))"   # `spft`
+from method_fixtures import CLI, ROOT, esd_root, fewshot_args   # noqa: F401 (esd_root: a fixture)
 
 
-@pytest.fixture(scope="module")
-def esd_root(tmp_path_factory):
-    torch.set_num_threads(1)
-    return synth_corpora(tmp_path_factory.mktemp("corpora"), size="tiny", corpora=("esd",))["esd"]
 
-
-def fewshot_args(esd_root, results, cache, *extra):
-    return ["fewshot", "--models", "tiny-wav2vec2", "--esd", str(esd_root), "--results", str(results),
-            "--cache-dir", str(cache), "--speakers", "0011", "--emotions", "angry,sad", "--k", "2,4", "--trials", "2",
-            "--quiet", *map(str, extra)]
 
 
 def chunks(cache):
