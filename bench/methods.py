@@ -103,7 +103,7 @@ def line(name, results, seconds, full_rate=None, paper_rate=None, trainable=0):
     memory = f"  trainable {trainable:,} ({trainable * 16 / 2**20:.2f} MB with AdamW)" if trainable else ""
     alone = len(results) / sum(r["seconds"] for r in results) * 3600   # the trials' own time, set-up left out
     alone = f"  alone x{alone / paper_rate:,.0f} paper" if paper_rate else ""
-    print(f"{name:24s} trials {len(results):4d}  seconds {seconds:8.2f}  trials/hour {rate:12,.0f}  "
+    print(f"{name:25s} trials {len(results):4d}  seconds {seconds:8.2f}  trials/hour {rate:12,.0f}  "
           f"mean_macro_f1 {f1:.4f}{ratios}{alone}{memory}", flush=True)
     return rate
 

@@ -123,7 +123,7 @@ def test_bench_methods_quick():
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "methods.py"), "--quick", "--threads", "1"], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=900, check=True).stdout
-    rows = {line.split("  trials")[0].strip(): line.split() for line in out.splitlines() if "trials/hour" in line}
+    rows = {line.split(" trials ")[0].strip(): line.split() for line in out.splitlines() if "mean_macro_f1" in line}
     warm = ("top:1", "top:2", "linear", "linear+std", "prototype", "opensmile", "opensmile-egemaps")
     assert sorted(rows) == sorted(["paper protocol (Trainer)", "full", "lora",
                                    *(f"{m} ({when})" for m in warm for when in ("cold", "warm"))])
