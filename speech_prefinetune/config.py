@@ -41,7 +41,7 @@ def canonical_method(method: str, allowed=METHODS) -> str:
     return name if n is None else f"top:{n}"
 
 def check_lora(config):
-    "Raise a `UserError` naming the first bad `lora_*` setting of `config` (a config with those fields)."
+    "Raise a `UserError` naming the first bad `lora_*` setting of `config`; write its targets one way."
     if int(config.lora_rank) < 1:
         raise UserError(f"lora_rank={config.lora_rank!r}: expected >= 1")
     if not config.lora_alpha > 0:
@@ -49,11 +49,13 @@ def check_lora(config):
     if not 0 <= config.lora_dropout < 1:
         raise UserError(f"lora_dropout={config.lora_dropout!r}: expected 0 <= dropout < 1")
     if not lora_targets(config):
-        raise UserError(f"lora_targets={config.lora_targets!r}: expected comma-separated module names, e.g. q_proj,v_proj")
+        raise UserError(f"lora_targets={config.lora_targets!r}: expected comma-separated module names, "
+                        "e.g. q_proj,v_proj")
+    config.lora_targets = ",".join(dict.fromkeys(lora_targets(config)))   # ' q_proj, v_proj' is the same store
 
 def lora_targets(config) -> list[str]:
-    "The module names of `config.lora_targets`, in order."
-    return [t.strip() for t in str(config.lora_targets).split(",") if t.strip()]
+    "The module names of `config.lora_targets`, in order (each once)."
+    return list(dict.fromkeys(t.strip() for t in str(config.lora_targets).split(",") if t.strip()))
 
 # %% ../nbs/00a_config.ipynb #a7b87809
 TASK_SAMPLING = ("proportional", "uniform")  # how a training step picks its task (`task_probabilities`)
@@ -115,6 +117,9 @@ def check(self: PrefinetuneConfig) -> PrefinetuneConfig:
         raise UserError(f"device={self.device!r}: expected auto, cpu or cuda")
     self.method = canonical_method(self.method, PREFINETUNE_METHODS)
     check_lora(self)
+    if self.method != "full" and not self.freeze_feature_encoder:
+        raise UserError(f"method={self.method!r} trains adapters or the top layers only: the CNN stays frozen "
+                        "(drop --no-freeze-feature-encoder / --train-cnn)")
     for k in ("max_epochs", "batch_size", "tasks_per_step", "eval_batch_size", "patience"):
         if getattr(self, k) is not None and getattr(self, k) < 1:
             raise UserError(f"{k}={getattr(self, k)}: must be >= 1")

@@ -59,6 +59,7 @@ class ModuleWavLMAttention(WavLMAttention):
     def torch_multi_head_self_attention(self, hidden_states, # `[B, T, H]`
                                         attention_mask,      # `[B, T]`, 1 (True) on real frames; or None
                                         gated_position_bias, # `[B * heads, T, T]`, added to the attention logits
+                                        *args, **kwargs,     # what other transformers versions pass (output_attentions)
                                        ) -> tuple[torch.Tensor, None]:
         "Attention output `[B, T, H]` (and no weights)."
         batch, frames, _ = hidden_states.shape

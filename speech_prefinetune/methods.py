@@ -203,6 +203,8 @@ def method_runner(name: str): # a method of `METHOD_RUNNERS`
         module = importlib.import_module(f"speech_prefinetune.{module_name}")
     except ModuleNotFoundError as e:
         raise UserError(f"method={name!r} needs the module {e.name!r}, which is not installed") from e
+    except (ImportError, OSError) as e:   # e.g. a package whose native library does not load (opensmile's)
+        raise UserError(f"method={name!r}: speech_prefinetune.{module_name} does not import ({e})") from e
     if not hasattr(module, class_name):
         raise UserError(f"method={name!r}: speech_prefinetune.{module_name} has no {class_name}")
     return getattr(module, class_name)
