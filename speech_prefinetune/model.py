@@ -440,26 +440,25 @@ def encode_features(self: MultiTaskClassifier, features, frame_mask,
     hidden = self._transformer_input(features, frame_mask)
     if not all_layers:
         return self.encoder.encoder(hidden, attention_mask=frame_mask)[0]
-    with _layer_recorder(self.encoder.encoder.layers) as states:
+    with _layer_recorder(self.encoder.encoder) as states:
         self.encoder.encoder(hidden, attention_mask=frame_mask)
     return states()
 
 # %% ../nbs/04_model.ipynb #06c9ef7c
 @contextmanager
-def _layer_recorder(layers: nn.ModuleList):
-    "Record the first layer's input and each layer's output while the block runs; yields `states()`, their list."
-    first, outputs = [], {}
-    def record_input(module, args, kwargs):
-        if not first:
-            first.append(args[0] if args else kwargs["hidden_states"])
+def _layer_recorder(block: nn.Module):
+    "Record the layers' input and each layer's output while `block` (an encoder) runs; yields `states()`, their list."
+    first, outputs, layers = [], {}, block.layers
+    def record_input(module, args, output):   # the block's dropout feeds the first layer, whether LayerDrop skips it
+        first.append(output)
     def recorder(i):
         def record_output(module, args, output):
             outputs[i] = output[0] if isinstance(output, tuple) else output
         return record_output
-    handles = [layers[0].register_forward_pre_hook(record_input, with_kwargs=True)]
+    handles = [block.dropout.register_forward_hook(record_input)]
     handles += [layer.register_forward_hook(recorder(i)) for i, layer in enumerate(layers)]
     def states():
-        out = [first[0]]
+        out = [first[-1]]
         for i in range(len(layers)):
             out.append(outputs.get(i, out[-1]))
         return out
