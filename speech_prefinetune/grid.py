@@ -85,8 +85,8 @@ def has_speaker_split(name: str, # a registered corpus (any spelling `core.canon
 # %% ../nbs/07_grid.ipynb #a12e0708
 def downstream_table(name: str = DOWNSTREAM_CORPUS,  # the downstream corpus: a registered corpus with speakers
                      root=None,                       # its root folder (a manifest: the file)
-                     valid_per_label: int = VALID_PER_LABEL, # per-speaker split: validation clips per emotion
-                     test_per_label: int = TEST_PER_LABEL,   # per-speaker split: test clips per emotion
+                     valid_per_label: int | None = None, # per-speaker split: validation clips per emotion (None: 1)
+                     test_per_label: int | None = None,  # per-speaker split: test clips per emotion (None: 2)
                      speaker_split: bool | None = None,     # None: where the corpus has no per-speaker split
                      seed: int = 0,                   # salt of the per-speaker split's hash order
                      **options,                       # corpus options (`corpora.load_corpus`)
@@ -99,6 +99,13 @@ def downstream_table(name: str = DOWNSTREAM_CORPUS,  # the downstream corpus: a 
         raise UserError(f"{info.name}: give the root of the downstream corpus (root=, --root)")
     table = load_corpus(info.name, root, **options)
     resplit = not has_speaker_split(info.name, root) if speaker_split is None else speaker_split
+    split = dict(valid_per_label=valid_per_label, test_per_label=test_per_label)
+    given = [n for n, v in split.items() if v is not None]
+    if given and not resplit:
+        raise UserError(f"{info.name}: it keeps its own split (official, or the manifest's split column); "
+                        f"{' and '.join(given)} apply only to a per-speaker split: leave them out")
+    valid_per_label = VALID_PER_LABEL if valid_per_label is None else valid_per_label
+    test_per_label = TEST_PER_LABEL if test_per_label is None else test_per_label
     return per_speaker_split(table, valid_per_label, test_per_label, seed) if resplit else table
 
 # %% ../nbs/07_grid.ipynb #91b506a2
@@ -461,6 +468,8 @@ def _grid_table(table, downstream, root, valid_per_label, test_per_label) -> tup
                             "ESD) or an utterance table")
         table = downstream_table(downstream, root, valid_per_label, test_per_label)
         if not has_speaker_split(downstream, root):
+            valid_per_label = VALID_PER_LABEL if valid_per_label is None else valid_per_label
+            test_per_label = TEST_PER_LABEL if test_per_label is None else test_per_label
             hint = (f" (the per-speaker split keeps {valid_per_label} validation and {test_per_label} test clips of "
                     "each emotion of each speaker out of train: lower k, or valid_per_label/test_per_label, "
                     "--valid-per-label/--test-per-label)")
@@ -498,8 +507,8 @@ def run_grid(models,                       # model folders / encoder specs (list
              progress: bool = True,
              downstream: str = DOWNSTREAM_CORPUS, # the few-shot target: a registered corpus with speakers
              root=None,                    # its root (default: `esd_root`)
-             valid_per_label: int = VALID_PER_LABEL, # per-speaker split (`downstream_table`): valid clips per emotion
-             test_per_label: int = TEST_PER_LABEL,   # per-speaker split: test clips per emotion
+             valid_per_label: int | None = None, # per-speaker split (`downstream_table`): valid clips per emotion
+             test_per_label: int | None = None,  # per-speaker split: test clips per emotion (None: the defaults)
              allow_leakage: bool = False,  # run models pre-finetuned on the downstream corpus anyway (`check_leakage`)
             ) -> pd.DataFrame:
     "Run every missing trial of the grid into the results store; returns the grid's rows of `load_results`."

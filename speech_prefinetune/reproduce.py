@@ -12,23 +12,24 @@ import pandas as pd
 import torch
 from .core import (BASE_MODEL, DOWNSTREAM_CORPUS, LABELS, PREFINETUNE_CORPORA, UserError,
                                      canonical_corpus, corpus_rank, corpus_set_name, read_roots)
-from .config import K_VALUES, PrefinetuneConfig, TrialConfig, config_from_args
+from transformers import AutoConfig
+from .config import K_VALUES, PrefinetuneConfig, TrialConfig, config_from_args, parse_method
 from .audio import load_audio
 from .corpora import header_seconds, load_corpus
-from .model import META_FILE, MultiTaskClassifier
+from .model import META_FILE, TINY_ENCODERS, MultiTaskClassifier, tiny_config
 from .prefinetune import (CHECKPOINT, SUBSET_DESIGNS, _checkpoint_layers, estimate_peak_memory,
                                             label_vocabularies, load_tables, make_accelerator, make_optimizer,
                                             prefinetune_tables, subset_design, training_step)
-from .fewshot import ESD_EMOTIONS, TrialRunner, check_emotion, check_k, sample_fewshot
-from .grid import ModelRef, method_ref, ShardJob, done_cells, load_results, run_grid
+from .fewshot import ESD_EMOTIONS, TrialRunner, check_emotion, check_k, sample_fewshot, table_emotions
+from .grid import ModelRef, grid_emotions, method_ref, ShardJob, done_cells, load_results, run_grid
 from .analysis import write_report
 
 # %% auto #0
 __all__ = ['parse_subsets', 'check_roots', 'model_status', 'plan_models', 'encoder_spec', 'grid_models', 'plan_trials',
            'clip_seconds', 'disk_plan', 'calibration_batch', 'calibrate_prefinetune', 'full_config', 'measured_epochs',
-           'calibrate_fewshot', 'epoch_line', 'trial_epochs', 'project_hours', 'check_grid', 'corpus_seconds',
-           'encoder_facts', 'step_memory', 'reproduce_plan', 'calibrated_hours', 'format_plan', 'reproduce',
-           'reproduce_command']
+           'calibrate_fewshot', 'epoch_line', 'trial_epochs', 'project_hours', 'check_grid', 'encoder_layers',
+           'check_trial_method', 'corpus_seconds', 'encoder_facts', 'step_memory', 'reproduce_plan', 'calibrated_hours',
+           'format_plan', 'reproduce', 'reproduce_command']
 
 # %% ../nbs/12_reproduce.ipynb #ad519b41
 def _items(x, typ=str) -> list | None:
@@ -379,15 +380,17 @@ def project_hours(models: pd.DataFrame, # `plan_models` rows with the `train_sec
 def check_grid(esd: pd.DataFrame, # the ESD utterance table
                speakers=None, emotions=None, k=K_VALUES, # lists or comma-separated strings; None: all
                seed: int = 0,
+               task: str = "binary", # `TrialConfig.task`: multiclass cells are ('all', k)
               ) -> tuple[list, list, list]:
     "(speakers, emotions, k) of the grid after checking every cell can be drawn; else a `UserError`."
     have = sorted(esd["speaker"].astype(str).unique())
     speakers = _items(speakers) or have
     if bad := [s for s in speakers if s not in have]:
         raise UserError(f"speakers {', '.join(bad)} not in the ESD table (it has {', '.join(have)})")
-    emotions = [check_emotion(e) for e in (_items(emotions) or ESD_EMOTIONS)]
+    labels = table_emotions(esd)
+    emotions = [check_emotion(e, task, labels) for e in (_items(emotions) or grid_emotions(task, labels))]
     try:
-        ks = [check_k(v) for v in _items(k, int)]
+        ks = [check_k(v, task) for v in _items(k, int)]
     except ValueError as e:
         raise UserError(f"k {k!r}: {e}") from None
     for s in speakers:
@@ -395,6 +398,33 @@ def check_grid(esd: pd.DataFrame, # the ESD utterance table
             for kk in ks:
                 sample_fewshot(esd, s, e, kk, 0, seed)
     return speakers, emotions, ks
+
+# %% ../nbs/12_reproduce.ipynb #c3c17300
+def encoder_layers(encoder) -> int | None:
+    "Transformer layers of `encoder` from its config when that is cheap (tiny name, local folder); else None."
+    if str(encoder) in TINY_ENCODERS:
+        c = tiny_config(str(encoder))
+    elif (Path(str(encoder)) / "config.json").is_file():
+        c = AutoConfig.from_pretrained(str(encoder))
+    else:
+        return None
+    return getattr(c, "encoder_layers", None) or getattr(c, "num_hidden_layers", None)
+
+def check_trial_method(trial_config: TrialConfig, # the grid's trial settings
+                       prefinetune_config: PrefinetuneConfig, # the models' pre-finetuning settings
+                       encoder=None, # encoder spec (its layers bound N when `encoder_layers` knows them)
+                      ):
+    "A `UserError` if the grid's `top:N` trials cannot run on the models `reproduce` pre-finetunes."
+    name, n = parse_method(trial_config.method)
+    if name != "top":
+        return
+    if prefinetune_config.layer_weights:
+        raise UserError(f"--trial-method top:{n}: the pre-finetuned models pool a learned weighting of all layers "
+                        "(--layer-weights), which reads the frozen ones too; drop one of them")
+    layers = encoder_layers(encoder) if encoder is not None else None
+    if layers is not None and n > layers:
+        raise UserError(f"--trial-method top:{n}: encoder {encoder} has {layers} transformer layers "
+                        f"(expected N <= {layers})")
 
 # %% ../nbs/12_reproduce.ipynb #e02cbd00
 def corpus_seconds(table: pd.DataFrame, # one corpus's utterance table
@@ -455,7 +485,8 @@ def reproduce_plan(roots, # corpora.toml (or dict corpus -> root)
     corpora = sorted({c for s in subsets for c in s}, key=corpus_rank)
     roots = check_roots(roots, corpora + [DOWNSTREAM_CORPUS])
     tables, esd = load_tables(corpora, roots, pcfg), load_corpus(DOWNSTREAM_CORPUS, roots[DOWNSTREAM_CORPUS])
-    speakers, emotions, ks = check_grid(esd, speakers, emotions, k, seed)
+    check_trial_method(tcfg, pcfg, encoder)
+    speakers, emotions, ks = check_grid(esd, speakers, emotions, k, seed, tcfg.task)
     crop, ecrop = pcfg.max_seconds, pcfg.max_eval_seconds
     secs = {c: corpus_seconds(t, crop, ecrop, max_header_files) for c, t in {**tables, DOWNSTREAM_CORPUS: esd}.items()}
     models = plan_models(out, subsets)
@@ -613,7 +644,8 @@ def reproduce(roots, # corpora.toml (or dict corpus -> root): the four corpora o
     roots = check_roots(roots, corpora + [DOWNSTREAM_CORPUS])
     tables = load_tables(corpora, roots, pcfg)   # every corpus loads (layout, labels) before days of pre-finetuning
     esd = load_corpus(DOWNSTREAM_CORPUS, roots[DOWNSTREAM_CORPUS])
-    speakers, emotions, ks = check_grid(esd, speakers, emotions, k, seed)   # and every cell of the grid can be drawn
+    check_trial_method(tcfg, pcfg, encoder)
+    speakers, emotions, ks = check_grid(esd, speakers, emotions, k, seed, tcfg.task)   # every cell can be drawn
     models = plan_models(out, subsets)
     counts = ", ".join(f"{st} {int((models.status == st).sum())}" for st in ("finished", "partial", "todo"))
     print(f"[1/3] pre-finetuning {len(models)} models into {out / 'models'} ({counts})", flush=True)

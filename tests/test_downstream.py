@@ -148,3 +148,17 @@ def test_a_store_from_before_other_corpora_reads_as_esd_and_resumes_unchanged(ro
     again = run_grid("tiny-wav2vec2", roots["esd"], **kw)
     assert shard.read_bytes() == before and again.downstream.tolist() == ["esd"]
     assert again.macro_f1.tolist() == first.macro_f1.tolist()
+
+
+def test_split_options_on_a_corpus_with_its_own_split_are_refused(roots, tmp_path, capsys):
+    "--valid/--test-per-label would do nothing where the corpus keeps its own split (ESD, a manifest's split column)."
+    refused(capsys, ["fewshot", "--models", "tiny-wav2vec2", "--esd", roots["esd"], "--results", tmp_path / "r",
+                     "--test-per-label", "4", *GRID], "esd: it keeps its own split")
+    assert not (tmp_path / "r").exists()
+    rav = downstream_table("ravdess", roots["ravdess"])
+    manifest = tmp_path / "m.csv"
+    rav.assign(language="en")[["path", "speaker", "label", "split", "language"]].to_csv(manifest, index=False)
+    with pytest.raises(UserError, match="valid_per_label apply only"):
+        downstream_table("manifest", manifest, valid_per_label=3)
+    test_split = downstream_table("manifest", manifest).set_index("path")["split"]
+    assert test_split.to_dict() == rav.set_index("path")["split"].to_dict()   # the manifest's split, kept

@@ -184,3 +184,22 @@ def test_a_design_over_corpora_beyond_the_paper(tmp_path):
     bad = spft("--roots", tmp_path / "c" / "corpora.toml", "--out", tmp_path / "out", *grid, "--subsets", "iemocap+esd",
                "--dry-run", "--calibration-steps", "0", cache=tmp_path / "cache")
     assert bad.returncode == 2 and "esd is the downstream corpus" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_multiclass_dry_run_plans_all_cells(roots, tmp_path):
+    "`--task multiclass`: the plan's cells are ('all', k) with odd k allowed, one per k (not five ESD emotions)."
+    grid = [a if a != "4" else "3" for a in GRID]
+    dry = spft("--roots", roots, "--out", tmp_path / "out", *grid, "--task", "multiclass", "--dry-run",
+               "--calibration-steps", "0", cache=tmp_path / "cache")
+    assert dry.returncode == 0, dry.stderr
+    assert counts(dry.stdout) == ((0, 0, 2), (3, 0, 3))   # base + 2 sets x 1 speaker x 1 cell
+
+
+@pytest.mark.parametrize("extra,says", [(["--task", "multiclass", "--emotions", "neutral"], "emotion 'all'"),
+                                        (["--trial-method", "top:3"], "has 2 transformer layers"),
+                                        (["--trial-method", "top:1", "--layer-weights"], "--layer-weights")],
+                         ids=["multiclass-emotion", "top-too-deep", "top-layer-weights"])
+def test_bad_trial_settings_fail_before_training(roots, tmp_path, extra, says):
+    status, err = _error(["reproduce", "--roots", str(roots), "--out", str(tmp_path / "out"), *GRID, *extra])
+    assert status == 2 and says in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out" / "models").exists()
