@@ -15,12 +15,13 @@ from sklearn.neural_network import MLPClassifier
 from tqdm.auto import tqdm
 from .core import UserError, derive_seed
 from .config import SMILE_SETS, TrialConfig
-from .fewshot import (FeatureCache, check_emotion, check_k, crop_wave, cut_samples,
-    sample_fewshot, selection_f1, table_emotions, trial_metrics, trial_targets)
+from .fewshot import (FeatureCache, check_emotion, check_k, crop_wave, cut_samples, is_model_dir,
+    model_corpora, sample_fewshot, selection_f1, table_emotions, trial_metrics, trial_targets)
+from .grid import read_model_metadata
 from .methods import linear_predict, standardizer
 
 # %% auto #0
-__all__ = ['SMILE_RATE', 'SMILE_HIDDEN', 'SMILE_EPOCHS', 'SmileSet', 'SmileCache', 'mlp_predict', 'SmileRunner']
+__all__ = ['SMILE_RATE', 'SMILE_HIDDEN', 'SMILE_EPOCHS', 'SmileSet', 'SmileCache', 'mlp_predict', 'smile_corpora', 'SmileRunner']
 
 # %% ../nbs/06e_opensmile.ipynb #0a3b5605
 SMILE_RATE = 16000   # Hz: the rate clips are decoded at for openSMILE
@@ -107,6 +108,13 @@ def mlp_predict(train: np.ndarray,  # `[k, D]` training features
         net.fit(train, labels)
     return [net.predict(x) for x in clips]
 
+# %% ../nbs/06e_opensmile.ipynb #499e9c48
+def smile_corpora(model) -> str:
+    "The pre-finetuning set of `model` (a folder, a loaded classifier, a tiny name or hub id) for the trial rows."
+    if is_model_dir(model):
+        return model_corpora(read_model_metadata(model))
+    return model_corpora(getattr(model, "metadata", None))
+
 # %% ../nbs/06e_opensmile.ipynb #2b498cf8
 class SmileRunner:
     "Runs the `opensmile` trials of one (model, speaker) shard on openSMILE functionals of the speaker's clips."
@@ -120,7 +128,7 @@ class SmileRunner:
         self.config, self.speaker = config or TrialConfig(method="opensmile"), str(speaker)
         if self.config.method != "opensmile":
             raise UserError(f"SmileRunner: method={self.config.method!r}; expected opensmile")
-        self.model, self.device, self.corpora = model, torch.device("cpu"), "base"
+        self.model, self.device, self.corpora = model, torch.device("cpu"), smile_corpora(model)
         self.table = table[table["speaker"].astype(str) == self.speaker].sort_values("utt_id", kind="stable")
         self.emotions = table_emotions(self.table)   # the trial's emotions: the classes of "all"
         self.smile = SmileSet(self.config.smile_set)

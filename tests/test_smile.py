@@ -1,5 +1,5 @@
 "The `opensmile` method end to end: `spft fewshot --method opensmile` into one store with `linear`, across processes."
-import os, subprocess, sys
+import json, os, subprocess, sys
 from pathlib import Path
 import opensmile
 
@@ -61,3 +61,11 @@ def test_opensmile_multiclass(esd_root, tmp_path):
     assert set(df.emotion) == {"all"} and list(zip(df.k, df.trial)) == [(1, 0), (1, 1), (3, 0), (3, 1)]
     assert df.train_ids.tolist() == [sample_fewshot_multiclass(esd, "0011", k, t) for k, t in zip(df.k, df.trial)]
     assert df.f1_pos.isna().all() and df.macro_f1.between(0, 1).all()
+
+
+def test_smile_rows_record_the_model_corpora(tmp_path):
+    "An opensmile row of a pre-finetuned folder records its corpora (not `base`); a tiny name or hub id is base."
+    from speech_prefinetune.smile import smile_corpora
+    (tmp_path / "spft_model.json").write_text(json.dumps({"metadata": {"corpora": ["iemocap"]}}))
+    assert smile_corpora(str(tmp_path)) == smile_corpora(tmp_path) != "base"
+    assert smile_corpora("tiny-wav2vec2") == "base"
