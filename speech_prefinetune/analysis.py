@@ -258,21 +258,10 @@ def _count_word(n: int) -> str:
     words = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
     return words[n] if 0 <= n < len(words) else str(n)
 
-# %% ../nbs/08_analysis.ipynb #f1b75a6d
-def _each_downstream(table, results: pd.DataFrame) -> pd.DataFrame | None:
-    "`table` of each downstream corpus's rows with a `downstream` column when `results` hold several; else None."
-    if DOWNSTREAM_COLUMN not in results.columns or results[DOWNSTREAM_COLUMN].nunique() < 2:
-        return None
-    parts = [table(results[results[DOWNSTREAM_COLUMN] == d]).assign(downstream=d)
-             for d in results[DOWNSTREAM_COLUMN].unique()]
-    return pd.concat(parts, ignore_index=True)
-
 # %% ../nbs/08_analysis.ipynb #78626bab
 def fig2_table(results: pd.DataFrame # normalised results (`read_any_results`)
               ) -> pd.DataFrame:
     "Fig. 2: mean F1, standard error and count per (k, number of pre-finetuning corpora)."
-    if (per_downstream := _each_downstream(fig2_table, results)) is not None:
-        return per_downstream
     groups = results.groupby(["k", "n_corpora"])["macro_f1"]
     t = groups.agg(mean_f1="mean", sd="std", n="size").reset_index()
     t["se"] = t["sd"] / np.sqrt(t["n"])
@@ -294,8 +283,6 @@ def _contains_corpus(results: pd.DataFrame, corpus: str) -> pd.Series:
 def fig3_table(results: pd.DataFrame # normalised results (`read_any_results`)
               ) -> pd.DataFrame:
     "Fig. 3: per k and corpus, mean over (speaker, emotion) cells of F1(models containing c) - F1(base)."
-    if (per_downstream := _each_downstream(fig3_table, results)) is not None:
-        return per_downstream
     keys, pool = _cell_keys(results), corpus_pool(results["corpora"])
     base = results[results["corpora"] == BASE_MODEL].groupby(keys)["macro_f1"].mean()
     parts = []
@@ -315,8 +302,6 @@ def fig3_table(results: pd.DataFrame # normalised results (`read_any_results`)
 def table1(results: pd.DataFrame # normalised results (`read_any_results`)
           ) -> pd.DataFrame:
     "Table 1: per k and corpus c, F1 of {c} alone (`f1_in`), of C minus c (`f1_ex`) and their difference."
-    if (per_downstream := _each_downstream(table1, results)) is not None:
-        return per_downstream
     pool = corpus_pool(results["corpora"])
     cell = [key for key in _cell_keys(results) if key != "k"]   # (speaker, emotion[, downstream])
     cells = results.groupby(["k", "corpora", *cell])["macro_f1"].mean()
@@ -562,8 +547,6 @@ def paper_rows(results: pd.DataFrame, # normalised results (`read_any_results`)
 def methods_table(results: pd.DataFrame, # normalised results (`read_any_results`)
                  ) -> pd.DataFrame:
     "Mean F1, standard error and count per (model, corpora, method, k): one row per model and method."
-    if (per_downstream := _each_downstream(methods_table, results)) is not None:
-        return per_downstream
     groups = results.assign(method=_methods(results)).groupby(["model", "corpora", "method", "k"])["macro_f1"]
     t = groups.agg(mean_f1="mean", sd="std", n="size").reset_index()
     t["se"] = t["sd"] / np.sqrt(t["n"])
