@@ -74,15 +74,21 @@ def _model_key(self: PooledCache, model) -> str:
     return encoder_fingerprint(model)
 
 @patch
+def _clip(self: PooledCache, model, features, mask) -> torch.Tensor:
+    "What is stored for one clip (`[1, T, C]` CNN features): its pooled layers (`LayerCache`: a layer's input)."
+    return pooled_layers(model, features, mask)[0]
+
+@patch
 def _fill(self: PooledCache, model, rows, group, progress, max_seconds, crop) -> dict[str, torch.Tensor]:
-    "Pooled features of each clip of `rows` alone, from the CNN-feature cache's features."
+    "`_clip` of each clip of `rows` alone, in eval mode, from the CNN-feature cache's features."
     cnn = self.cnn.features(model, rows, group=group, progress=progress, max_seconds=max_seconds, crop=crop)
     dev, was_training, out = next(model.parameters()).device, model.training, {}
     model.eval()
     try:
-        for u, f in tqdm(cnn.items(), desc="pooled features", disable=not progress, leave=False):
+        for u, f in tqdm(cnn.items(), desc=type(self).__name__, disable=not progress, leave=False):
             mask = torch.ones(1, f.shape[0], dtype=torch.bool, device=dev)
-            out[u] = pooled_layers(model, f[None].to(dev), mask)[0].float().cpu().contiguous()
+            with torch.inference_mode():
+                out[u] = self._clip(model, f[None].to(dev), mask).float().cpu().contiguous()
     finally:
         model.train(was_training)
     self.computed += len(out)

@@ -8,26 +8,24 @@ import copy
 import pandas as pd
 import torch
 from fastcore.basics import patch
-from tqdm.auto import tqdm
 from .core import UserError
 from .config import TrialConfig, parse_method
 from .model import MultiTaskClassifier
 from .fewshot import FeatureCache, TrialRunner
-from .methods import encoder_fingerprint
+from .methods import PooledCache, encoder_fingerprint
 
 # %% auto #0
 __all__ = ['LayerCache', 'TopRunner']
 
 # %% ../nbs/06c_top.ipynb #5623444d
-class LayerCache(FeatureCache):
+class LayerCache(PooledCache):
     "The input of transformer layer `start` per clip, keyed by the whole encoder's fingerprint and `start`."
     def __init__(self, cache_dir=None,            # `<dir>/<fingerprint>-layer<start>/<group>/<chunk>.safetensors`
                  cnn: FeatureCache | None = None, # where CNN features come from (default: a fresh in-memory one)
                  start: int = 0,                  # the layer whose input is stored (0..L)
                  max_groups: int = 4):            # (fingerprint, group) entries kept in memory
-        super().__init__(cache_dir, max_groups)
-        self.cnn, self.start = cnn or FeatureCache(), int(start)
-        self.computed = 0
+        super().__init__(cache_dir, cnn, max_groups)   # PooledCache's store: only what a clip stores differs
+        self.start = int(start)
 
     @classmethod
     def beside(cls, cnn: FeatureCache, start: int) -> "LayerCache":
@@ -41,20 +39,9 @@ def _model_key(self: LayerCache, model) -> str:
     return f"{encoder_fingerprint(model)}-layer{self.start}"
 
 @patch
-def _fill(self: LayerCache, model, rows, group, progress, max_seconds, crop) -> dict[str, torch.Tensor]:
-    "The input of layer `start` of each clip of `rows`, alone and in eval mode, from the CNN-feature cache's features."
-    cnn = self.cnn.features(model, rows, group=group, progress=progress, max_seconds=max_seconds, crop=crop)
-    dev, was_training, out = next(model.parameters()).device, model.training, {}
-    model.eval()
-    try:
-        for u, f in tqdm(cnn.items(), desc=f"layer {self.start} inputs", disable=not progress, leave=False):
-            mask = torch.ones(1, f.shape[0], dtype=torch.bool, device=dev)
-            with torch.inference_mode():
-                out[u] = model.hidden_state_at(f[None].to(dev), mask, self.start)[0].float().cpu().contiguous()
-    finally:
-        model.train(was_training)
-    self.computed += len(out)
-    return out
+def _clip(self: LayerCache, model, features, mask) -> torch.Tensor:
+    "The input of layer `start` of one clip (`[1, T, C]` CNN features), `[T, H]`."
+    return model.hidden_state_at(features, mask, self.start)[0]
 
 # %% ../nbs/06c_top.ipynb #1d7232ff
 class TopRunner(TrialRunner):
